@@ -1,0 +1,48 @@
+"""Defaults, ``FASTGRAD_*`` environment switches and the thread context."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import numba
+
+#: Default central-difference step (the tutorial's float64 choice).
+DEFAULT_EPS = 1e-4
+#: Default relative tolerance of :func:`fastgrad.check`.
+DEFAULT_RTOL = 1e-5
+#: Default absolute tolerance of :func:`fastgrad.check`.
+DEFAULT_ATOL = 1e-8
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
+#: Whether compiled kernels are cached on disk (``FASTGRAD_CACHE=0`` turns it off).
+CACHE = _env_flag("FASTGRAD_CACHE", True)
+
+
+@contextlib.contextmanager
+def threads_context(threads: int | None) -> Iterator[None]:
+    """Run the body with ``threads`` Numba threads, restoring the old count.
+
+    Parameters
+    ----------
+    threads : int or None
+        Number of threads, between 1 and ``numba.config.NUMBA_NUM_THREADS``.
+        ``None`` leaves the current setting alone.
+    """
+    if threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

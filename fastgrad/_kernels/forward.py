@@ -1,0 +1,74 @@
+"""Forward pass over the flat parameter vector ``theta``."""
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit
+from .activations import activate
+from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, U_OFF, W_OFF
+
+
+@jit()
+def forward_sample(theta, layout, x, z, a):
+    """Forward pass of one sample through every layer.
+
+    Parameters
+    ----------
+    theta : ndarray of float64, shape (P,)
+        Flat parameters ``[W1.ravel(), b1, W2.ravel(), b2, ...]``.
+    layout : ndarray of int64, shape (L, N_COLS)
+        Layer table (see :mod:`fastgrad._kernels.codes`).
+    x : ndarray of float64, shape (D,)
+        The input row.
+    z, a : ndarray of float64, shape (U,)
+        Written in place: pre-activations and activations of all layers,
+        layer ``l`` at ``[layout[l, U_OFF], layout[l, U_OFF] + fan_out)``.
+
+    Notes
+    -----
+    Serial and allocation-free, so it can run inside a ``prange`` body with
+    per-chunk ``z``/``a`` buffers. The summation order is fixed (bias first,
+    then inputs in order), which keeps results bitwise reproducible.
+    """
+    for l in range(layout.shape[0]):
+        fan_in = layout[l, FAN_IN]
+        fan_out = layout[l, FAN_OUT]
+        w_off = layout[l, W_OFF]
+        b_off = layout[l, B_OFF]
+        u_off = layout[l, U_OFF]
+        for j in range(fan_out):
+            z[u_off + j] = theta[b_off + j]
+        prev = layout[l - 1, U_OFF] if l > 0 else 0
+        for i in range(fan_in):
+            ai = x[i] if l == 0 else a[prev + i]
+            row = w_off + i * fan_out
+            for j in range(fan_out):
+                z[u_off + j] += ai * theta[row + j]
+        activate(z, a, u_off, fan_out, layout[l, ACT])
+
+
+@jit(parallel=True)
+def forward_batch(theta, layout, X, Z_out, A_out):
+    """Forward pass of a batch, in parallel over samples.
+
+    Parameters
+    ----------
+    theta, layout
+        As in :func:`forward_sample`.
+    X : ndarray of float64, shape (N, D)
+    Z_out, A_out : ndarray of float64, shape (N, U)
+        Written in place: every layer's pre-activations and activations.
+    """
+    for n in prange(X.shape[0]):
+        forward_sample(theta, layout, X[n], Z_out[n], A_out[n])
+
+
+def n_units(layout):
+    """Total width ``U`` of a per-sample activation row."""
+    return int(layout[-1, U_OFF] + layout[-1, FAN_OUT])
+
+
+def empty_activations(layout, n_samples):
+    """Allocate ``(Z, A)`` buffers of shape (n_samples, U)."""
+    shape = (n_samples, n_units(layout))
+    return np.empty(shape, dtype=np.float64), np.empty(shape, dtype=np.float64)

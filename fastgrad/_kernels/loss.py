@@ -1,0 +1,69 @@
+"""Losses: per-sample terms and the batch total."""
+
+import math
+
+from ._jit import jit
+from .codes import CROSS_ENTROPY, FAN_OUT, HALF_SSE, MSE, U_OFF
+from .forward import forward_sample
+
+
+@jit()
+def sample_loss(z, a, y, layout, loss_code):
+    """One sample's unscaled loss term.
+
+    For the squared-error losses this is ``sum_k (y_k - x_k)^2``; for
+    cross-entropy ``-sum_k y_k log softmax(z)_k``, computed from the output
+    pre-activations as ``sum_k y_k (logsumexp(z) - z_k)`` so that no log of
+    a rounded-to-zero probability is taken.
+    """
+    last = layout.shape[0] - 1
+    start = layout[last, U_OFF]
+    count = layout[last, FAN_OUT]
+    total = 0.0
+    if loss_code == CROSS_ENTROPY:
+        zmax = z[start]
+        for k in range(1, count):
+            zmax = max(zmax, z[start + k])
+        s = 0.0
+        for k in range(count):
+            s += math.exp(z[start + k] - zmax)
+        lse = zmax + math.log(s)
+        for k in range(count):
+            total += y[k] * (lse - z[start + k])
+    else:
+        for k in range(count):
+            r = y[k] - a[start + k]
+            total += r * r
+    return total
+
+
+@jit()
+def loss_scale(loss_code, n_samples):
+    """Factor turning the sum of sample terms into the loss ``E``."""
+    if loss_code == MSE or loss_code == CROSS_ENTROPY:
+        return 1.0 / n_samples
+    if loss_code == HALF_SSE:
+        return 0.5
+    return 1.0
+
+
+@jit()
+def batch_loss(theta, layout, loss_code, X, Y, z, a):
+    """Loss ``E`` of the whole batch, serially, using scratch ``z``/``a`` (U,).
+
+    Samples are summed in order, so the value does not depend on threads.
+    """
+    total = 0.0
+    for n in range(X.shape[0]):
+        forward_sample(theta, layout, X[n], z, a)
+        total += sample_loss(z, a, Y[n], layout, loss_code)
+    return total * loss_scale(loss_code, X.shape[0])
+
+
+@jit()
+def loss_from_activations(Z, A, Y, layout, loss_code):
+    """Loss ``E`` from a batch's cached activations (N, U), samples in order."""
+    total = 0.0
+    for n in range(Z.shape[0]):
+        total += sample_loss(Z[n], A[n], Y[n], layout, loss_code)
+    return total * loss_scale(loss_code, Z.shape[0])

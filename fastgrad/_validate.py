@@ -1,0 +1,134 @@
+"""Input validation: turn user input into trusted float64 arrays or raise.
+
+Every message names the argument and, where it applies, the tensor and the
+index, so that a bad value can be found without a debugger. Nothing here
+writes into the caller's arrays: conversions always produce new arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _index_str(index: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(int(i)) for i in index) + ("," if len(index) == 1 else "") + ")"
+
+
+def as_float_array(value: Any, argument: str, tensor: str | None = None) -> np.ndarray:
+    """Return a new C-contiguous float64 copy of a real numeric array.
+
+    Parameters
+    ----------
+    value : array_like
+        Integer or floating values; bool, complex, object and strings raise.
+    argument : str
+        The argument's name, for messages (``"params"``, ``"X"`` ...).
+    tensor : str, optional
+        The tensor's name within the argument (``"W1"`` ...).
+
+    Raises
+    ------
+    TypeError
+        For a non-numeric, bool or complex dtype.
+    ValueError
+        For a NaN or infinite entry (the message gives its index).
+    """
+    where = f"{argument}: tensor {tensor!r}" if tensor else argument
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{where} is not a numeric array ({exc})") from None
+    kind = arr.dtype.kind
+    if kind == "b" or kind not in "iuf":
+        raise TypeError(
+            f"{where} has dtype {arr.dtype}; expected a real integer or floating dtype"
+        )
+    out = np.array(arr, dtype=np.float64, order="C", copy=True)
+    if not np.isfinite(out).all():
+        bad = np.argwhere(~np.isfinite(out))[0]
+        index = tuple(int(i) for i in bad)
+        raw = out[index] if out.ndim else out[()]
+        raise ValueError(f"{where} has a non-finite value ({raw}) at index {_index_str(index)}")
+    return out
+
+
+def check_shape(arr: np.ndarray, expected: tuple[int, ...], argument: str, tensor: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``arr.shape == expected``."""
+    if arr.shape != tuple(expected):
+        where = f"{argument}: tensor {tensor!r}" if tensor else argument
+        raise ValueError(f"{where} has shape {arr.shape}, expected {tuple(expected)}")
+
+
+def tensor_list(
+    values: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], argument: str
+) -> list[np.ndarray]:
+    """Validate a list of tensors (params or grads) against the model's shapes."""
+    if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
+        raise TypeError(
+            f"{argument} must be a list of arrays [{', '.join(names)}], got {type(values).__name__}"
+        )
+    if len(values) != len(names):
+        raise ValueError(
+            f"{argument} has {len(values)} tensors, expected {len(names)} ({', '.join(names)})"
+        )
+    out = []
+    for value, name, shape in zip(values, names, shapes):
+        arr = as_float_array(value, argument, name)
+        check_shape(arr, shape, argument, name)
+        out.append(arr)
+    return out
+
+
+def batch(X: Any, Y: Any | None, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a minibatch ``X`` (N, n_in) and targets ``Y`` (N, n_out)."""
+    Xa = as_float_array(X, "X")
+    if Xa.ndim != 2:
+        raise ValueError(f"X must be 2-D (N, {n_in}) with one row per sample, got shape {Xa.shape}")
+    if Xa.shape[0] == 0:
+        raise ValueError("X is an empty batch (N = 0); at least one sample is needed")
+    if Xa.shape[1] != n_in:
+        raise ValueError(f"X has {Xa.shape[1]} columns, expected {n_in} (sizes[0])")
+    if Y is None:
+        return Xa, None
+    Ya = as_float_array(Y, "Y")
+    if Ya.ndim != 2:
+        raise ValueError(f"Y must be 2-D (N, {n_out}) with one row per sample, got shape {Ya.shape}")
+    if Ya.shape[0] != Xa.shape[0]:
+        raise ValueError(f"Y has {Ya.shape[0]} rows but X has {Xa.shape[0]}: one target row per sample")
+    if Ya.shape[1] != n_out:
+        raise ValueError(f"Y has {Ya.shape[1]} columns, expected {n_out} (sizes[-1])")
+    return Xa, Ya
+
+
+def positive_float(value: Any, argument: str, allow_zero: bool = False) -> float:
+    """Validate a finite positive (or non-negative) real scalar."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{argument} must be a real number, got {type(value).__name__}")
+    out = float(value)
+    if not math.isfinite(out) or out < 0 or (out == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{argument} must be finite and {bound}, got {value!r}")
+    return out
+
+
+def thread_count(value: Any, maximum: int) -> int | None:
+    """Validate the ``threads`` option (None or 1..maximum)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"threads must be an int or None, got {type(value).__name__}")
+    if not 1 <= int(value) <= maximum:
+        raise ValueError(f"threads must be between 1 and {maximum} (NUMBA_NUM_THREADS), got {value}")
+    return int(value)
+
+
+def choice(value: Any, options: Sequence[str], argument: str) -> str:
+    """Validate a string option against its allowed values."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{argument} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value

@@ -1,0 +1,212 @@
+"""The public checkers: :func:`numerical_gradient` and :func:`check`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from . import _validate
+from ._config import DEFAULT_ATOL, DEFAULT_EPS, DEFAULT_RTOL, threads_context
+from ._kernels.forward import n_units
+from ._kernels.numgrad import central_diff_full
+from .model import MLP
+from .result import CheckResult, TensorSummary
+
+METHODS = ("central",)
+
+#: Floating-point work per kernel call between progress reports (and chances
+#: for Ctrl-C to land): about a tenth of a second on one core.
+BLOCK_FLOPS = 2e8
+#: ``prange`` chunks per thread within a block (load balance).
+CHUNKS_PER_THREAD = 4
+
+ProgressFn = Callable[[int, int], Any]
+
+
+def _prepare(
+    net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, threads: Any, progress: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int | None]:
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
+    _validate.choice(method, METHODS, "method")
+    eps_value = DEFAULT_EPS if eps is None else _validate.positive_float(eps, "eps")
+    n_threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a callable(done, total) or None, got {type(progress).__name__}")
+    theta = net.flatten(params)
+    Xa, Ya = net.batch(X, Y)
+    return theta, Xa, Ya, eps_value, n_threads
+
+
+def _numerical_flat(
+    net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, eps: float, progress: ProgressFn | None
+) -> np.ndarray:
+    """Central differences of every parameter, kernel-called block by block.
+
+    Blocks bound the time between progress reports and between chances for
+    ``KeyboardInterrupt`` to be raised; results do not depend on them.
+    """
+    total = net.n_params
+    out = np.empty(total, dtype=np.float64)
+    flops_per_param = 4.0 * X.shape[0] * (total + n_units(net.layout))
+    block = max(1, int(BLOCK_FLOPS // flops_per_param))
+    n_threads = numba.get_num_threads()
+    units = n_units(net.layout)
+    for start in range(0, total, block):
+        stop = min(total, start + block)
+        n_chunks = min(stop - start, n_threads * CHUNKS_PER_THREAD)
+        central_diff_full(
+            theta, net.layout, net.loss_code, X, Y, eps, start, stop, n_chunks, units, out[start:stop]
+        )
+        if progress is not None:
+            progress(stop, total)
+    return out
+
+
+def numerical_gradient(
+    net: MLP,
+    params: Any,
+    X: Any,
+    Y: Any,
+    *,
+    eps: float | None = None,
+    method: str = "central",
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
+) -> list[np.ndarray]:
+    """Numerical gradient of the loss, one parameter at a time.
+
+    For every parameter ``w``: ``(E(w + eps) - E(w - eps)) / (2 eps)``, each
+    loss a full forward pass of the batch, computed by a parallel Numba
+    kernel. The result is bitwise the same for any number of threads.
+
+    Parameters
+    ----------
+    net : MLP
+        The network.
+    params : list of array_like
+        ``[W1, b1, W2, b2, ...]``; never modified.
+    X : array_like, shape (N, D)
+        Minibatch, one row per sample.
+    Y : array_like, shape (N, K)
+        Targets.
+    eps : float, optional
+        Step; default 1e-4.
+    method : {"central"}
+        Difference formula.
+    threads : int, optional
+        Numba threads for this call (restored afterwards).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each block of parameters.
+
+    Returns
+    -------
+    list of ndarray
+        Float64 arrays shaped like ``params``.
+    """
+    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, threads, progress)
+    with threads_context(n_threads):
+        flat = _numerical_flat(net, theta, Xa, Ya, eps_value, progress)
+    return net.unflatten(flat)
+
+
+def relative_error(analytic: np.ndarray, numerical: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """``|a - n| / max(|a|, |n|, atol / rtol)``, and 0 where ``a == n``.
+
+    With this floor an entry fails (``rel > rtol``) exactly when
+    ``|a - n| > max(rtol * max(|a|, |n|), atol)``: entries whose values are
+    both below ``atol / rtol`` are judged by the absolute tolerance.
+    """
+    diff = np.abs(analytic - numerical)
+    scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), atol / rtol)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(diff == 0.0, 0.0, diff / scale)
+    return rel
+
+
+def check(
+    net: MLP,
+    params: Any,
+    X: Any,
+    Y: Any,
+    grads: Any = None,
+    *,
+    eps: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    method: str = "central",
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
+) -> CheckResult:
+    """Compare a gradient with fastgrad's numerical gradient, entry by entry.
+
+    Parameters
+    ----------
+    net, params, X, Y, eps, method, threads, progress
+        As in :func:`numerical_gradient`.
+    grads : list of array_like, optional
+        The gradient to check, shaped like ``params`` (your own backprop's
+        output); None checks ``net.backprop``. Never modified.
+    rtol : float, optional
+        Relative tolerance, > 0; default 1e-5.
+    atol : float, optional
+        Absolute tolerance, >= 0; default 1e-8.
+
+    Returns
+    -------
+    CheckResult
+        ``passed``, ``max_rel_error``, per-tensor summaries and failures.
+
+    Notes
+    -----
+    An entry with analytic value ``a`` and numerical value ``n`` fails when
+    ``|a - n| / max(|a|, |n|, atol / rtol) > rtol``.
+    """
+    started = time.perf_counter()
+    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, threads, progress)
+    rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")
+    atol_value = DEFAULT_ATOL if atol is None else _validate.positive_float(atol, "atol", allow_zero=True)
+    with threads_context(n_threads):
+        loss, own_grad = net._backprop_flat(theta, Xa, Ya)
+        analytic_flat = own_grad if grads is None else net.flatten(grads, "grads")
+        numerical_flat = _numerical_flat(net, theta, Xa, Ya, eps_value, progress)
+    analytic = net.unflatten(analytic_flat)
+    numerical = net.unflatten(numerical_flat)
+    rel = [relative_error(a, n, rtol_value, atol_value) for a, n in zip(analytic, numerical)]
+    summaries = []
+    for name, a, n, r in zip(net.tensor_names, analytic, numerical, rel):
+        worst = int(np.argmax(r))
+        index = tuple(int(i) for i in np.unravel_index(worst, a.shape))
+        n_failed = int(np.count_nonzero(r > rtol_value))
+        summaries.append(
+            TensorSummary(
+                name=name,
+                shape=a.shape,
+                passed=n_failed == 0,
+                n_failed=n_failed,
+                max_rel_error=float(r.flat[worst]),
+                worst_index=index,
+                worst_analytic=float(a.flat[worst]),
+                worst_numerical=float(n.flat[worst]),
+            )
+        )
+    return CheckResult(
+        passed=all(s.passed for s in summaries),
+        max_rel_error=max(s.max_rel_error for s in summaries),
+        tensors=summaries,
+        analytic=analytic,
+        numerical=numerical,
+        rel_error=rel,
+        rtol=rtol_value,
+        atol=atol_value,
+        eps=eps_value,
+        method=method,
+        loss=loss,
+        n_samples=Xa.shape[0],
+        seconds=time.perf_counter() - started,
+        model=repr(net),
+    )

@@ -1,0 +1,217 @@
+"""The network description: :class:`MLP`, and the flat-vector layout behind it."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _validate
+from ._kernels import codes
+from ._kernels.backprop import backprop_batch
+from ._kernels.forward import empty_activations, forward_batch
+from ._kernels.loss import loss_from_activations
+
+#: Activation names accepted for ``hidden`` and ``output``.
+ACTIVATIONS = {
+    "sigmoid": codes.SIGMOID,
+    "tanh": codes.TANH,
+    "relu": codes.RELU,
+    "leaky_relu": codes.LEAKY_RELU,
+    "softplus": codes.SOFTPLUS,
+    "identity": codes.IDENTITY,
+}
+#: Output-only activations.
+OUTPUT_ONLY = {"softmax": codes.SOFTMAX}
+#: Loss names.
+LOSSES = {
+    "mse": codes.MSE,
+    "sse": codes.SSE,
+    "half_sse": codes.HALF_SSE,
+    "cross_entropy": codes.CROSS_ENTROPY,
+}
+
+
+class MLP:
+    """A fully connected network: sizes, activations and loss; no weights.
+
+    Layer ``l`` computes ``a_l = act(a_{l-1} @ W_l + b_l)`` with ``W_l`` of
+    shape (fan_in, fan_out) and ``b_l`` of shape (fan_out,); ``a_0 = X`` has
+    one row per sample. Parameters are the list ``[W1, b1, W2, b2, ...]``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``[D, H1, ..., K]``, at least two (``[D, K]`` is a
+        linear or logistic regression).
+    hidden : str, default "sigmoid"
+        Activation of hidden layers: "sigmoid", "tanh", "relu",
+        "leaky_relu" (slope 0.01), "softplus" or "identity".
+    output : str, default "sigmoid"
+        Activation of the last layer: any of the above, or "softmax"
+        (only with ``loss="cross_entropy"``).
+    loss : str, default "mse"
+        "mse": ``E = (1/N) sum_n sum_k (y_nk - x_nk)^2`` (mean over the batch,
+        sum over outputs); "sse": ``sum_n sum_k (y - x)^2``; "half_sse":
+        ``0.5 sum_n sum_k (y - x)^2``; "cross_entropy":
+        ``-(1/N) sum_n sum_k y_nk log p_nk`` with a softmax output.
+
+    Examples
+    --------
+    >>> net = MLP([4, 5, 3])
+    >>> params = net.init(seed=0)
+    >>> [p.shape for p in params]
+    [(4, 5), (5,), (5, 3), (3,)]
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        hidden: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "mse",
+    ) -> None:
+        self.sizes = _check_sizes(sizes)
+        self.hidden = _validate.choice(hidden, list(ACTIVATIONS), "hidden")
+        self.output = _validate.choice(output, list(ACTIVATIONS) + list(OUTPUT_ONLY), "output")
+        self.loss_name = _validate.choice(loss, list(LOSSES), "loss")
+        if (self.output == "softmax") != (self.loss_name == "cross_entropy"):
+            raise ValueError(
+                "output='softmax' and loss='cross_entropy' go together "
+                f"(got output={self.output!r}, loss={self.loss_name!r})"
+            )
+        self.n_layers = len(self.sizes) - 1
+        self.tensor_names = tuple(
+            f"{kind}{l + 1}" for l in range(self.n_layers) for kind in ("W", "b")
+        )
+        self.param_shapes = [
+            shape
+            for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])
+            for shape in ((fan_in, fan_out), (fan_out,))
+        ]
+        self.layout = _build_layout(
+            self.sizes, ACTIVATIONS[self.hidden], {**ACTIVATIONS, **OUTPUT_ONLY}[self.output]
+        )
+        self.loss_code = LOSSES[self.loss_name]
+        self.offsets = np.cumsum([0] + [int(np.prod(s)) for s in self.param_shapes])
+        self.n_params = int(self.offsets[-1])
+
+    def __repr__(self) -> str:
+        return (
+            f"MLP({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, "
+            f"loss={self.loss_name!r})"
+        )
+
+    # ------------------------------------------------------------------ params
+    def init(self, seed: int | None = 0) -> list[np.ndarray]:
+        """Return a fresh random parameter list ``[W1, b1, ...]`` (float64).
+
+        Weights are Glorot-uniform, ``U(-r, r)`` with
+        ``r = sqrt(6 / (fan_in + fan_out))``, for layers with saturating or
+        linear activations, and He-normal, ``N(0, 2 / fan_in)``, for relu and
+        leaky_relu; biases are zero.
+
+        Parameters
+        ----------
+        seed : int or None, default 0
+            Seed of ``numpy.random.default_rng``.
+        """
+        rng = np.random.default_rng(seed)
+        params = []
+        for l, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            act = self.output if l == self.n_layers - 1 else self.hidden
+            if act in ("relu", "leaky_relu"):
+                W = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+            else:
+                r = np.sqrt(6.0 / (fan_in + fan_out))
+                W = rng.uniform(-r, r, size=(fan_in, fan_out))
+            params += [W.astype(np.float64), np.zeros(fan_out, dtype=np.float64)]
+        return params
+
+    def flatten(self, params: Any, argument: str = "params") -> np.ndarray:
+        """Validate ``params`` and return them as one new flat float64 vector."""
+        tensors = _validate.tensor_list(params, self.tensor_names, self.param_shapes, argument)
+        return np.concatenate([t.ravel() for t in tensors]) if tensors else np.empty(0)
+
+    def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Split a flat vector into new arrays shaped like the parameters."""
+        return [
+            theta[lo:hi].reshape(shape).copy()
+            for lo, hi, shape in zip(self.offsets[:-1], self.offsets[1:], self.param_shapes)
+        ]
+
+    def locate(self, flat_index: int) -> tuple[str, tuple[int, ...]]:
+        """Return ``(tensor name, index)`` of a flat parameter index."""
+        t = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
+        local = int(flat_index - self.offsets[t])
+        return self.tensor_names[t], tuple(int(i) for i in np.unravel_index(local, self.param_shapes[t]))
+
+    def batch(self, X: Any, Y: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate ``X`` (N, D) and ``Y`` (N, K); return float64 copies."""
+        return _validate.batch(X, Y, self.sizes[0], self.sizes[-1])
+
+    # --------------------------------------------------------------- compute
+    def _forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Z, A = empty_activations(self.layout, X.shape[0])
+        forward_batch(theta, self.layout, X, Z, A)
+        return Z, A
+
+    def forward(self, params: Any, X: Any) -> np.ndarray:
+        """Network outputs, shape (N, K), float64."""
+        theta = self.flatten(params)
+        Xa, _ = self.batch(X)
+        _, A = self._forward(theta, Xa)
+        return A[:, -self.sizes[-1]:].copy()
+
+    def loss(self, params: Any, X: Any, Y: Any) -> float:
+        """The loss ``E`` of the batch (see the class docstring)."""
+        theta = self.flatten(params)
+        Xa, Ya = self.batch(X, Y)
+        Z, A = self._forward(theta, Xa)
+        return float(loss_from_activations(Z, A, Ya, self.layout, self.loss_code))
+
+    def _backprop_flat(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        Z, A = self._forward(theta, X)
+        D = np.empty_like(Z)
+        grad = np.empty(self.n_params, dtype=np.float64)
+        backprop_batch(theta, self.layout, self.loss_code, X, Y, Z, A, D, grad)
+        return float(loss_from_activations(Z, A, Y, self.layout, self.loss_code)), grad
+
+    def backprop(self, params: Any, X: Any, Y: Any) -> list[np.ndarray]:
+        """Gradient of the loss: a list of float64 arrays shaped like params."""
+        theta = self.flatten(params)
+        Xa, Ya = self.batch(X, Y)
+        return self.unflatten(self._backprop_flat(theta, Xa, Ya)[1])
+
+
+def _check_sizes(sizes: Any) -> tuple[int, ...]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
+        raise TypeError(f"sizes must be a sequence of ints like [784, 128, 10], got {sizes!r}")
+    out = []
+    for i, s in enumerate(sizes):
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (numbers.Integral, np.integer)):
+            raise TypeError(f"sizes[{i}] must be an int, got {s!r}")
+        if s < 1:
+            raise ValueError(f"sizes[{i}] must be >= 1, got {s}")
+        out.append(int(s))
+    if len(out) < 2:
+        raise ValueError(f"sizes needs at least an input and an output width, got {list(sizes)}")
+    return tuple(out)
+
+
+def _build_layout(sizes: tuple[int, ...], hidden_code: int, output_code: int) -> np.ndarray:
+    layout = np.zeros((len(sizes) - 1, codes.N_COLS), dtype=np.int64)
+    offset = 0
+    units = 0
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layout[l, codes.FAN_IN] = fan_in
+        layout[l, codes.FAN_OUT] = fan_out
+        layout[l, codes.W_OFF] = offset
+        layout[l, codes.B_OFF] = offset + fan_in * fan_out
+        layout[l, codes.U_OFF] = units
+        layout[l, codes.ACT] = output_code if l == len(sizes) - 2 else hidden_code
+        offset += fan_in * fan_out + fan_out
+        units += fan_out
+    return layout
