@@ -11,28 +11,22 @@ import numpy as np
 
 from . import _validate
 from ._config import DEFAULT_ATOL, DEFAULT_EPS, DEFAULT_RTOL, threads_context
-from ._kernels.forward import n_units
-from ._kernels.numgrad import central_diff_full
+from .engines import ENGINES, numerical_flat
 from .model import MLP
 from .result import CheckResult, TensorSummary
 
 METHODS = ("central",)
 
-#: Floating-point work per kernel call between progress reports (and chances
-#: for Ctrl-C to land): about a tenth of a second on one core.
-BLOCK_FLOPS = 2e8
-#: ``prange`` chunks per thread within a block (load balance).
-CHUNKS_PER_THREAD = 4
-
 ProgressFn = Callable[[int, int], Any]
 
 
 def _prepare(
-    net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, threads: Any, progress: Any
+    net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, engine: Any, threads: Any, progress: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int | None]:
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
     _validate.choice(method, METHODS, "method")
+    _validate.choice(engine, ENGINES, "engine")
     eps_value = DEFAULT_EPS if eps is None else _validate.positive_float(eps, "eps")
     n_threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)
     if progress is not None and not callable(progress):
@@ -40,31 +34,6 @@ def _prepare(
     theta = net.flatten(params)
     Xa, Ya = net.batch(X, Y)
     return theta, Xa, Ya, eps_value, n_threads
-
-
-def _numerical_flat(
-    net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, eps: float, progress: ProgressFn | None
-) -> np.ndarray:
-    """Central differences of every parameter, kernel-called block by block.
-
-    Blocks bound the time between progress reports and between chances for
-    ``KeyboardInterrupt`` to be raised; results do not depend on them.
-    """
-    total = net.n_params
-    out = np.empty(total, dtype=np.float64)
-    flops_per_param = 4.0 * X.shape[0] * (total + n_units(net.layout))
-    block = max(1, int(BLOCK_FLOPS // flops_per_param))
-    n_threads = numba.get_num_threads()
-    units = n_units(net.layout)
-    for start in range(0, total, block):
-        stop = min(total, start + block)
-        n_chunks = min(stop - start, n_threads * CHUNKS_PER_THREAD)
-        central_diff_full(
-            theta, net.layout, net.loss_code, X, Y, eps, start, stop, n_chunks, units, out[start:stop]
-        )
-        if progress is not None:
-            progress(stop, total)
-    return out
 
 
 def numerical_gradient(
@@ -75,6 +44,7 @@ def numerical_gradient(
     *,
     eps: float | None = None,
     method: str = "central",
+    engine: str = "full",
     threads: int | None = None,
     progress: ProgressFn | None = None,
 ) -> list[np.ndarray]:
@@ -108,9 +78,9 @@ def numerical_gradient(
     list of ndarray
         Float64 arrays shaped like ``params``.
     """
-    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, threads, progress)
+    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
     with threads_context(n_threads):
-        flat = _numerical_flat(net, theta, Xa, Ya, eps_value, progress)
+        flat = numerical_flat(net, theta, Xa, Ya, eps_value, engine, progress)
     return net.unflatten(flat)
 
 
@@ -119,12 +89,15 @@ def relative_error(analytic: np.ndarray, numerical: np.ndarray, rtol: float, ato
 
     With this floor an entry fails (``rel > rtol``) exactly when
     ``|a - n| > max(rtol * max(|a|, |n|), atol)``: entries whose values are
-    both below ``atol / rtol`` are judged by the absolute tolerance.
+    both below ``atol / rtol`` are judged by the absolute tolerance. A NaN or
+    infinite value on either side (e.g. an overflowing loss) gives ``inf``.
     """
-    diff = np.abs(analytic - numerical)
-    scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), atol / rtol)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        diff = np.abs(analytic - numerical)
+        scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), atol / rtol)
         rel = np.where(diff == 0.0, 0.0, diff / scale)
+    # a non-finite value on either side (the loss overflowed) is never a pass
+    rel[~(np.isfinite(analytic) & np.isfinite(numerical))] = np.inf
     return rel
 
 
@@ -139,6 +112,7 @@ def check(
     rtol: float | None = None,
     atol: float | None = None,
     method: str = "central",
+    engine: str = "full",
     threads: int | None = None,
     progress: ProgressFn | None = None,
 ) -> CheckResult:
@@ -167,15 +141,15 @@ def check(
     ``|a - n| / max(|a|, |n|, atol / rtol) > rtol``.
     """
     started = time.perf_counter()
-    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, threads, progress)
+    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
     rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")
     atol_value = DEFAULT_ATOL if atol is None else _validate.positive_float(atol, "atol", allow_zero=True)
     with threads_context(n_threads):
         loss, own_grad = net._backprop_flat(theta, Xa, Ya)
         analytic_flat = own_grad if grads is None else net.flatten(grads, "grads")
-        numerical_flat = _numerical_flat(net, theta, Xa, Ya, eps_value, progress)
+        numerical = numerical_flat(net, theta, Xa, Ya, eps_value, engine, progress)
     analytic = net.unflatten(analytic_flat)
-    numerical = net.unflatten(numerical_flat)
+    numerical = net.unflatten(numerical)
     rel = [relative_error(a, n, rtol_value, atol_value) for a, n in zip(analytic, numerical)]
     summaries = []
     for name, a, n, r in zip(net.tensor_names, analytic, numerical, rel):

@@ -34,7 +34,8 @@ class DemoCase(NamedTuple):
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     """Return the logistic function ``1 / (1 + exp(-z))`` elementwise."""
-    return 1.0 / (1.0 + np.exp(-z))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return out
 
 
 def tutorial_backprop(
@@ -87,7 +88,8 @@ def linear_regression_gradient(
         The gradient with respect to ``w0..wD``.
     """
     X0 = np.hstack([np.ones((X.shape[0], 1), dtype=np.float64), X])
-    return X0.T @ (X0 @ w - Y)
+    grad: np.ndarray = X0.T @ (X0 @ w - Y)
+    return grad
 
 
 def _timed_check(
@@ -149,15 +151,17 @@ def linear_regression_case(progress: Progress | None = None) -> DemoCase:
         f"One gradient-descent step (lr 0.01) from the initial weights: "
         f"E {loss_before:.6g} -> {loss_after:.6g}."
     )
-    return DemoCase("linear regression, one gradient-descent step", description,
-                    result, seconds)
+    return DemoCase(
+        "linear regression, one gradient-descent step", description, result, seconds
+    )
 
 
 def random_network_case(progress: Progress | None = None) -> DemoCase:
     """Check ``net.backprop`` of a 64-32-16-10 tanh/softmax net (N=32)."""
     rng = np.random.default_rng(2)
-    net = fastgrad.MLP([64, 32, 16, 10], hidden="tanh", output="softmax",
-              loss="cross_entropy")
+    net = fastgrad.MLP(
+        [64, 32, 16, 10], hidden="tanh", output="softmax", loss="cross_entropy"
+    )
     params = net.init(seed=2)
     X = rng.standard_normal((32, 64))
     Y = np.eye(10)[rng.integers(0, 10, size=32)]

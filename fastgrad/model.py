@@ -99,10 +99,8 @@ class MLP:
         self.n_params = int(self.offsets[-1])
 
     def __repr__(self) -> str:
-        return (
-            f"MLP({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, "
-            f"loss={self.loss_name!r})"
-        )
+        hidden = f"hidden={self.hidden!r}, " if self.n_layers > 1 else ""
+        return f"MLP({list(self.sizes)}, {hidden}output={self.output!r}, loss={self.loss_name!r})"
 
     # ------------------------------------------------------------------ params
     def init(self, seed: int | None = 0) -> list[np.ndarray]:

@@ -5,12 +5,11 @@ from numba import prange
 
 from ._jit import jit
 from .loss import batch_loss
-from .ranges import chunk_bounds
 
 
 @jit(parallel=True)
-def central_diff_full(theta, layout, loss_code, X, Y, eps, start, stop, n_chunks, n_units, out):
-    """Central differences ``(E(w + eps) - E(w - eps)) / (2 eps)`` for a range.
+def central_diff_full(theta, layout, loss_code, X, Y, eps, order, bounds, n_units, out):
+    """Central differences ``(E(w + eps) - E(w - eps)) / (2 eps)`` of chosen parameters.
 
     Parameters
     ----------
@@ -22,14 +21,15 @@ def central_diff_full(theta, layout, loss_code, X, Y, eps, start, stop, n_chunks
     Y : ndarray of float64, shape (N, K)
     eps : float
         Step, > 0.
-    start, stop : int
-        Parameter indices ``[start, stop)`` to differentiate.
-    n_chunks : int
-        Number of ``prange`` chunks; any value gives the same result.
+    order : ndarray of int64
+        Flat parameter indices.
+    bounds : ndarray of int64, shape (n_chunks + 1,)
+        Chunk ``c`` handles ``order[bounds[c]:bounds[c + 1]]``; any chunking
+        gives the same result.
     n_units : int
         Width ``U`` of a per-sample activation row.
-    out : ndarray of float64, shape (stop - start,)
-        Written: ``out[p - start]`` is the derivative for parameter ``p``.
+    out : ndarray of float64, shape (P,)
+        Written at ``out[p]`` for every handled parameter ``p``.
 
     Notes
     -----
@@ -40,20 +40,16 @@ def central_diff_full(theta, layout, loss_code, X, Y, eps, start, stop, n_chunks
     for any thread count and any ``n_chunks``. Each loss costs a full forward
     pass of the batch: O(N * P) per parameter.
     """
-    bounds = chunk_bounds(start, stop, n_chunks)
-    for c in prange(n_chunks):
-        lo = bounds[c]
-        hi = bounds[c + 1]
-        if lo == hi:
-            continue
+    for c in prange(bounds.shape[0] - 1):
         th = theta.copy()
         z = np.empty(n_units, dtype=np.float64)
         a = np.empty(n_units, dtype=np.float64)
-        for p in range(lo, hi):
+        for b in range(bounds[c], bounds[c + 1]):
+            p = order[b]
             saved = th[p]
             th[p] = saved + eps
             e_plus = batch_loss(th, layout, loss_code, X, Y, z, a)
             th[p] = saved - eps
             e_minus = batch_loss(th, layout, loss_code, X, Y, z, a)
             th[p] = saved
-            out[p - start] = (e_plus - e_minus) / (2.0 * eps)
+            out[p] = (e_plus - e_minus) / (2.0 * eps)

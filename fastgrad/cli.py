@@ -1,0 +1,496 @@
+"""Command line: ``fastgrad demo`` and ``fastgrad check``.
+
+Exit status: 0 when every check passes, 1 when a check fails, 2 for bad usage
+or bad input (one ``fastgrad: error: ...`` line on stderr), 3 for an
+unexpected internal error (with its traceback), 130 when interrupted and 141
+when stdout is closed early.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import traceback
+import zipfile
+from collections.abc import Iterator, Sequence
+from typing import IO, NoReturn
+
+import numpy as np
+
+import fastgrad
+
+PROG = "fastgrad"
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPT, EXIT_BROKEN_PIPE = 130, 141  # 128 + SIGINT, 128 + SIGPIPE
+
+
+class UsageError(Exception):
+    """Bad command line or bad input file; reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that raises :class:`UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+class _Progress:
+    """``progress(done, total)`` callback drawing one updating line on a TTY."""
+
+    def __init__(self, stream: IO[str], label: str, interval: float = 0.1) -> None:
+        self.stream = stream
+        self.label = label
+        self.interval = interval
+        self._start = time.perf_counter()
+        self._last = -1.0
+        self._open = False
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        finished = done >= total
+        if not finished and now - self._last < self.interval:
+            return
+        self._last = now
+        pct = 100.0 * done / total if total > 0 else 100.0
+        self.stream.write(
+            f"\r{self.label}: {done}/{total} parameters ({pct:5.1f}%), "
+            f"{now - self._start:.1f} s"
+        )
+        if finished:
+            self.stream.write("\n")
+            self._start = time.perf_counter()  # the demo reuses the display
+        self._open = not finished
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End a line left open by an interrupted check."""
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
+
+
+def _progress_for(label: str) -> _Progress | None:
+    stream = sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        return _Progress(stream, label)
+    return None
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 784,128,10, got {text!r}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``fastgrad`` argument parser."""
+    parser = _Parser(
+        prog=PROG,
+        description="Numerically check neural-network gradients (central differences).",
+        epilog="Exit status: 0 pass, 1 check failed, 2 bad usage or input, "
+        "3 internal error, 130 interrupted.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {fastgrad.__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser(
+        "demo",
+        help="check the tutorial nets and a larger random net",
+        description="Check the tutorial 1-hidden-layer sigmoid MSE net against its "
+        "hand-written backprop, the linear regression gradient X^T (Yhat - Y) of "
+        "one gradient-descent step, and net.backprop of a 64-32-16-10 tanh net.",
+    )
+
+    chk = sub.add_parser(
+        "check",
+        help="check net.backprop (or given gradients) for an MLP",
+        description="Check the gradient of an MLP: net.backprop by default, or the "
+        "gradients in --grads. Parameters are random (net.init(seed)) unless "
+        "--params is given; data are random (X standard normal, Y uniform in "
+        "[0, 1) or one-hot rows for cross_entropy) unless --data is given.",
+    )
+    chk.add_argument(
+        "--sizes",
+        type=_sizes,
+        metavar="D,H1,...,K",
+        help="layer sizes, e.g. 784,128,10 (inferred from --params when omitted)",
+    )
+    chk.add_argument(
+        "--hidden",
+        default="sigmoid",
+        help="hidden activation: sigmoid, tanh, relu, leaky_relu, "
+        "softplus, identity (default: sigmoid)",
+    )
+    chk.add_argument(
+        "--output",
+        default=None,
+        help="output activation, or softmax with cross_entropy "
+        "(default: softmax for cross_entropy, else sigmoid)",
+    )
+    chk.add_argument(
+        "--loss",
+        default="mse",
+        help="mse, sse, half_sse or cross_entropy (default: mse)",
+    )
+    chk.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rows of random data (default: 64; not with --data)",
+    )
+    chk.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of random parameters and data (default: 0)",
+    )
+    chk.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="central-difference step (default: 1e-4)",
+    )
+    chk.add_argument(
+        "--rtol", type=float, default=None, help="relative tolerance (default: 1e-5)"
+    )
+    chk.add_argument(
+        "--atol", type=float, default=None, help="absolute tolerance (default: 1e-8)"
+    )
+    chk.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="T",
+        help="Numba threads for the check (default: all)",
+    )
+    chk.add_argument(
+        "--params",
+        metavar="FILE.npz",
+        help="parameters to check, keys W1, b1, W2, b2, ...",
+    )
+    chk.add_argument("--data", metavar="FILE.npz", help="data, keys X and Y")
+    chk.add_argument(
+        "--grads",
+        metavar="FILE.npz",
+        help="gradients to check instead of net.backprop, keys W1, b1, ...",
+    )
+    chk.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the result as JSON to FILE ('-' for stdout)",
+    )
+    return parser
+
+
+# ---------------------------------------------------------------------- npz input
+
+
+def _open_npz(path: str, role: str) -> np.lib.npyio.NpzFile:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{role} file {path!r}: cannot read: {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UsageError(f"{role} file {path!r}: not an .npz archive")
+    return archive
+
+
+def _read_key(
+    archive: np.lib.npyio.NpzFile, key: str, path: str, role: str
+) -> np.ndarray:
+    if key not in archive.files:
+        found = ", ".join(archive.files) or "none"
+        raise UsageError(f"{role} file {path!r}: missing key {key!r} (found: {found})")
+    try:
+        return np.asarray(archive[key])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{role} file {path!r}: key {key!r}: {exc}") from None
+
+
+def load_tensors(path: str, role: str) -> list[np.ndarray]:
+    """Read ``W1, b1, W2, b2, ...`` from an .npz file, in layer order.
+
+    Parameters
+    ----------
+    path : str
+        The .npz file; loaded with ``allow_pickle=False``.
+    role : str
+        ``"params"`` or ``"grads"``, used in error messages.
+
+    Returns
+    -------
+    list of ndarray
+        ``[W1, b1, ..., WL, bL]``.
+
+    Raises
+    ------
+    UsageError
+        If the file cannot be read, a key is missing, or there are extra keys.
+    """
+    with _open_npz(path, role) as archive:
+        n_layers = 0
+        while f"W{n_layers + 1}" in archive.files:
+            n_layers += 1
+        names = [
+            f"{p}{layer}"
+            for layer in range(1, max(n_layers, 1) + 1)
+            for p in ("W", "b")
+        ]
+        tensors = [_read_key(archive, name, path, role) for name in names]
+        extra = sorted(set(archive.files) - set(names))
+        if extra:
+            raise UsageError(
+                f"{role} file {path!r}: unexpected key(s) {', '.join(extra)} "
+                f"(expected {', '.join(names)})"
+            )
+    return tensors
+
+
+def load_data(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``X`` and ``Y`` from an .npz file (``allow_pickle=False``)."""
+    with _open_npz(path, "data") as archive:
+        return _read_key(archive, "X", path, "data"), _read_key(
+            archive, "Y", path, "data"
+        )
+
+
+def infer_sizes(params: list[np.ndarray]) -> list[int]:
+    """Return ``[D, H1, ..., K]`` from the weight shapes ``W_l (fan_in, fan_out)``."""
+    weights = params[0::2]
+    for layer, W in enumerate(weights, start=1):
+        if W.ndim != 2:
+            raise UsageError(
+                f"params: tensor 'W{layer}' has shape {W.shape}, expected 2-D "
+                "(fan_in, fan_out); pass --sizes"
+            )
+    return [int(weights[0].shape[0])] + [int(W.shape[1]) for W in weights]
+
+
+# ------------------------------------------------------------------------ commands
+
+
+@contextlib.contextmanager
+def _input_errors() -> Iterator[None]:
+    """Re-raise fastgrad's input errors (ValueError, TypeError) as UsageError."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _print_result(result: fastgrad.CheckResult, seconds: float, out: IO[str]) -> None:
+    print(str(result), file=out)
+    print(
+        f"time: {seconds:.3f} s for {result.n_params} parameters (includes Numba "
+        "compilation when the kernels are not cached yet)",
+        file=out,
+    )
+
+
+def _random_data(
+    sizes: Sequence[int], loss: str, batch: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((batch, sizes[0]))
+    if loss == "cross_entropy":
+        Y = np.eye(sizes[-1], dtype=np.float64)[rng.integers(0, sizes[-1], size=batch)]
+    else:
+        Y = rng.uniform(0.0, 1.0, size=(batch, sizes[-1]))
+    return X, Y
+
+
+def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
+    """Run ``fastgrad check``; return the exit status."""
+    if args.data is not None and args.batch is not None:
+        raise UsageError("--batch cannot be used with --data (the batch is X's rows)")
+    if args.batch is not None and args.batch < 1:
+        raise UsageError(f"--batch must be a positive integer, got {args.batch}")
+    params = load_tensors(args.params, "params") if args.params else None
+    if args.sizes is not None:
+        sizes = args.sizes
+    elif params is not None:
+        sizes = infer_sizes(params)
+    else:
+        raise UsageError("--sizes is required unless --params is given")
+    output = args.output
+    if output is None:
+        output = "softmax" if args.loss == "cross_entropy" else "sigmoid"
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    with _input_errors():
+        net = fastgrad.MLP(sizes, hidden=args.hidden, output=output, loss=args.loss)
+    if params is None:
+        params = net.init(seed=args.seed)
+    if args.data is not None:
+        X, Y = load_data(args.data)
+    else:
+        X, Y = _random_data(net.sizes, net.loss_name, args.batch or 64, args.seed)
+    grads = load_tensors(args.grads, "grads") if args.grads else None
+    if args.json not in (None, "-"):
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):
+            raise UsageError(f"--json {args.json!r}: no such directory {folder!r}")
+
+    what = f"gradients from {args.grads}" if grads is not None else "net.backprop"
+    shape = "-".join(str(s) for s in net.sizes)
+    n_rows = X.shape[0] if X.ndim else "?"
+    print(
+        f"MLP {shape} (hidden={net.hidden}, output={net.output}, "
+        f"loss={net.loss_name}), {net.n_params} parameters, N={n_rows}; "
+        f"checking {what}",
+        file=out,
+        flush=True,  # seen before a long check, even through a pipe
+    )
+    progress = _progress_for("checking")
+    start = time.perf_counter()
+    try:
+        with _input_errors():
+            result = fastgrad.check(
+                net,
+                params,
+                X,
+                Y,
+                grads,
+                eps=args.eps,
+                rtol=args.rtol,
+                atol=args.atol,
+                threads=args.threads,
+                progress=progress,
+            )
+    finally:
+        if progress is not None:
+            progress.close()
+    seconds = time.perf_counter() - start
+    _print_result(result, seconds, out)
+    if args.json is not None:
+        _write_json(args, net, result, seconds, out)
+    return EXIT_PASS if result.passed else EXIT_FAIL
+
+
+def _write_json(
+    args: argparse.Namespace,
+    net: fastgrad.MLP,
+    result: fastgrad.CheckResult,
+    seconds: float,
+    out: IO[str],
+) -> None:
+    document = {
+        "fastgrad_version": fastgrad.__version__,
+        "net": {
+            "sizes": list(net.sizes),
+            "hidden": net.hidden,
+            "output": net.output,
+            "loss": net.loss_name,
+            "n_params": net.n_params,
+        },
+        "inputs": {
+            "params": args.params,
+            "data": args.data,
+            "grads": args.grads,
+            "seed": args.seed,
+            "threads": args.threads,
+        },
+        "wall_seconds": seconds,
+        "result": result.to_dict(),
+    }
+    text = json.dumps(document, indent=2, allow_nan=False)
+    if args.json == "-":
+        print(text, file=out)
+        return
+    try:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise UsageError(f"--json {args.json!r}: cannot write: {exc}") from None
+
+
+def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
+    """Run ``fastgrad demo``; return the exit status."""
+    from .demo import run_demo
+
+    progress = _progress_for("checking")
+    try:
+        cases = run_demo(progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    for number, case in enumerate(cases, start=1):
+        print(f"== {number}. {case.title} ==", file=out)
+        print(case.description, file=out)
+        _print_result(case.result, case.seconds, out)
+        print(file=out)
+    failed = [case.title for case in cases if not case.result.passed]
+    if failed:
+        print(f"FAILED: {', '.join(failed)}", file=out)
+        return EXIT_FAIL
+    print(f"all {len(cases)} demo checks passed", file=out)
+    return EXIT_PASS
+
+
+def _error(message: str) -> None:
+    # One line, whatever the message contains.
+    line = " ".join(str(message).split())
+    print(f"{PROG}: error: {line}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fastgrad`` command line.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` when omitted.
+
+    Returns
+    -------
+    int
+        0 if every check passed, 1 if one failed, 2 for bad usage or input,
+        3 for an internal error, 130 if interrupted, 141 if stdout was closed.
+    """
+    out = sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "demo":
+            return cmd_demo(args, out)
+        return cmd_check(args, out)
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except BrokenPipeError:
+        # stdout closed early (``fastgrad demo | head``): stop quietly, as
+        # a command killed by SIGPIPE would, and keep Python from complaining
+        # again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor
+            pass
+        finally:
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else EXIT_PASS
+    except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback for the report
+        traceback.print_exc()
+        _error(f"internal error ({type(exc).__name__}): {exc}; please report it")
+        return EXIT_INTERNAL

@@ -1,0 +1,69 @@
+"""Shared fixtures.
+
+Seeds: every randomized test takes the ``seed`` fixture (or ``rng``, built
+from it). By default it is the single seed 0. CI can widen it, on the model
+of scikit-learn's ``global_random_seed``, with the environment variable
+``FASTGRAD_TESTS_SEED``:
+
+* ``FASTGRAD_TESTS_SEED=7``      one seed
+* ``FASTGRAD_TESTS_SEED=0-9``    an inclusive range
+* ``FASTGRAD_TESTS_SEED=1,5,42`` a list
+* ``FASTGRAD_TESTS_SEED=all``    seeds 0-99
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import reference as ref
+
+
+def _parse_seeds(text: str | None) -> list[int]:
+    if text is None or not text.strip():
+        return [0]
+    text = text.strip().lower()
+    if text == "all":
+        return list(range(100))
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = (int(s) for s in part.split("-", 1))
+            seeds.extend(range(lo, hi + 1))
+        else:
+            seeds.append(int(part))
+    return seeds
+
+
+SEEDS = _parse_seeds(os.environ.get("FASTGRAD_TESTS_SEED"))
+
+
+@pytest.fixture(params=SEEDS, ids=[f"seed{s}" for s in SEEDS])
+def seed(request) -> int:
+    """Random seed for one test run (see the module docstring)."""
+    return request.param
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    """Return a fresh generator per test, built from ``seed``."""
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def make_case(rng):
+    """Return a factory ``make_case(sizes, hidden, output, loss, N=4)``.
+
+    Returns ``(net, params, X, Y)`` with a fresh ``fastgrad.MLP`` and random,
+    kink-free float64 data from ``reference.random_case``.
+    """
+    import fastgrad
+
+    def _make(sizes, hidden="sigmoid", output="sigmoid", loss="mse", N=4, **kw):
+        net = fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss)
+        params, X, Y = ref.random_case(rng, sizes, hidden, output, loss, N=N, **kw)
+        return net, params, X, Y
+
+    return _make
