@@ -170,18 +170,22 @@ class MLP:
         Z, A = self._forward(theta, Xa)
         return float(loss_from_activations(Z, A, Ya, self.layout, self.loss_code))
 
-    def _backprop_flat(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        Z, A = self._forward(theta, X)
+    def _backprop_flat(
+        self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray | None = None, A: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Flat gradient; ``Z``/``A`` may pass a forward pass made at ``theta``."""
+        if Z is None or A is None:
+            Z, A = self._forward(theta, X)
         D = np.empty_like(Z)
         grad = np.empty(self.n_params, dtype=np.float64)
         backprop_batch(theta, self.layout, self.loss_code, X, Y, Z, A, D, grad)
-        return float(loss_from_activations(Z, A, Y, self.layout, self.loss_code)), grad
+        return grad
 
     def backprop(self, params: Any, X: Any, Y: Any) -> list[np.ndarray]:
         """Gradient of the loss: a list of float64 arrays shaped like params."""
         theta = self.flatten(params)
         Xa, Ya = self.batch(X, Y)
-        return self.unflatten(self._backprop_flat(theta, Xa, Ya)[1])
+        return self.unflatten(self._backprop_flat(theta, Xa, Ya))
 
 
 def _check_sizes(sizes: Any) -> tuple[int, ...]:

@@ -28,7 +28,7 @@ def format_result(result: CheckResult) -> str:
         f"fastgrad check {verdict}: {result.n_failed} of {result.n_params} entries out of tolerance, "
         f"max rel error {result.max_rel_error:.3g}",
         f"  {result.model}, N={result.n_samples}, loss={result.loss:.6g}, "
-        f"method={result.method}, eps={result.eps:g}, {result.seconds:.3g} s",
+        f"method={result.method}, engine={result.engine}, eps={result.eps:g}, {result.seconds:.3g} s",
         f"  tolerance: rel error = |a - n| / max(|a|, |n|, atol/rtol) must be <= rtol "
         f"(rtol={result.rtol:g}, atol={result.atol:g})",
         "",
@@ -75,6 +75,7 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
         "atol": result.atol,
         "eps": result.eps,
         "method": result.method,
+        "engine": result.engine,
         "loss": _num(result.loss),
         "n_samples": result.n_samples,
         "seconds": result.seconds,

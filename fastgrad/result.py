@@ -72,6 +72,8 @@ class CheckResult:
         Wall time of the numerical gradient and the comparison.
     model : str
         ``repr`` of the network.
+    engine : str
+        Engine that computed the numerical gradient.
     """
 
     passed: bool
@@ -88,6 +90,7 @@ class CheckResult:
     n_samples: int = 0
     seconds: float = 0.0
     model: str = ""
+    engine: str = "incremental"
 
     @property
     def n_params(self) -> int:

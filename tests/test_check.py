@@ -306,7 +306,8 @@ def test_result_structure(rng):
     assert isinstance(result.max_rel_error, float)
     assert result.rtol == 1e-5
     assert result.atol == 1e-8
-    assert result.eps == 1e-4
+    assert result.eps == 1e-8  # the incremental engine's default step
+    assert result.engine == "incremental"
     assert result.method == "central"
     assert result.n_params == net.n_params == sum(p.size for p in params)
     assert isinstance(result.loss, float)
@@ -415,8 +416,9 @@ def test_relative_rule_and_rtol_override(injected):
     assert loose.rtol == 1e-3
     assert loose.tensor("W2").max_rel_error == pytest.approx(expected, rel=1e-4)
 
-    tight = fastgrad.check(net, params, X, Y, grads=correct, rtol=1e-12, atol=1e-16)
-    assert not tight.passed  # truncation + rounding are far above 1e-12
+    # the full engine at eps=1e-4: truncation + rounding are far above 1e-12
+    tight = fastgrad.check(net, params, X, Y, grads=correct, rtol=1e-12, atol=1e-16, engine="full", eps=1e-4)
+    assert not tight.passed
 
 
 @pytest.fixture

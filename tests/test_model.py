@@ -349,12 +349,13 @@ def _diff_atol(params, X, Y, hidden, output, loss, eps):
 def test_numerical_gradient_matches_reference(make_case, hidden, output, loss):
     sizes = [3, 3, 2]
     net, params, X, Y = make_case(sizes, hidden, output, loss)
-    got = fastgrad.numerical_gradient(net, params, X, Y)
-    assert isinstance(got, list)
-    assert all(isinstance(g, np.ndarray) and g.dtype == np.float64 for g in got)
     want = ref.numerical_gradient(params, X, Y, hidden, output, loss, eps=1e-4)
     atol = _diff_atol(params, X, Y, hidden, output, loss, 1e-4)
-    assert_grads_close(got, want, rtol=1e-7, atol=atol)
+    for engine in ("incremental", "full"):
+        got = fastgrad.numerical_gradient(net, params, X, Y, eps=1e-4, engine=engine)
+        assert isinstance(got, list)
+        assert all(isinstance(g, np.ndarray) and g.dtype == np.float64 for g in got)
+        assert_grads_close(got, want, rtol=1e-7, atol=atol)
 
 
 @pytest.mark.parametrize("sizes", ARCHS, ids=ARCH_IDS)
@@ -392,10 +393,8 @@ def test_numerical_gradient_across_a_kink_matches_reference(rng, hidden, output,
         assert abs(ref.forward(params, X, hidden, output)[0][layer][n, j]) < 1e-4
         want = ref.numerical_gradient(params, X, Y, hidden, output, loss)
         atol = _diff_atol(params, X, Y, hidden, output, loss, 1e-4)
-        got = fastgrad.numerical_gradient(net, params, X, Y)
-        assert_grads_close(got, want, rtol=1e-7, atol=atol)
         for engine in _engines():
-            got = fastgrad.numerical_gradient(net, params, X, Y, engine=engine)
+            got = fastgrad.numerical_gradient(net, params, X, Y, eps=1e-4, engine=engine)
             assert_grads_close(got, want, rtol=1e-7, atol=atol)
 
 
@@ -409,16 +408,21 @@ def test_numerical_gradient_eps_actually_used(make_case):
     assert_grads_close(big, want, rtol=1e-9, atol=1e-12)
 
 
-def test_numerical_gradient_default_eps_is_1e_4(make_case):
+@pytest.mark.parametrize("engine,default_eps", [("incremental", 1e-8), ("full", 1e-4)])
+def test_numerical_gradient_default_eps_per_engine(make_case, engine, default_eps):
+    # The full engine keeps the tutorial's 1e-4; the incremental engine (the
+    # default engine) has no cancellation and defaults to 1e-8.
     net, params, X, Y = make_case([3, 4, 2], "tanh", "sigmoid", "mse")
-    default = fastgrad.numerical_gradient(net, params, X, Y)
-    explicit = fastgrad.numerical_gradient(
-        net, params, X, Y, eps=1e-4, method="central"
-    )
-    none = fastgrad.numerical_gradient(net, params, X, Y, eps=None)
+    default = fastgrad.numerical_gradient(net, params, X, Y, engine=engine)
+    explicit = fastgrad.numerical_gradient(net, params, X, Y, eps=default_eps, method="central", engine=engine)
+    none = fastgrad.numerical_gradient(net, params, X, Y, eps=None, engine=engine)
+    other = fastgrad.numerical_gradient(net, params, X, Y, eps=default_eps * 10, engine=engine)
     for a, b, c in zip(default, explicit, none):
         assert np.array_equal(a, b)
         assert np.array_equal(a, c)
+    assert any(not np.array_equal(a, d) for a, d in zip(default, other))
+    if engine == "incremental":
+        assert all(np.array_equal(a, b) for a, b in zip(default, fastgrad.numerical_gradient(net, params, X, Y)))
 
 
 def test_numerical_gradient_progress_callback(make_case):
@@ -518,7 +522,7 @@ def test_linear_sse_and_mse_scale(rng):
         assert_grads_close(num, [factor * g for g in base], rtol=1e-8, atol=1e-9)
 
 
-def _smooth_case(rng):
+def _smooth_case(rng, engine="incremental"):
     sizes = [3, 4, 2]
     hidden, output, loss = "tanh", "tanh", "mse"
     net = fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss)
@@ -528,14 +532,15 @@ def _smooth_case(rng):
     )
 
     def error(eps):
-        num = fastgrad.numerical_gradient(net, params, X, Y, eps=eps)
+        num = fastgrad.numerical_gradient(net, params, X, Y, eps=eps, engine=engine)
         return float(np.linalg.norm(np.concatenate([g.ravel() for g in num]) - exact))
 
     return error
 
 
-def test_error_shrinks_like_eps_squared(rng):
-    error = _smooth_case(rng)
+@pytest.mark.parametrize("engine", ["incremental", "full"])
+def test_error_shrinks_like_eps_squared(rng, engine):
+    error = _smooth_case(rng, engine)
     # Truncation regime: halving eps divides the error by ~4.
     steps = [0.04, 0.02, 0.01, 0.005]
     errors = [error(e) for e in steps]
@@ -551,10 +556,22 @@ def test_rounding_wins_for_tiny_eps(rng):
     # API.md: entry = (E(w + eps) - E(w - eps)) / (2 eps). Formed literally,
     # the subtraction cancels and rounding (~|E| u / eps) takes over for tiny
     # eps: the error grows again, roughly like 1/eps.
-    error = _smooth_case(rng)
+    error = _smooth_case(rng, "full")
     best = error(1e-5)
     assert error(1e-10) > 10 * best
     assert error(1e-12) > 10 * error(1e-10) / 3
+
+
+def test_incremental_engine_has_no_rounding_blowup(rng):
+    # The incremental engine never subtracts two losses: shrinking eps far
+    # below the full engine's optimum keeps the result at rounding level,
+    # at least 1000x closer to the exact gradient than the full engine.
+    seed = int(rng.integers(2**31))
+    incremental = _smooth_case(np.random.default_rng(seed), "incremental")
+    full = _smooth_case(np.random.default_rng(seed), "full")
+    for eps in (1e-8, 1e-10, 1e-12):
+        assert incremental(eps) < 1e-13, (eps, incremental(eps))
+        assert incremental(eps) * 1000 < full(eps), (eps, incremental(eps), full(eps))
 
 
 # --------------------------------------------------------------------------
