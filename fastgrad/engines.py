@@ -79,6 +79,18 @@ def _blocks(cum: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
+def unit_major_order(net: MLP) -> np.ndarray:
+    """All flat parameter indices, grouped by unit: ``W_l[:, j]`` then ``b_l[j]``."""
+    parts = []
+    for l in range(net.n_layers):
+        fan_in, fan_out = net.sizes[l], net.sizes[l + 1]
+        w_off = int(net.offsets[2 * l])
+        b_off = int(net.offsets[2 * l + 1])
+        weights = w_off + np.arange(fan_in)[None, :] * fan_out + np.arange(fan_out)[:, None]
+        parts.append(np.concatenate([weights, b_off + np.arange(fan_out)[:, None]], axis=1).ravel())
+    return np.concatenate(parts).astype(np.int64)
+
+
 class IncrementalState:
     """What the incremental kernel reuses for every parameter at one point.
 
@@ -137,7 +149,14 @@ def numerical_flat(
     Z, A : ndarray, optional
         A forward pass already computed at ``theta`` (incremental engine).
     """
-    order = np.arange(net.n_params, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    if indices is None:
+        order = unit_major_order(net) if engine == "incremental" else np.arange(net.n_params, dtype=np.int64)
+    else:
+        order = np.asarray(indices, dtype=np.int64)
+        if engine == "incremental":  # group by unit so each unit's lookahead is computed once
+            rank = np.empty(net.n_params, dtype=np.int64)
+            rank[unit_major_order(net)] = np.arange(net.n_params)
+            order = order[np.argsort(rank[order], kind="stable")]
     out = np.full(net.n_params, np.nan, dtype=np.float64)
     total = order.size
     if total == 0:

@@ -332,9 +332,80 @@ def _poly_changes(poly, j, loss_code, ysum, g_p, g_m):
         g_p[n] = e_p - e_m
 
 
+@jit()
+def unit_lookahead(theta, layout, Z, C, l, j, V_out, g_lim_out):
+    """Coefficients of the change that unit ``j`` of layer ``l`` makes two layers on.
+
+    When the unit's activation changes by ``g`` in sample ``n``, layer
+    ``l+1``'s pre-activations change by ``g * W_{l+1}[j, :]``, its
+    activations by ``sum_m c_m (g W_{l+1}[j, k])^m`` (Taylor polynomial, or
+    the exact linear piece of relu/leaky_relu/identity), and layer ``l+2``'s
+    pre-activations by ``sum_{m=1..4} g^m V[m-1, n, :]`` with
+
+        V[m-1, n, :] = sum_k c_m[n, k] W_{l+1}[j, k]^m W_{l+2}[k, :].
+
+    This holds, to the Taylor remainder (< 2e-17 relative), while
+    ``|g| <= g_lim[n]``: every ``|g W_{l+1}[j, k]|`` within ``SERIES_MAX`` for
+    smooth activations, or too small to reach a kink of relu/leaky_relu.
+
+    Parameters
+    ----------
+    l, j : int
+        The unit; ``l + 2`` must be a layer.
+    V_out : ndarray of float64, shape (N_COEF, N, width)
+        Written at ``[:, :, :fan_out(l+2)]``.
+    g_lim_out : ndarray of float64, shape (N,)
+        Written: the largest ``|g|`` for which ``V`` applies, per sample.
+    """
+    m1 = l + 1
+    m2 = l + 2
+    H1 = layout[m1, FAN_OUT]
+    H2 = layout[m2, FAN_OUT]
+    u1 = layout[m1, U_OFF]
+    row1 = layout[m1, W_OFF] + j * H1
+    w2 = layout[m2, W_OFF]
+    code = layout[m1, ACT]
+    smooth = code == SIGMOID or code == TANH or code == SOFTPLUS
+    degree = N_COEF if smooth else 1
+    w_big = 0.0
+    for k in range(H1):
+        w_big = max(w_big, abs(theta[row1 + k]))
+    N = Z.shape[0]
+    for n in range(N):
+        if code == IDENTITY or w_big == 0.0:
+            g_lim_out[n] = np.inf
+        elif smooth:
+            g_lim_out[n] = SERIES_MAX / w_big
+        else:
+            # relu/leaky_relu: no pre-activation may reach its kink; half way
+            # to the nearest one leaves room for rounding in z + dz
+            lim = np.inf
+            for k in range(H1):
+                w = abs(theta[row1 + k])
+                if w > 0.0:
+                    lim = min(lim, 0.5 * abs(Z[n, u1 + k]) / w)
+            g_lim_out[n] = lim
+        for m in range(N_COEF):
+            for q in range(H2):
+                V_out[m, n, q] = 0.0
+        for k in range(H1):
+            w1 = theta[row1 + k]
+            if w1 == 0.0:
+                continue
+            row2 = w2 + k * H2
+            power = 1.0
+            for m in range(degree):
+                power *= w1
+                coef = C[m, n, u1 + k] * power
+                if coef == 0.0:
+                    continue
+                for q in range(H2):
+                    V_out[m, n, q] += coef * theta[row2 + q]
+
+
 @jit(inline=True)
 def param_loss_change(
-    theta, layout, loss_code, X, Y, Z, A, C, CT, R, ysum, poly, w_absmax, h, p, t, g_p, g_m, dz_p, dz_m, da_p, da_m
+    theta, layout, loss_code, X, Y, Z, A, C, CT, R, ysum, poly, w_absmax, V, g_lim, h, p, t, g_p, g_m, dz_p, dz_m, da_p, da_m
 ):
     """Unscaled ``sum_n E_n(w_p + h) - E_n(w_p - h)``, samples in order.
 
@@ -388,6 +459,16 @@ def param_loss_change(
             continue
         if nxt == last and poly.shape[0] > 0 and max(abs(gp), abs(gm)) * w_absmax[j] <= SERIES_MAX:
             total += _poly_change_one(poly, j, n, loss_code, ysum[n], gp, gm)
+        elif nxt < last and max(abs(gp), abs(gm)) <= g_lim[n]:
+            # two layers on in one step, from the unit's lookahead coefficients
+            for q in range(layout[nxt + 1, FAN_OUT]):
+                v1 = V[0, n, q]
+                v2 = V[1, n, q]
+                v3 = V[2, n, q]
+                v4 = V[3, n, q]
+                dz_p[q] = gp * (v1 + gp * (v2 + gp * (v3 + gp * v4)))
+                dz_m[q] = gm * (v1 + gm * (v2 + gm * (v3 + gm * v4)))
+            total += _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, nxt + 1, dz_p, dz_m, da_p, da_m)
         else:
             # general path: rank-1 change of the next layer, then full layers
             for k in range(fan_out):
@@ -429,8 +510,10 @@ def central_diff_incremental(theta, layout, loss_code, X, Y, Z, A, C, CT, R, ysu
 
     Notes
     -----
-    Inputs are read only; each chunk has private scratch of O(N + width)
-    and writes only its own parameters' slots. Every derivative is a serial
+    Inputs are read only; each chunk has private scratch of
+    O(N_COEF * N * width) and writes only its own parameters' slots. With
+    ``order`` unit-major (all parameters of one unit together) a chunk
+    computes each unit's lookahead (:func:`unit_lookahead`) once. Every derivative is a serial
     sum over samples in order, so results are bitwise the same for any
     thread count and any chunking. Scale: ``(E+ - E-) / (2 h)``.
     """
@@ -447,9 +530,19 @@ def central_diff_incremental(theta, layout, loss_code, X, Y, Z, A, C, CT, R, ysu
         dz_m = np.empty(width, dtype=np.float64)
         da_p = np.empty(width, dtype=np.float64)
         da_m = np.empty(width, dtype=np.float64)
+        V = np.zeros((N_COEF, X.shape[0], width), dtype=np.float64)
+        g_lim = np.zeros(X.shape[0], dtype=np.float64)
+        unit_l = -1
+        unit_j = -1
         for b in range(bounds[c], bounds[c + 1]):
             p = order[b]
+            l, j, i = locate_param(layout, p)
+            if l + 2 < layout.shape[0] and (l != unit_l or j != unit_j):
+                unit_lookahead(theta, layout, Z, C, l, j, V, g_lim)
+                unit_l = l
+                unit_j = j
             change = param_loss_change(
-                theta, layout, loss_code, X, Y, Z, A, C, CT, R, ysum, poly, w_absmax, h, p, t, g_p, g_m, dz_p, dz_m, da_p, da_m
+                theta, layout, loss_code, X, Y, Z, A, C, CT, R, ysum, poly, w_absmax, V, g_lim,
+                h, p, t, g_p, g_m, dz_p, dz_m, da_p, da_m,
             )
             out[p] = change * scale
