@@ -50,12 +50,20 @@ def param_costs(net: MLP, engine: str, n_samples: int) -> np.ndarray:
         per_param = 4.0 * n_samples * (net.n_params + n_units(layout))
         return np.full(net.n_params, per_param)
     L = layout.shape[0]
+    fan_in = layout[:, codes.FAN_IN].astype(float)
+    fan_out = layout[:, codes.FAN_OUT].astype(float)
     per_layer = np.empty(L)
     for l in range(L):
-        work = 20.0
-        for m in range(l + 1, L):
-            fan_in, fan_out = layout[m, codes.FAN_IN], layout[m, codes.FAN_OUT]
-            work += (4.0 * fan_out if m == l + 1 else 4.0 * fan_in * fan_out) + 40.0 * fan_out
+        if l >= L - 2:  # output unit, or the last hidden layer's polynomials
+            work = 40.0
+        else:
+            # lookahead: Horner to layer l+2, then that layer's changes and
+            # full change products from l+3 on; plus the unit's lookahead
+            # coefficients, shared by its fan_in + 1 parameters
+            work = 48.0 * fan_out[l + 2]
+            for m in range(l + 3, L):
+                work += 4.0 * fan_in[m] * fan_out[m] + 40.0 * fan_out[m]
+            work += 8.0 * fan_out[l + 1] * fan_out[l + 2] / (fan_in[l] + 1.0)
         per_layer[l] = work * n_samples
     sizes = [int(np.prod(s)) for s in net.param_shapes]
     return np.repeat(np.repeat(per_layer, 2), sizes)
