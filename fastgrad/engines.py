@@ -3,8 +3,11 @@
 ``"full"`` recomputes the loss with two full forward passes per parameter
 (O(N * P) each): the reference, and the tutorial's algorithm compiled.
 ``"incremental"`` runs the forward pass once and carries each
-perturbation's *changes* through the layers after it, without cancellation
-(see :mod:`fastgrad._kernels.incremental`).
+perturbation's *changes* through the layers after it, without cancellation:
+per unit, the loss change as a polynomial of the unit's pre-activation
+change, shared by all the unit's parameters
+(:mod:`fastgrad._kernels.series`), and sample by sample where those
+polynomials do not apply (:mod:`fastgrad._kernels.incremental`).
 
 Both call their kernel block by block, in Python, so that progress can be
 reported and Ctrl-C lands within a fraction of a second; block and chunk
@@ -20,17 +23,11 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._kernels import codes
 from ._kernels.deltas import N_COEF
 from ._kernels.forward import n_units
-from ._kernels.incremental import (
-    POLY_DEGREE,
-    base_state,
-    central_diff_incremental,
-    output_poly_supported,
-    output_polynomials,
-)
+from ._kernels.incremental import base_state
 from ._kernels.numgrad import central_diff_full
+from ._kernels.series import assemble_unit_params, unit_series
 from .model import MLP
 
 ENGINES = ("incremental", "full")
@@ -43,30 +40,25 @@ CHUNKS_PER_THREAD = 4
 ProgressFn = Callable[[int, int], Any]
 
 
-def param_costs(net: MLP, engine: str, n_samples: int) -> np.ndarray:
-    """Estimated floating-point work of each parameter's derivative (P,)."""
-    layout = net.layout
-    if engine == "full":
-        per_param = 4.0 * n_samples * (net.n_params + n_units(layout))
-        return np.full(net.n_params, per_param)
-    L = layout.shape[0]
-    fan_in = layout[:, codes.FAN_IN].astype(float)
-    fan_out = layout[:, codes.FAN_OUT].astype(float)
-    per_layer = np.empty(L)
-    for l in range(L):
-        if l >= L - 2:  # output unit, or the last hidden layer's polynomials
-            work = 40.0
-        else:
-            # lookahead: Horner to layer l+2, then that layer's changes and
-            # full change products from l+3 on; plus the unit's lookahead
-            # coefficients, shared by its fan_in + 1 parameters
-            work = 48.0 * fan_out[l + 2]
-            for m in range(l + 3, L):
-                work += 4.0 * fan_in[m] * fan_out[m] + 40.0 * fan_out[m]
-            work += 8.0 * fan_out[l + 1] * fan_out[l + 2] / (fan_in[l] + 1.0)
-        per_layer[l] = work * n_samples
-    sizes = [int(np.prod(s)) for s in net.param_shapes]
-    return np.repeat(np.repeat(per_layer, 2), sizes)
+def full_param_cost(net: MLP, n_samples: int) -> float:
+    """Estimated floating-point work of one derivative with the full engine."""
+    return 4.0 * n_samples * (net.n_params + n_units(net.layout))
+
+
+def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
+    """Estimated floating-point work of one unit of ``layer`` with the incremental engine.
+
+    The unit's loss-change series (three coefficient vectors carried through
+    every layer after ``layer + 1``: three times that suffix's forward pass,
+    plus the compositions) and the assembly of its ``fan_in + 1``
+    parameters' central differences (four operations per sample each).
+    """
+    sizes = net.sizes
+    L = net.n_layers
+    work = 6.0 * sum(sizes[m] * sizes[m + 1] for m in range(layer + 2, L))
+    work += 20.0 * sum(sizes[m + 1] for m in range(layer + 1, L)) + 20.0
+    work += 4.0 * (sizes[layer] + 1)
+    return work * n_samples
 
 
 def _split_by_cost(cum: np.ndarray, lo: int, hi: int, parts: int) -> np.ndarray:
@@ -87,45 +79,60 @@ def _blocks(cum: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
-def unit_major_order(net: MLP) -> np.ndarray:
-    """All flat parameter indices, grouped by unit: ``W_l[:, j]`` then ``b_l[j]``."""
-    parts = []
-    for l in range(net.n_layers):
-        fan_in, fan_out = net.sizes[l], net.sizes[l + 1]
-        w_off = int(net.offsets[2 * l])
-        b_off = int(net.offsets[2 * l + 1])
-        weights = w_off + np.arange(fan_in)[None, :] * fan_out + np.arange(fan_out)[:, None]
-        parts.append(np.concatenate([weights, b_off + np.arange(fan_out)[:, None]], axis=1).ravel())
-    return np.concatenate(parts).astype(np.int64)
-
-
 class IncrementalState:
-    """What the incremental kernel reuses for every parameter at one point.
+    """What the incremental engine reuses for every unit at one point.
 
-    Built once per (parameters, batch): the forward pass, the activations'
-    Taylor coefficients, the output residuals and the last hidden layer's
-    loss polynomials.
+    Built once per (parameters, batch): the forward pass, every unit's
+    activation Taylor coefficients ``C``, the output residuals ``R`` and
+    ``ysum`` (see :func:`fastgrad._kernels.incremental.base_state`).
     """
 
-    def __init__(self, net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                 Z: np.ndarray | None = None, A: np.ndarray | None = None) -> None:
-        if Z is None or A is None:
-            Z, A = net._forward(theta, X)
+    def __init__(self, net: MLP, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, A: np.ndarray) -> None:
         N = X.shape[0]
         self.Z, self.A = Z, A
         self.C = np.empty((N_COEF,) + Z.shape, dtype=np.float64)
         self.R = np.empty_like(Y)
         self.ysum = np.empty(N, dtype=np.float64)
         base_state(net.layout, Z, A, Y, self.C, self.R, self.ysum)
-        self.CT = np.ascontiguousarray(self.C.transpose(0, 2, 1))
-        if output_poly_supported(net.layout, net.loss_code):
-            H = net.sizes[-2]
-            self.poly = np.empty((H, POLY_DEGREE, N), dtype=np.float64)
-            self.w_absmax = np.empty(H, dtype=np.float64)
-            output_polynomials(theta, net.layout, net.loss_code, A, self.C, self.R, Y, self.poly, self.w_absmax)
-        else:
-            self.poly = np.empty((0, POLY_DEGREE, N), dtype=np.float64)
-            self.w_absmax = np.empty(0, dtype=np.float64)
+
+
+def _wanted_units(net: MLP, want: np.ndarray, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """Units of ``layer`` with a wanted parameter, and how many each has."""
+    fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+    w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+    per_unit = want[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out).sum(axis=0)
+    per_unit += want[b_off:b_off + fan_out]
+    units = np.flatnonzero(per_unit).astype(np.int64)
+    return units, per_unit[units]
+
+
+def _incremental(
+    net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, eps: float,
+    want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray,
+) -> np.ndarray:
+    """Run the incremental engine over the wanted entries (see :mod:`fastgrad._kernels.series`)."""
+    out = np.full(net.n_params, np.nan, dtype=np.float64)
+    total = int(np.count_nonzero(want))
+    st = IncrementalState(net, X, Y, Z, A)
+    N = X.shape[0]
+    min_units = numba.get_num_threads() * CHUNKS_PER_THREAD
+    done = 0
+    for layer in range(net.n_layers):
+        units, counts = _wanted_units(net, want, layer)
+        block = max(min_units, int(BLOCK_FLOPS // unit_cost(net, layer, N)))
+        for start in range(0, units.size, block):
+            chunk = units[start:start + block]
+            E1 = np.empty((N, chunk.size), dtype=np.float64)
+            E3 = np.empty_like(E1)
+            lim = np.empty_like(E1)
+            unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
+                        E1, E3, lim)
+            assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
+                                 layer, chunk, E1, E3, lim, eps, want, out)
+            done += int(counts[start:start + block].sum())
+            if progress is not None:
+                progress(done, total)
+    return out
 
 
 def numerical_flat(
@@ -157,32 +164,25 @@ def numerical_flat(
     Z, A : ndarray, optional
         A forward pass already computed at ``theta`` (incremental engine).
     """
-    if indices is None:
-        order = unit_major_order(net) if engine == "incremental" else np.arange(net.n_params, dtype=np.int64)
-    else:
-        order = np.asarray(indices, dtype=np.int64)
-        if engine == "incremental":  # group by unit so each unit's lookahead is computed once
-            rank = np.empty(net.n_params, dtype=np.int64)
-            rank[unit_major_order(net)] = np.arange(net.n_params)
-            order = order[np.argsort(rank[order], kind="stable")]
+    if engine == "incremental":
+        want = np.ones(net.n_params, dtype=np.bool_)
+        if indices is not None:
+            want[:] = False
+            want[np.asarray(indices, dtype=np.int64)] = True
+        if Z is None or A is None:
+            Z, A = net._forward(theta, X)
+        return _incremental(net, theta, X, Y, eps, want, progress, Z, A)
+    order = np.arange(net.n_params, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
     out = np.full(net.n_params, np.nan, dtype=np.float64)
     total = order.size
     if total == 0:
         return out
-    cum = np.cumsum(param_costs(net, engine, X.shape[0])[order])
+    cum = np.cumsum(np.full(order.size, full_param_cost(net, X.shape[0])))
     parts = numba.get_num_threads() * CHUNKS_PER_THREAD
-    if engine == "incremental":
-        st = IncrementalState(net, theta, X, Y, Z, A)
     units = n_units(net.layout)
     for lo, hi in _blocks(cum):
         bounds = _split_by_cost(cum, lo, hi, parts)
-        if engine == "incremental":
-            central_diff_incremental(
-                theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.CT, st.R, st.ysum,
-                st.poly, st.w_absmax, eps, order, bounds, out,
-            )
-        else:
-            central_diff_full(theta, net.layout, net.loss_code, X, Y, eps, order, bounds, units, out)
+        central_diff_full(theta, net.layout, net.loss_code, X, Y, eps, order, bounds, units, out)
         if progress is not None:
             progress(hi, total)
     return out

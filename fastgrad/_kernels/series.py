@@ -1,0 +1,331 @@
+"""The incremental engine's fast path: each unit's loss change as a polynomial.
+
+Perturbing ``W_l[i, j]`` by ``+-h`` changes only the pre-activation of unit
+``j`` of layer ``l``, by ``+-t_n`` with ``t_n = h * a_{l-1}[n, i]`` (``h`` for
+the bias). So every parameter of one unit shares one function per sample,
+
+    E_n(z_nj + s) - E_n(z_nj) = e1_n s + e2_n s^2 + e3_n s^3 + ...,
+
+and the central difference of ``W_l[i, j]`` is exactly
+
+    (E(w + h) - E(w - h)) / (2 h) = scale * sum_n (e1_n a_ni + e3_n h^2 a_ni^3) + O(h^4 s^4)
+
+(the even terms cancel). :func:`unit_series` computes ``e1`` and ``e3`` for
+every unit and sample by carrying the *change* caused by ``s`` through the
+layers after the unit as truncated power series in ``s`` (Taylor-mode
+propagation: a layer's change is three coefficient vectors, its activation
+change the activation's Taylor polynomial composed with them), never
+subtracting two values of the loss. :func:`assemble_unit_params` then forms
+every parameter's central difference from them.
+
+Both steps are exact to rounding where the series apply: while ``|s|`` is
+below ``lim_n`` (computed per unit and sample) every pre-activation change
+after the unit stays within ``SERIES_MAX`` of a smooth activation's
+expansion point (dropped terms below ``1e-16`` of the first) and away from
+any relu/leaky_relu kink. A sample outside that range (a large step, a kink
+within reach, a non-finite coefficient) is computed by the direct path of
+:mod:`.incremental` instead, for that parameter and sample only.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit
+from .codes import (
+    ACT,
+    B_OFF,
+    CROSS_ENTROPY,
+    FAN_IN,
+    FAN_OUT,
+    IDENTITY,
+    LEAKY_RELU,
+    RELU,
+    U_OFF,
+    W_OFF,
+)
+from .deltas import SERIES_MAX
+from .incremental import sample_change_direct
+from .loss import loss_scale
+
+
+@jit(inline=True)
+def _change_limit(code, z, bound):
+    """Largest ``|s|`` keeping a change ``|dz| <= |s| * bound`` in the series' range.
+
+    Smooth activations: ``SERIES_MAX``; relu/leaky_relu: half the distance
+    to the kink (none when ``z`` is on it); identity: no limit.
+    """
+    if bound == 0.0 or code == IDENTITY:
+        return np.inf
+    if code == RELU or code == LEAKY_RELU:
+        return 0.5 * abs(z) / bound
+    return SERIES_MAX / bound
+
+
+@jit(inline=True)
+def _compose(c1, c2, c3, u1, u2, u3):
+    """Coefficients of ``f(z + u(s)) - f(z)`` to ``s^3``, ``u(s) = u1 s + u2 s^2 + u3 s^3``.
+
+    ``c1..c3`` are ``f``'s Taylor coefficients at ``z``.
+    """
+    r1 = c1 * u1
+    r2 = c1 * u2 + c2 * u1 * u1
+    r3 = c1 * u3 + 2.0 * c2 * u1 * u2 + c3 * u1 * u1 * u1
+    return r1, r2, r3
+
+
+@jit()
+def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3):
+    """Loss series ``(e1, e3, lim)`` of sample ``n`` from the output pre-activation series.
+
+    ``s1..s3`` hold the output pre-activation changes' coefficients.
+    """
+    last = layout.shape[0] - 1
+    off = layout[last, U_OFF]
+    K = layout[last, FAN_OUT]
+    lim = np.inf
+    if loss_code == CROSS_ENTROPY:
+        # ysum * log1p(S) - sum_k y_k dz_k,  S = sum_k p_k expm1(dz_k)
+        S1 = 0.0
+        S2 = 0.0
+        S3 = 0.0
+        lin1 = 0.0
+        lin3 = 0.0
+        big = 0.0
+        for k in range(K):
+            u1 = s1[k]
+            u2 = s2[k]
+            u3 = s3[k]
+            big = max(big, abs(u1) + abs(u2) + abs(u3))
+            p = A[n, off + k]
+            S1 += p * u1
+            S2 += p * (u2 + 0.5 * u1 * u1)
+            S3 += p * (u3 + u1 * u2 + u1 * u1 * u1 / 6.0)
+            lin1 += Y[n, k] * u1
+            lin3 += Y[n, k] * u3
+        if big > 0.0:
+            lim = 0.5 * SERIES_MAX / big  # |expm1(dz)| and |S| stay within SERIES_MAX
+        e1 = ysum[n] * S1 - lin1
+        e3 = ysum[n] * (S3 - S1 * S2 + S1 * S1 * S1 / 3.0) - lin3
+        return e1, e3, lim
+    code = layout[last, ACT]
+    e1 = 0.0
+    e3 = 0.0
+    for k in range(K):
+        v = off + k
+        lim = min(lim, _change_limit(code, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
+        x1, x2, x3 = _compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
+        # (r - dx)^2 - r^2 = dx^2 - 2 r dx
+        r2 = 2.0 * R[n, k]
+        e1 -= r2 * x1
+        e3 += 2.0 * x1 * x2 - r2 * x3
+    return e1, e3, lim
+
+
+@jit(parallel=True)
+def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out, E3_out, lim_out):
+    """Odd loss-change coefficients of the units ``units`` of layer ``l``, every sample.
+
+    Parameters
+    ----------
+    theta : ndarray of float64, shape (P,)
+    layout : ndarray of int64, shape (L, N_COLS)
+    loss_code : int
+    Z, A : ndarray of float64, shape (N, U)
+        Cached forward pass.
+    C, R, ysum
+        From :func:`.incremental.base_state`.
+    Y : ndarray of float64, shape (N, K)
+    l : int
+        Layer.
+    units : ndarray of int64, shape (B,)
+        Units of layer ``l``.
+    E1_out, E3_out : ndarray of float64, shape (N, B)
+        Written: ``e1``/``e3`` of unit ``units[b]`` and sample ``n`` at ``[n, b]``
+        (unscaled per-sample loss, see the module docstring).
+    lim_out : ndarray of float64, shape (N, B)
+        Written: the largest ``|s|`` for which the series apply; ``-1`` where
+        they do not (a non-finite coefficient), so that every step goes the
+        direct way.
+
+    Notes
+    -----
+    One thread computes one unit, samples in order, so the result does not
+    depend on the thread count. Work per unit and sample: about three times
+    a forward pass of the layers after ``l + 1``.
+    """
+    last = layout.shape[0] - 1
+    N = Z.shape[0]
+    width = 0
+    for m in range(layout.shape[0]):
+        width = max(width, layout[m, FAN_OUT])
+    code = layout[l, ACT]
+    for b in prange(units.shape[0]):
+        j = units[b]
+        u = layout[l, U_OFF] + j
+        s1 = np.empty(width, dtype=np.float64)
+        s2 = np.empty(width, dtype=np.float64)
+        s3 = np.empty(width, dtype=np.float64)
+        d1 = np.empty(width, dtype=np.float64)
+        d2 = np.empty(width, dtype=np.float64)
+        d3 = np.empty(width, dtype=np.float64)
+        for n in range(N):
+            lim = min(1.0, _change_limit(code, Z[n, u], 1.0))
+            if l == last:
+                if loss_code == CROSS_ENTROPY:
+                    for k in range(layout[l, FAN_OUT]):
+                        s1[k] = 0.0
+                        s2[k] = 0.0
+                        s3[k] = 0.0
+                    s1[j] = 1.0
+                    e1, e3, lim_out_n = _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3)
+                else:
+                    g1 = C[0, n, u]
+                    g2 = C[1, n, u]
+                    g3 = C[2, n, u]
+                    r2 = 2.0 * R[n, j]
+                    e1 = -r2 * g1
+                    e3 = 2.0 * g1 * g2 - r2 * g3
+                    lim_out_n = np.inf
+            else:
+                # the unit's own activation change, then layer l+1's rank-1 change
+                g1 = C[0, n, u]
+                g2 = C[1, n, u]
+                g3 = C[2, n, u]
+                m = l + 1
+                H = layout[m, FAN_OUT]
+                row = layout[m, W_OFF] + j * H
+                for k in range(H):
+                    w = theta[row + k]
+                    s1[k] = g1 * w
+                    s2[k] = g2 * w
+                    s3[k] = g3 * w
+                while m < last:
+                    act = layout[m, ACT]
+                    off = layout[m, U_OFF]
+                    for k in range(H):
+                        v = off + k
+                        lim = min(lim, _change_limit(act, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
+                        d1[k], d2[k], d3[k] = _compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
+                    m += 1
+                    H_next = layout[m, FAN_OUT]
+                    w_off = layout[m, W_OFF]
+                    for q in range(H_next):
+                        s1[q] = 0.0
+                        s2[q] = 0.0
+                        s3[q] = 0.0
+                    for k in range(H):
+                        a1 = d1[k]
+                        a2 = d2[k]
+                        a3 = d3[k]
+                        if a1 == 0.0 and a2 == 0.0 and a3 == 0.0:
+                            continue
+                        w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
+                        for q in range(H_next):
+                            s1[q] += a1 * w[q]
+                            s2[q] += a2 * w[q]
+                            s3[q] += a3 * w[q]
+                    H = H_next
+                e1, e3, lim_out_n = _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3)
+            lim = min(lim, lim_out_n)
+            if not (np.isfinite(e1) and np.isfinite(e3)):
+                lim = -1.0
+            E1_out[n, b] = e1
+            E3_out[n, b] = e3
+            lim_out[n, b] = lim
+
+
+@jit(parallel=True)
+def assemble_unit_params(
+    theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, lim, h, want, out
+):
+    """Central differences of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
+
+    Parameters
+    ----------
+    theta, layout, loss_code, X, Y, Z, A, C, R, ysum
+        As in :func:`unit_series`.
+    l : int
+        Layer.
+    units : ndarray of int64, shape (B,)
+    E1, E3, lim : ndarray of float64, shape (N, B)
+        From :func:`unit_series`.
+    h : float
+        Step, > 0.
+    want : ndarray of bool, shape (P,)
+        Only these flat entries are written.
+    out : ndarray of float64, shape (P,)
+        Written at the wanted flat indices of the units' parameters.
+
+    Notes
+    -----
+    Row ``i`` of ``W_l`` (and the bias, as row ``fan_in``) is handled by one
+    thread: ``sum_n e1 a + h^2 sum_n e3 a^3``, samples in order, when every
+    sample's step ``h |a_ni|`` is within the series' range; otherwise the
+    samples are summed one by one, each out-of-range one by the direct path.
+    Bitwise the same for any thread count.
+    """
+    N = X.shape[0]
+    B = units.shape[0]
+    fan_in = layout[l, FAN_IN]
+    fan_out = layout[l, FAN_OUT]
+    w_off = layout[l, W_OFF]
+    b_off = layout[l, B_OFF]
+    prev = layout[l - 1, U_OFF] if l > 0 else 0
+    width = 0
+    for m in range(layout.shape[0]):
+        width = max(width, layout[m, FAN_OUT])
+    scale = loss_scale(loss_code, N)
+    h2 = h * h
+    lim_min = np.empty(B, dtype=np.float64)
+    for b in range(B):
+        low = np.inf
+        for n in range(N):
+            low = min(low, lim[n, b])
+        lim_min[b] = low
+    for i in prange(fan_in + 1):
+        a = np.empty(N, dtype=np.float64)
+        for n in range(N):
+            if i == fan_in:
+                a[n] = 1.0
+            elif l == 0:
+                a[n] = X[n, i]
+            else:
+                a[n] = A[n, prev + i]
+        a_max = 0.0
+        for n in range(N):
+            a_max = max(a_max, abs(a[n]))
+        acc1 = np.zeros(B, dtype=np.float64)
+        acc3 = np.zeros(B, dtype=np.float64)
+        for n in range(N):
+            an = a[n]
+            if an == 0.0:
+                continue
+            an3 = an * an * an
+            for b in range(B):
+                acc1[b] += an * E1[n, b]
+                acc3[b] += an3 * E3[n, b]
+        scratch = np.empty((4, width), dtype=np.float64)
+        for b in range(B):
+            j = units[b]
+            p = b_off + j if i == fan_in else w_off + i * fan_out + j
+            if not want[p]:
+                continue
+            if h * a_max <= lim_min[b]:
+                value = acc1[b] + h2 * acc3[b]
+            else:
+                value = 0.0
+                for n in range(N):
+                    an = a[n]
+                    if an == 0.0:
+                        continue
+                    t = h * an
+                    if abs(t) <= lim[n, b]:
+                        value += an * E1[n, b] + h2 * (an * an * an) * E3[n, b]
+                    else:
+                        change = sample_change_direct(
+                            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t,
+                            scratch[0], scratch[1], scratch[2], scratch[3],
+                        )
+                        value += change / (2.0 * h)
+            out[p] = scale * value
