@@ -32,31 +32,37 @@ def _act(name, z):
 def exact_loss(net, theta, X, Y):
     """Loss of ``net`` at flat parameters ``theta`` (list of mpf), exactly."""
     N = len(X)
-    total = mpmath.mpf(0)
-    for n in range(N):
-        a = [mpmath.mpf(float(v)) for v in X[n]]
-        offset = 0
-        for l, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:])):
-            W = theta[offset : offset + fan_in * fan_out]
-            b = theta[offset + fan_in * fan_out : offset + fan_in * fan_out + fan_out]
-            offset += fan_in * fan_out + fan_out
-            z = [b[j] + mpmath.fsum(a[i] * W[i * fan_out + j] for i in range(fan_in)) for j in range(fan_out)]
-            last = l == net.n_layers - 1
-            name = net.output if last else net.hidden
-            if last and name == "softmax":
-                m = max(z)
-                lse = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in z))
-                total += mpmath.fsum(-mpmath.mpf(float(y)) * (v - lse) for y, v in zip(Y[n], z))
-                a = None
-                break
-            a = [_act(name, v) for v in z]
-        if a is not None:
-            total += mpmath.fsum((mpmath.mpf(float(y)) - x) ** 2 for y, x in zip(Y[n], a))
+    total = mpmath.fsum(exact_sample_loss(net, theta, X[n], Y[n]) for n in range(N))
     if net.loss_name in ("mse", "cross_entropy"):
         return total / N
     if net.loss_name == "half_sse":
         return total / 2
     return total
+
+
+def exact_sample_loss(net, theta, x, y, shift=None):
+    """One sample's unscaled loss term, exactly.
+
+    ``sum_k (y_k - x_k)^2``, or ``-sum_k y_k log softmax(z)_k``.
+    ``shift=(layer, unit, s)`` adds ``s`` (an mpf) to that unit's
+    pre-activation, as a perturbation of its bias would.
+    """
+    a = [mpmath.mpf(float(v)) for v in x]
+    offset = 0
+    for l, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:])):
+        W = theta[offset : offset + fan_in * fan_out]
+        b = theta[offset + fan_in * fan_out : offset + fan_in * fan_out + fan_out]
+        offset += fan_in * fan_out + fan_out
+        z = [b[j] + mpmath.fsum(a[i] * W[i * fan_out + j] for i in range(fan_in)) for j in range(fan_out)]
+        if shift is not None and shift[0] == l:
+            z[shift[1]] += shift[2]
+        name = net.output if l == net.n_layers - 1 else net.hidden
+        if name == "softmax":
+            m = max(z)
+            lse = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in z))
+            return mpmath.fsum(-mpmath.mpf(float(t)) * (v - lse) for t, v in zip(y, z))
+        a = [_act(name, v) for v in z]
+    return mpmath.fsum((mpmath.mpf(float(t)) - v) ** 2 for t, v in zip(y, a))
 
 
 def exact_central_difference(net, theta, X, Y, index, h):

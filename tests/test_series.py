@@ -1,0 +1,176 @@
+"""The incremental engine's per-unit loss-change series and its direct-path fallback.
+
+:func:`fastgrad._kernels.series.unit_series` is checked against an exact
+twin (mpmath derivatives of the per-sample loss with respect to one unit's
+pre-activation), the assembled central differences against the direct path
+(every sample forced through :func:`sample_change_direct`), and the
+engine's result for independence from blocking and from which entries are
+asked for.
+"""
+
+import mpmath
+import numpy as np
+import pytest
+from exact import DIGITS, exact_central_difference, exact_sample_loss
+
+import fastgrad
+from fastgrad import engines
+from fastgrad._kernels.series import assemble_unit_params, unit_series
+from fastgrad.engines import IncrementalState, numerical_flat
+
+CASES = [
+    ([4, 5, 3], "sigmoid", "sigmoid", "mse"),
+    ([3, 4, 4, 2], "tanh", "identity", "sse"),
+    ([3, 5, 4, 3, 3], "softplus", "softmax", "cross_entropy"),
+    ([4, 6, 5, 3], "leaky_relu", "tanh", "half_sse"),
+    ([3, 4, 3, 2], "relu", "relu", "mse"),
+    ([5, 3], "identity", "identity", "half_sse"),
+    ([3, 4, 2], "sigmoid", "softmax", "cross_entropy"),
+]
+IDS = ["-".join([str(s) for s in c[0]] + list(c[1:])) for c in CASES]
+
+
+def _case(sizes, hidden, output, loss, N=3, seed=5):
+    rng = np.random.default_rng(seed)
+    net = fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss)
+    params = [p + 0.2 * rng.normal(size=p.shape) for p in net.init(seed)]
+    X = rng.normal(size=(N, sizes[0]))
+    if loss == "cross_entropy":
+        Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], N)]
+    else:
+        Y = rng.uniform(size=(N, sizes[-1]))
+    return net, params, X, Y
+
+
+def _series(net, theta, X, Y, layer):
+    Z, A = net._forward(theta, X)
+    st = IncrementalState(net, X, Y, Z, A)
+    units = np.arange(net.sizes[layer + 1], dtype=np.int64)
+    E1 = np.empty((X.shape[0], units.size))
+    E3 = np.empty_like(E1)
+    lim = np.empty_like(E1)
+    unit_series(theta, net.layout, net.loss_code, Z, A, st.C, st.R, Y, st.ysum, layer, units, E1, E3, lim)
+    return st, units, E1, E3, lim
+
+
+@pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=IDS)
+def test_unit_series_matches_exact_derivatives(sizes, hidden, output, loss):
+    # e1 = dE_n/ds and e3 = d3E_n/ds3 / 6, where s shifts one unit's
+    # pre-activation, from 60-digit mpmath differentiation of the exact loss.
+    net, params, X, Y = _case(sizes, hidden, output, loss)
+    theta = net.flatten(params)
+    exact_theta = [mpmath.mpf(float(v)) for v in theta]
+    for layer in range(net.n_layers):
+        _, units, E1, E3, lim = _series(net, theta, X, Y, layer)
+        want1 = np.empty_like(E1)
+        want3 = np.empty_like(E3)
+        with mpmath.workdps(DIGITS):
+            for n in range(X.shape[0]):
+                for b, j in enumerate(units):
+                    def f(s, n=n, j=int(j)):
+                        return exact_sample_loss(net, exact_theta, X[n], Y[n], (layer, j, s))
+                    want1[n, b] = float(mpmath.diff(f, 0, 1))
+                    want3[n, b] = float(mpmath.diff(f, 0, 3) / 6)
+        assert np.all(lim > 0), (layer, lim)  # kink-free, normal scale: the series apply everywhere
+        scale1 = np.max(np.abs(want1))
+        scale3 = max(np.max(np.abs(want3)), 1e-12 * scale1)  # e3 = 0 for a linear suffix
+        assert np.max(np.abs(E1 - want1)) <= 1e-14 * scale1, (layer, E1, want1)
+        assert np.max(np.abs(E3 - want3)) <= 1e-13 * scale3, (layer, E3, want3)
+
+
+def test_unit_series_would_catch_a_wrong_coefficient():
+    # The twin comparison above has teeth: e3 matters at a large step.
+    # Replacing e3 by 0 moves the central difference at h = 1e-3 by more
+    # than the tolerance the exact test uses.
+    net, params, X, Y = _case([4, 5, 3], "sigmoid", "sigmoid", "mse")
+    theta = net.flatten(params)
+    st, units, E1, E3, lim = _series(net, theta, X, Y, 0)
+    h = 1e-5
+    want = np.ones(net.n_params, dtype=np.bool_)
+    out = np.full(net.n_params, np.nan)
+    out0 = np.full(net.n_params, np.nan)
+    args = (theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, 0, units)
+    assemble_unit_params(*args, E1, E3, lim, h, want, out)
+    assemble_unit_params(*args, E1, np.zeros_like(E3), lim, h, want, out0)
+    layer0 = slice(0, 4 * 5 + 5)
+    exact = [exact_central_difference(net, theta, X, Y, i, h) for i in range(4 * 5 + 5)]
+    scale = np.max(np.abs(exact))
+    assert np.max(np.abs(out[layer0] - exact)) <= 1e-12 * scale
+    assert np.max(np.abs(out0[layer0] - exact)) > 1e-11 * scale
+
+
+@pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=IDS)
+@pytest.mark.parametrize("h", [1e-8, 1e-6])
+def test_series_agree_with_the_direct_path(sizes, hidden, output, loss, h):
+    # Force every sample through sample_change_direct (lim = -1): the two
+    # ways of computing each central difference must agree to rounding.
+    net, params, X, Y = _case(sizes, hidden, output, loss, N=6, seed=9)
+    theta = net.flatten(params)
+    want = np.ones(net.n_params, dtype=np.bool_)
+    fast = np.full(net.n_params, np.nan)
+    direct = np.full(net.n_params, np.nan)
+    for layer in range(net.n_layers):
+        st, units, E1, E3, lim = _series(net, theta, X, Y, layer)
+        args = (theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, layer, units, E1, E3)
+        assemble_unit_params(*args, lim, h, want, fast)
+        assemble_unit_params(*args, np.full_like(lim, -1.0), h, want, direct)
+    assert not np.isnan(fast).any() and not np.isnan(direct).any()
+    scale = np.max(np.abs(direct))
+    assert np.max(np.abs(fast - direct)) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+def test_kink_within_reach_takes_the_direct_path(hidden):
+    # One hidden pre-activation 2^-30 (~9.3e-10) from the kink, steps of
+    # 1e-8: that sample's + and - steps land on different pieces. The series
+    # would give the derivative; the exact central difference differs, and
+    # the engine must return the latter. The pre-activation is made exact in
+    # float64 (x = e_0, W[0, j] = 0.5, b_j = -0.5 + 2^-30), so that float
+    # and exact arithmetic see the same kink distance.
+    sizes = [3, 4, 3, 2]
+    net, params, X, Y = _case(sizes, hidden, "sigmoid", "mse", N=4, seed=7)  # a seed where sample n matters
+    layer, n, j = 0, 1, 2
+    X[n] = [1.0, 0.0, 0.0]
+    params[0][0, j] = 0.5
+    params[1][j] = -0.5 + 2.0**-30
+    theta = net.flatten(params)
+    assert net._forward(theta, X)[0][n, j] == 2.0**-30
+    h = 1e-8
+    got = np.concatenate([g.ravel() for g in fastgrad.numerical_gradient(net, params, X, Y, eps=h)])
+    analytic = np.concatenate([g.ravel() for g in net.backprop(params, X, Y)])
+    b_j = int(net.offsets[2 * layer + 1]) + j
+    w_cols = [int(net.offsets[2 * layer]) + i * sizes[1] + j for i in range(sizes[0])]
+    scale = np.max(np.abs(analytic))
+    worst = 0.0
+    for p in [b_j, *w_cols, int(net.offsets[2])]:
+        exact = exact_central_difference(net, theta, X, Y, p, h)
+        worst = max(worst, abs(got[p] - exact) / scale)
+    assert worst <= 1e-12, worst
+    # the kink really changes the answer for that unit's bias and W[0, j]
+    for p in (b_j, w_cols[0]):
+        assert abs(got[p] - analytic[p]) > 0.1 * scale, p
+
+
+def test_subset_and_blocking_do_not_change_a_single_bit(monkeypatch):
+    net, params, X, Y = _case([6, 20, 12, 3], "tanh", "sigmoid", "mse", N=5)
+    theta = net.flatten(params)
+    whole = numerical_flat(net, theta, X, Y, 1e-8, "incremental")
+    idx = np.random.default_rng(0).choice(net.n_params, 17, replace=False)
+    part = numerical_flat(net, theta, X, Y, 1e-8, "incremental", indices=idx)
+    assert np.array_equal(part[idx], whole[idx])
+    rest = np.setdiff1d(np.arange(net.n_params), idx)
+    assert np.isnan(part[rest]).all()
+    monkeypatch.setattr(engines, "BLOCK_FLOPS", 1.0)  # one small block after another
+    calls = []
+    tiny = numerical_flat(net, theta, X, Y, 1e-8, "incremental", progress=lambda d, t: calls.append((d, t)))
+    assert np.array_equal(tiny, whole)
+    assert len(calls) > net.n_layers and calls[-1] == (net.n_params, net.n_params)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_scratch_does_not_grow_with_the_parameter_count():
+    # Blocks hold O(N * units-per-block) coefficients, never O(P * N).
+    net = fastgrad.MLP([784, 512, 10])
+    per_unit = engines.unit_cost(net, 0, 64)
+    block = max(4, int(engines.BLOCK_FLOPS // per_unit))
+    assert block * 64 * 3 * 8 < 50e6  # E1, E3, lim for one block: well under 50 MB
