@@ -165,7 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--eps",
         type=float,
         default=None,
-        help="central-difference step (default: 1e-4)",
+        help="central-difference step (default: 1e-8 with the incremental engine, 1e-4 with the full one)",
+    )
+    chk.add_argument(
+        "--engine",
+        choices=["incremental", "full"],
+        default="incremental",
+        help="incremental (default): recompute only what each perturbation changes; "
+        "full: two full forward passes per parameter (the tutorial's loop, compiled)",
     )
     chk.add_argument(
         "--rtol", type=float, default=None, help="relative tolerance (default: 1e-5)"
@@ -369,6 +376,7 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
                 Y,
                 grads,
                 eps=args.eps,
+                engine=args.engine,
                 rtol=args.rtol,
                 atol=args.atol,
                 threads=args.threads,
@@ -405,6 +413,7 @@ def _write_json(
             "data": args.data,
             "grads": args.grads,
             "seed": args.seed,
+            "engine": args.engine,
             "threads": args.threads,
         },
         "wall_seconds": seconds,

@@ -135,6 +135,25 @@ def test_json_options_reach_check(tmp_path, capsys):
     assert (result["eps"], result["rtol"], result["atol"]) == (1e-5, 1e-4, 1e-9)
 
 
+@pytest.mark.parametrize("engine,default_eps", [("incremental", 1e-8), ("full", 1e-4)])
+def test_engine_option_reaches_check(tmp_path, capsys, engine, default_eps):
+    out_json = tmp_path / "r.json"
+    code, out, err = run(
+        ["check", "--sizes", "5,4,2", "--batch", 3, "--engine", engine, "--json", out_json], capsys
+    )
+    assert code == 0, out + err
+    doc = _strict_json(out_json)
+    assert doc["result"]["engine"] == engine
+    assert doc["inputs"]["engine"] == engine
+    assert doc["result"]["eps"] == default_eps
+
+
+def test_unknown_engine_is_a_usage_error(capsys):
+    code, out, err = run(["check", "--sizes", "5,4,2", "--engine", "fast"], capsys)
+    assert code == 2
+    assert "--engine" in err
+
+
 def test_json_to_stdout_is_valid(capsys):
     code, out, _ = run(
         ["check", "--sizes", "5,4,2", "--batch", 3, "--json", "-"], capsys
