@@ -48,6 +48,15 @@ from .incremental import sample_change_direct
 from .loss import loss_scale
 
 
+@jit()
+def max_width(layout):
+    """Units of the widest layer (the size of a scratch row)."""
+    width = 0
+    for m in range(layout.shape[0]):
+        width = max(width, layout[m, FAN_OUT])
+    return width
+
+
 @jit(inline=True)
 def _change_limit(code, z, bound):
     """Largest ``|s|`` keeping a change ``|dz| <= |s| * bound`` in the series' range.
@@ -156,9 +165,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
     """
     last = layout.shape[0] - 1
     N = Z.shape[0]
-    width = 0
-    for m in range(layout.shape[0]):
-        width = max(width, layout[m, FAN_OUT])
+    width = max_width(layout)
     code = layout[l, ACT]
     for b in prange(units.shape[0]):
         j = units[b]
@@ -272,9 +279,7 @@ def assemble_unit_params(
     w_off = layout[l, W_OFF]
     b_off = layout[l, B_OFF]
     prev = layout[l - 1, U_OFF] if l > 0 else 0
-    width = 0
-    for m in range(layout.shape[0]):
-        width = max(width, layout[m, FAN_OUT])
+    width = max_width(layout)
     scale = loss_scale(loss_code, N)
     h2 = h * h
     lim_min = np.empty(B, dtype=np.float64)
