@@ -1,37 +1,135 @@
-"""Checking cost as the network grows: fastgrad's engines beside the naive loop.
+"""Checking cost as the network grows: fastgrad beside the naive loop and torch.
 
-Run timed:   pytest bench --benchmark-columns=median,iqr,rounds --benchmark-json=bench.json
+Run timed:   pytest bench --benchmark-json=bench.json && python bench/summarize.py bench.json
 Run in CI:   pytest bench --benchmark-disable      (each benchmark once, results asserted)
+One group:   pytest bench -k reference --benchmark-json=ref.json
 
-Every benchmark asserts its numerical gradient against backprop (or the
-naive loop against fastgrad), so a fast wrong answer cannot look good.
-Peers too slow to run in full are timed on a random subset of parameters
-and extrapolated linearly; ``extra_info["extrapolated_from"]`` says so.
+Groups (``benchmark.group``, one per network size):
+
+- ``ref 784-128-10 N=64``: the tutorial's net. fastgrad's default engine
+  (full check, 1 thread and all threads) beside the naive NumPy loop,
+  fastgrad's full engine and ``torch.autograd.gradcheck`` (slow mode), the
+  peers on a subset of parameters drawn from every tensor.
+- ``large 3072-512-10 N=128``: about 1.58 M parameters, 1 and all threads.
+- ``scaling 784-H-10 N=64``: P from about 1.6e3 to 1e6 (log-log slope).
+- ``deep 784-256-256-256-10 N=64``: the full check (or whole units, see
+  ``DEEP_MODE``), beside the naive loop; and in ``bench_blas.py`` what
+  ``np.dot`` reaches on the deep net's shapes.
+
+Every benchmark asserts what it timed: fastgrad's numerical gradient
+against backprop, the peers against fastgrad or backprop, so a fast wrong
+answer cannot look good. Peers too slow to run in full are timed on a
+subset of parameters and extrapolated linearly (each parameter costs them
+the same two forward passes): ``extra_info["extrapolated_from"]`` is the
+subset's size and ``extra_info["scale_to_full"]`` the factor to the full
+check. Under ``--benchmark-disable`` the subsets are smaller
+(``UNTIMED_PEER_SUBSET``). "Forward-pass equivalents" are in units of one
+NumPy forward pass of the batch: the group's ``*_numpy_forward`` row
+(median), or else ``extra_info["forward_pass_seconds"]`` (best of a few).
+
+Environment: ``FASTGRAD_BENCH_PEER_THREADS`` = "1" (default) or "all":
+threads of the NumPy loop, the forward pass and torch (see
+``PEER_THREADS``); ``FASTGRAD_BENCH_DEEP`` = "auto" (default), "full" or
+"subset" (see ``DEEP_MODE``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+
 import numba
 import numpy as np
 import pytest
-from nets import forward_seconds, make_case, naive_numerical, spread_indices
+from nets import (
+    blas_thread_limit,
+    blas_threads,
+    engine_flops,
+    forward_flops,
+    forward_seconds,
+    make_case,
+    max_rel_error,
+    naive_numerical,
+    numba_threads,
+    numpy_loss,
+    spread_indices,
+    unit_indices,
+)
 
 import fastgrad
 from fastgrad.engines import numerical_flat
 
-EPS = 1e-6  # incremental engine
-NAIVE_EPS = 1e-4  # the tutorial's step for the black-box loop
+EPS = 1e-8  # the incremental engine's documented default step, passed explicitly
+PEER_EPS = 1e-4  # the tutorial's step, for the naive loop, the full engine and torch
 NAIVE_SUBSET = 200
+#: fastgrad's numerical gradient must match backprop to this (worst tensor's max |n - a| / max |a|).
+BACKPROP_RTOL = 1e-9
+
+#: Under --benchmark-disable (CI: nothing is timed) the peers' subsets shrink to about
+#: this many parameters (still from every tensor): the same code and assertions, less time.
+UNTIMED_PEER_SUBSET = 32
+
+#: Threads of the peers (naive loop, NumPy forward pass, torch): "1" or "all". One by
+#: default, so that "fastgrad faster (1 thr)" compares single cores, and because a 2-thread
+#: BLAS on these small products stalls whenever another process has a core (measured on the
+#: shared 2-core machine: 70 ms instead of 2 ms for the deep net's forward pass).
+PEER_THREADS = os.environ.get("FASTGRAD_BENCH_PEER_THREADS", "1")
+
+_FORWARD: dict = {}
 
 
-def _max_rel(numerical, analytic):
-    return max(
-        float(np.max(np.abs(n - a)) / max(np.max(np.abs(a)), 1e-300)) for n, a in zip(numerical, analytic)
-    )
+@contextlib.contextmanager
+def _peer_threads(torch=None):
+    """Run the body with the peers' thread count (OpenBLAS's and torch's); yields it."""
+    if PEER_THREADS == "all":
+        yield torch.get_num_threads() if torch is not None else blas_threads()
+        return
+    n = int(PEER_THREADS)
+    with blas_thread_limit(n):
+        if torch is None:
+            yield n
+            return
+        previous = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            yield n
+        finally:
+            torch.set_num_threads(previous)
 
 
-def _info(benchmark, net, X, engine, threads, extra=None):
+def _peer_indices(benchmark, net, count):
+    """Return a subset for a peer: ``count`` parameters from every tensor (fewer when untimed)."""
+    if getattr(benchmark, "disabled", False):
+        count = min(count, UNTIMED_PEER_SUBSET)
+    return spread_indices(net, count)
+
+
+def _threads(threads, max_threads):
+    return max_threads if threads == "all" else int(threads)
+
+
+def _forward_seconds(net, params, X):
+    """One NumPy forward pass of the batch, measured once per network and batch in a session."""
+    key = (tuple(net.sizes), X.shape[0])
+    if key not in _FORWARD:
+        with _peer_threads():
+            _FORWARD[key] = forward_seconds(net, params, X, repeats=7 if net.n_params > 5e5 else 20)
+    return _FORWARD[key]
+
+
+def _flat_backprop(net, params, X, Y):
+    return np.concatenate([g.ravel() for g in net.backprop(params, X, Y)])
+
+
+def _subset_rel_error(values, analytic):
+    return float(np.max(np.abs(values - analytic)) / max(np.max(np.abs(analytic)), 1e-300))
+
+
+def _info(benchmark, net, X, params, *, label, engine, threads, role, extra=None):
     benchmark.extra_info.update(
+        label=label,
+        role=role,  # "fastgrad" (default engine: speedups are against it), "peer" or "forward" (the unit)
         n_params=net.n_params,
         n_samples=X.shape[0],
         depth=net.n_layers,
@@ -40,133 +138,286 @@ def _info(benchmark, net, X, engine, threads, extra=None):
         dtype="float64",
         method="central",
         engine=engine,
+        forward_pass_seconds=_forward_seconds(net, params, X),
     )
     benchmark.extra_info.update(extra or {})
 
 
+def _subset_info(net, idx, flops_per_param=None):
+    info = {"extrapolated_from": int(len(idx)), "scale_to_full": net.n_params / len(idx)}
+    if flops_per_param is not None:
+        info["flops"] = flops_per_param * len(idx)  # of the timed call (the subset)
+    return info
+
+
+def _fastgrad_full_check(benchmark, net, params, X, Y, n_threads, rounds=None):
+    """Time ``fastgrad.numerical_gradient`` (default engine) and assert it against backprop."""
+    fastgrad.numerical_gradient(net, params, X[:2], Y[:2], eps=EPS, threads=n_threads)  # compile
+    kwargs = dict(eps=EPS, threads=n_threads)
+    if rounds is None:
+        grads = benchmark(fastgrad.numerical_gradient, net, params, X, Y, **kwargs)
+    else:
+        grads = benchmark.pedantic(fastgrad.numerical_gradient, args=(net, params, X, Y), kwargs=kwargs,
+                                   rounds=rounds, iterations=1)
+    err = max_rel_error(grads, net.backprop(params, X, Y))
+    assert err <= BACKPROP_RTOL, f"numerical gradient off backprop by {err:.3g} (relative)"
+    return err
+
+
+def _naive_subset(benchmark, net, params, X, Y, idx):
+    """Time the naive loop on ``idx``; assert it against fastgrad's incremental engine at the same entries."""
+    with _peer_threads():
+        values = benchmark(naive_numerical, net, params, X, Y, PEER_EPS, idx)
+        n_blas = blas_threads()
+    exact = numerical_flat(net, net.flatten(params), X, Y, EPS, "incremental", indices=idx)[idx]
+    np.testing.assert_allclose(values, exact, rtol=1e-5, atol=1e-9)
+    return {**_subset_info(net, idx, 2 * forward_flops(net, X.shape[0])), "eps": PEER_EPS,
+            "blas_threads": n_blas,
+            "max_rel_error_vs_backprop": _subset_rel_error(values, _flat_backprop(net, params, X, Y)[idx])}
+
+
+def _numpy_forward(benchmark, group, case):
+    """Time one NumPy forward pass + loss of the batch: the unit of "forward-pass equivalents"."""
+    net, params, X, Y = make_case(**case)
+    benchmark.group = group
+    with _peer_threads():
+        loss = benchmark(numpy_loss, net, params, X, Y)
+        n_blas = blas_threads()
+    assert abs(loss - net.loss(params, X, Y)) <= 1e-12 * abs(loss)
+    _info(benchmark, net, X, params, label="one NumPy forward pass (the unit)", engine="numpy-forward",
+          threads=1, role="forward", extra={"blas_threads": n_blas, "flops": forward_flops(net, X.shape[0])})
+
+
 # --------------------------------------------------------------- reference size
 REFERENCE = dict(sizes=[784, 128, 10], n_samples=64)
+REF_GROUP = "ref 784-128-10 N=64"
 
 
 @pytest.mark.parametrize("threads", [1, "all"])
 def test_reference_incremental(benchmark, threads, max_threads):
-    """784-128-10, N=64: the full per-parameter check (the tutorial's net)."""
-    n_threads = max_threads if threads == "all" else threads
+    """784-128-10, N=64: the full per-parameter check with the default engine."""
+    n_threads = _threads(threads, max_threads)
     net, params, X, Y = make_case(**REFERENCE)
-    fastgrad.numerical_gradient(net, params, X[:2], Y[:2], eps=EPS)  # compile
-    benchmark.group = "784-128-10 N=64"
-    grads = benchmark(fastgrad.numerical_gradient, net, params, X, Y, eps=EPS, threads=n_threads)
-    err = _max_rel(grads, net.backprop(params, X, Y))
-    assert err < 1e-9
-    _info(benchmark, net, X, "incremental", n_threads,
-          {"forward_pass_seconds": forward_seconds(net, params, X), "max_rel_error_vs_backprop": err})
+    benchmark.group = REF_GROUP
+    err = _fastgrad_full_check(benchmark, net, params, X, Y, n_threads)
+    _info(benchmark, net, X, params, label="fastgrad incremental (default)", engine="incremental",
+          threads=n_threads, role="fastgrad",
+          extra={"eps": EPS, "max_rel_error_vs_backprop": err,
+                 "flops_estimate": engine_flops(net, "incremental", X.shape[0])})
+
+
+def test_reference_numpy_forward(benchmark):
+    _numpy_forward(benchmark, REF_GROUP, REFERENCE)
 
 
 def test_reference_naive_loop(benchmark):
     """The tutorial's loop (2 NumPy forward passes per parameter), on a subset."""
     net, params, X, Y = make_case(**REFERENCE)
-    idx = spread_indices(net, NAIVE_SUBSET)
-    benchmark.group = "784-128-10 N=64"
-    values = benchmark(naive_numerical, net, params, X, Y, NAIVE_EPS, idx)
-    exact = numerical_flat(net, net.flatten(params), X, Y, EPS, "incremental", indices=idx)[idx]
-    np.testing.assert_allclose(values, exact, rtol=1e-5, atol=1e-9)
-    _info(benchmark, net, X, "naive-numpy-loop", 1,
-          {"extrapolated_from": len(idx), "scale_to_full": net.n_params / len(idx)})
+    idx = _peer_indices(benchmark, net, NAIVE_SUBSET)
+    benchmark.group = REF_GROUP
+    extra = _naive_subset(benchmark, net, params, X, Y, idx)
+    _info(benchmark, net, X, params, label="naive NumPy loop", engine="naive-numpy-loop", threads=1,
+          role="peer", extra=extra)
+
+
+def _torch_subset_loss(torch, net, params, X, Y, idx):
+    """Return the net's MSE loss in torch as a function of the parameters at ``idx`` (others fixed)."""
+    theta = torch.tensor(net.flatten(params))
+    where = torch.tensor(idx, dtype=torch.int64)
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    acts = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z}
+    bounds = list(zip(net.offsets[:-1].tolist(), net.offsets[1:].tolist(), net.param_shapes))
+
+    def loss(subset):
+        full = theta.index_put((where,), subset)  # out of place: differentiable in ``subset``
+        tensors = [full[lo:hi].reshape(shape) for lo, hi, shape in bounds]
+        a = Xt
+        for layer in range(net.n_layers):
+            f = acts[net.output if layer == net.n_layers - 1 else net.hidden]
+            a = f(a @ tensors[2 * layer] + tensors[2 * layer + 1])
+        return ((Yt - a) ** 2).sum() / Xt.shape[0]
+
+    return loss, theta[where].clone().requires_grad_(True)
 
 
 def test_reference_torch_gradcheck(benchmark):
-    """``torch.autograd.gradcheck`` (default mode) on a subset of W1's entries."""
-    torch = pytest.importorskip("torch")
+    """``torch.autograd.gradcheck`` (``fast_mode=False``) on the naive loop's subset, from every tensor."""
+    try:
+        import torch
+    except ImportError:  # an optional peer: CI runs without it
+        pytest.skip("torch is not installed")
     net, params, X, Y = make_case(**REFERENCE)
-    Xt, Yt = torch.tensor(X), torch.tensor(Y)
-    W1, b1, W2, b2 = (torch.tensor(p) for p in params)
-    n_sub = NAIVE_SUBSET
-    flat_W1 = W1.reshape(-1)
-    sub = flat_W1[:n_sub].clone().requires_grad_(True)
-
-    def loss_of_subset(s):
-        w = torch.cat([s, flat_W1[n_sub:]]).reshape(W1.shape)
-        a = torch.sigmoid(Xt @ w + b1)
-        x = torch.sigmoid(a @ W2 + b2)
-        return ((Yt - x) ** 2).sum() / Xt.shape[0]
-
-    benchmark.group = "784-128-10 N=64"
-    ok = benchmark(torch.autograd.gradcheck, loss_of_subset, (sub,), eps=NAIVE_EPS, atol=1e-5, rtol=1e-3)
+    idx = _peer_indices(benchmark, net, NAIVE_SUBSET)
+    tensors_hit = sorted({net.locate(int(i))[0] for i in idx})
+    assert tensors_hit == sorted(net.tensor_names), tensors_hit
+    loss, subset = _torch_subset_loss(torch, net, params, X, Y, idx)
+    # the torch function is the same loss, with the same gradient, as fastgrad's
+    value = loss(subset)
+    assert abs(value.detach().item() - net.loss(params, X, Y)) <= 1e-12 * abs(net.loss(params, X, Y))
+    (grad,) = torch.autograd.grad(value, subset)
+    np.testing.assert_allclose(grad.numpy(), _flat_backprop(net, params, X, Y)[idx], rtol=1e-10, atol=1e-15)
+    benchmark.group = REF_GROUP
+    with _peer_threads(torch) as n_threads:
+        ok = benchmark(torch.autograd.gradcheck, loss, (subset,), eps=PEER_EPS, atol=1e-5, rtol=1e-3,
+                       fast_mode=False)
     assert ok
-    _info(benchmark, net, X, "torch.autograd.gradcheck", torch.get_num_threads(),
-          {"extrapolated_from": n_sub, "scale_to_full": net.n_params / n_sub})
+    _info(benchmark, net, X, params, label="torch.autograd.gradcheck", engine="torch.autograd.gradcheck",
+          threads=n_threads, role="peer",
+          extra={**_subset_info(net, idx, 2 * forward_flops(net, X.shape[0])), "eps": PEER_EPS,
+                 "fast_mode": False, "torch_version": torch.__version__, "tensors": ",".join(tensors_hit)})
 
 
 def test_reference_full_engine(benchmark):
-    """fastgrad's full-recompute engine (compiled tutorial loop), on a subset."""
+    """Time fastgrad's full-recompute engine (the tutorial's loop, compiled), on a subset."""
     net, params, X, Y = make_case(**REFERENCE)
-    idx = spread_indices(net, NAIVE_SUBSET)
+    idx = _peer_indices(benchmark, net, NAIVE_SUBSET)
     theta = net.flatten(params)
-    numerical_flat(net, theta, X[:2], Y[:2], NAIVE_EPS, "full", indices=idx[:2])  # compile
-    benchmark.group = "784-128-10 N=64"
-    values = benchmark(numerical_flat, net, theta, X, Y, NAIVE_EPS, "full", indices=idx)[idx]
+    numerical_flat(net, theta, X[:2], Y[:2], PEER_EPS, "full", indices=idx[:2])  # compile
+    benchmark.group = REF_GROUP
+    values = benchmark(numerical_flat, net, theta, X, Y, PEER_EPS, "full", indices=idx)[idx]
     exact = numerical_flat(net, theta, X, Y, EPS, "incremental", indices=idx)[idx]
     np.testing.assert_allclose(values, exact, rtol=1e-5, atol=1e-9)
-    _info(benchmark, net, X, "full", numba.get_num_threads(),
-          {"extrapolated_from": len(idx), "scale_to_full": net.n_params / len(idx)})
+    err = _subset_rel_error(values, _flat_backprop(net, params, X, Y)[idx])
+    _info(benchmark, net, X, params, label="fastgrad full engine", engine="full", threads=numba.get_num_threads(),
+          role="peer",
+          extra={**_subset_info(net, idx), "eps": PEER_EPS, "max_rel_error_vs_backprop": err,
+                 "flops_estimate": engine_flops(net, "full", X.shape[0], idx)})
+
+
+def test_reference_accuracy_incremental_vs_full():
+    """The default engine agrees with backprop to 1e-9 relative, and closer than the full engine."""
+    net, params, X, Y = make_case(**REFERENCE)
+    theta = net.flatten(params)
+    analytic = _flat_backprop(net, params, X, Y)
+    incremental = numerical_flat(net, theta, X, Y, EPS, "incremental")
+    err_inc = _subset_rel_error(incremental, analytic)
+    assert err_inc <= BACKPROP_RTOL, err_inc
+    idx = spread_indices(net, NAIVE_SUBSET)
+    full = numerical_flat(net, theta, X, Y, PEER_EPS, "full", indices=idx)[idx]
+    err_full = _subset_rel_error(full, analytic[idx])
+    err_inc_subset = _subset_rel_error(incremental[idx], analytic[idx])
+    assert err_inc_subset <= err_full, (err_inc_subset, err_full)
 
 
 # ------------------------------------------------------------------- big net
-def test_large_incremental(benchmark, max_threads):
+LARGE = dict(sizes=[3072, 512, 10], n_samples=128)
+LARGE_GROUP = "large 3072-512-10 N=128"
+LARGE_NAIVE_SUBSET = 16
+
+
+@pytest.mark.parametrize("threads", [1, "all"])
+def test_large_incremental(benchmark, threads, max_threads):
     """3072-512-10, N=128 (about 1.58 M parameters): full check."""
-    net, params, X, Y = make_case([3072, 512, 10], 128)
-    fastgrad.numerical_gradient(net, params, X[:2], Y[:2], eps=EPS)
-    benchmark.group = "3072-512-10 N=128"
-    grads = benchmark.pedantic(
-        fastgrad.numerical_gradient, args=(net, params, X, Y), kwargs=dict(eps=EPS, threads=max_threads),
-        rounds=3, iterations=1,
-    )
-    err = _max_rel(grads, net.backprop(params, X, Y))
-    assert err < 1e-9
-    _info(benchmark, net, X, "incremental", max_threads, {"max_rel_error_vs_backprop": err})
+    n_threads = _threads(threads, max_threads)
+    net, params, X, Y = make_case(**LARGE)
+    benchmark.group = LARGE_GROUP
+    err = _fastgrad_full_check(benchmark, net, params, X, Y, n_threads, rounds=3)
+    _info(benchmark, net, X, params, label="fastgrad incremental (default)", engine="incremental",
+          threads=n_threads, role="fastgrad",
+          extra={"eps": EPS, "max_rel_error_vs_backprop": err,
+                 "flops_estimate": engine_flops(net, "incremental", X.shape[0])})
+
+
+def test_large_numpy_forward(benchmark):
+    _numpy_forward(benchmark, LARGE_GROUP, LARGE)
+
+
+def test_large_naive_loop(benchmark):
+    """The naive loop on the large net, on a small subset."""
+    net, params, X, Y = make_case(**LARGE)
+    idx = _peer_indices(benchmark, net, LARGE_NAIVE_SUBSET)
+    benchmark.group = LARGE_GROUP
+    extra = _naive_subset(benchmark, net, params, X, Y, idx)
+    _info(benchmark, net, X, params, label="naive NumPy loop", engine="naive-numpy-loop", threads=1,
+          role="peer", extra=extra)
 
 
 # ------------------------------------------------------------------ scaling
-SCALING_H = [1, 8, 32, 128, 512, 1280]  # 784-H-10: P from about 8e2 to 1e6
+SCALING_GROUP = "scaling 784-H-10 N=64"
+#: 784-H-10 has P = 795 H + 10 parameters: about 1.6e3, 4.8e3, 1e4, 3.2e4, 1e5, 3.2e5, 1e6.
+SCALING_H = [2, 6, 13, 40, 126, 400, 1258]
+#: The naive loop on a subset (size of the subset), for a few of those widths.
+NAIVE_SCALING = {2: 200, 13: 200, 126: 64, 1258: 16}
 
 
 @pytest.mark.parametrize("hidden_width", SCALING_H)
 def test_scaling_incremental(benchmark, hidden_width, max_threads):
-    """Time against P for a 1-hidden-layer net (slope of log time vs log P)."""
+    """Time against P for a 1-hidden-layer net, default engine, all threads."""
     net, params, X, Y = make_case([784, hidden_width, 10], 64)
-    fastgrad.numerical_gradient(net, params, X[:2], Y[:2], eps=EPS)
-    benchmark.group = "scaling 784-H-10 N=64"
-    grads = benchmark(fastgrad.numerical_gradient, net, params, X, Y, eps=EPS, threads=max_threads)
-    assert _max_rel(grads, net.backprop(params, X, Y)) < 1e-9
-    _info(benchmark, net, X, "incremental", max_threads)
+    benchmark.group = SCALING_GROUP
+    err = _fastgrad_full_check(benchmark, net, params, X, Y, max_threads)
+    _info(benchmark, net, X, params, label="fastgrad incremental (default)", engine="incremental",
+          threads=max_threads, role="fastgrad",
+          extra={"eps": EPS, "max_rel_error_vs_backprop": err, "hidden_width": hidden_width,
+                 "flops_estimate": engine_flops(net, "incremental", X.shape[0])})
+
+
+@pytest.mark.parametrize("hidden_width", list(NAIVE_SCALING))
+def test_scaling_naive_loop(benchmark, hidden_width):
+    """The naive loop on a subset, for a few widths (its full-check time grows like P^2)."""
+    net, params, X, Y = make_case([784, hidden_width, 10], 64)
+    idx = _peer_indices(benchmark, net, NAIVE_SCALING[hidden_width])
+    benchmark.group = SCALING_GROUP
+    extra = _naive_subset(benchmark, net, params, X, Y, idx)
+    _info(benchmark, net, X, params, label="naive NumPy loop", engine="naive-numpy-loop", threads=1,
+          role="peer", extra={**extra, "hidden_width": hidden_width})
 
 
 # ---------------------------------------------------------------- deep net
 DEEP = dict(sizes=[784, 256, 256, 256, 10], n_samples=64)
-DEEP_SUBSET = 1000
+DEEP_GROUP = "deep 784-256-256-256-10 N=64"
+#: "full": time the full check; "subset": time whole units only (``DEEP_UNIT_FRACTION``
+#: of every layer's units, extrapolated by P); "auto": time the subset once and run
+#: the full check when that predicts at most ``DEEP_FULL_BUDGET_S`` (else the subset).
+DEEP_MODE = os.environ.get("FASTGRAD_BENCH_DEEP", "auto")
+DEEP_FULL_BUDGET_S = 60.0
+DEEP_UNIT_FRACTION = 1 / 64  # 4 units of each 256-wide layer, 1 output unit: about 5.5e3 parameters
 
 
-def test_deep_incremental_subset(benchmark, max_threads):
-    """784-256-256-256-10: exact check on a random subset (extrapolate by P)."""
+def test_deep_incremental(benchmark, max_threads):
+    """784-256-256-256-10: the default engine's full check (or whole units of every layer)."""
+    assert DEEP_MODE in ("auto", "full", "subset"), DEEP_MODE
     net, params, X, Y = make_case(**DEEP)
-    idx = spread_indices(net, DEEP_SUBSET)
     theta = net.flatten(params)
-    numerical_flat(net, theta, X[:2], Y[:2], EPS, "incremental", indices=idx[:2])
-    benchmark.group = "784-256-256-256-10 N=64"
-    values = benchmark(numerical_flat, net, theta, X, Y, EPS, "incremental", indices=idx)[idx]
-    analytic = np.concatenate([g.ravel() for g in net.backprop(params, X, Y)])[idx]
-    np.testing.assert_allclose(values, analytic, rtol=1e-7, atol=1e-12)
-    _info(benchmark, net, X, "incremental", max_threads,
-          {"extrapolated_from": len(idx), "scale_to_full": net.n_params / len(idx)})
+    idx = unit_indices(net, DEEP_UNIT_FRACTION)
+    numerical_flat(net, theta, X[:2], Y[:2], EPS, "incremental", indices=idx[:2])  # compile
+    analytic = _flat_backprop(net, params, X, Y)
+    predicted = None
+    if DEEP_MODE == "auto":
+        t0 = time.perf_counter()
+        with numba_threads(max_threads):
+            probe = numerical_flat(net, theta, X, Y, EPS, "incremental", indices=idx)[idx]
+        predicted = (time.perf_counter() - t0) * net.n_params / len(idx)
+        assert _subset_rel_error(probe, analytic[idx]) <= BACKPROP_RTOL
+    full = DEEP_MODE == "full" or (DEEP_MODE == "auto" and predicted <= DEEP_FULL_BUDGET_S)
+    benchmark.group = DEEP_GROUP
+    extra = {"eps": EPS, "deep_mode": "full" if full else "whole-unit subset",
+             "predicted_full_seconds_from_probe": predicted}
+    if full:
+        err = _fastgrad_full_check(benchmark, net, params, X, Y, max_threads, rounds=3)
+        extra["flops_estimate"] = engine_flops(net, "incremental", X.shape[0])
+    else:
+        with numba_threads(max_threads):
+            values = benchmark.pedantic(numerical_flat, args=(net, theta, X, Y, EPS, "incremental"),
+                                        kwargs=dict(indices=idx), rounds=3, iterations=1)[idx]
+        err = _subset_rel_error(values, analytic[idx])
+        assert err <= BACKPROP_RTOL, err
+        extra.update(_subset_info(net, idx), units_fraction=DEEP_UNIT_FRACTION,
+                     flops_estimate=engine_flops(net, "incremental", X.shape[0], idx))
+    extra["max_rel_error_vs_backprop"] = err
+    _info(benchmark, net, X, params, label="fastgrad incremental (default)", engine="incremental",
+          threads=max_threads, role="fastgrad", extra=extra)
 
 
-def test_deep_naive_subset(benchmark):
-    """The naive loop on the same deep net, same kind of subset."""
+def test_deep_numpy_forward(benchmark):
+    _numpy_forward(benchmark, DEEP_GROUP, DEEP)
+
+
+def test_deep_naive_loop(benchmark):
+    """The naive loop on the same deep net, on a subset."""
     net, params, X, Y = make_case(**DEEP)
-    idx = spread_indices(net, NAIVE_SUBSET)
-    benchmark.group = "784-256-256-256-10 N=64"
-    values = benchmark(naive_numerical, net, params, X, Y, NAIVE_EPS, idx)
-    analytic = np.concatenate([g.ravel() for g in net.backprop(params, X, Y)])[idx]
-    np.testing.assert_allclose(values, analytic, rtol=1e-4, atol=1e-9)
-    _info(benchmark, net, X, "naive-numpy-loop", 1,
-          {"extrapolated_from": len(idx), "scale_to_full": net.n_params / len(idx)})
+    idx = _peer_indices(benchmark, net, NAIVE_SUBSET)
+    benchmark.group = DEEP_GROUP
+    extra = _naive_subset(benchmark, net, params, X, Y, idx)
+    _info(benchmark, net, X, params, label="naive NumPy loop", engine="naive-numpy-loop", threads=1,
+          role="peer", extra=extra)

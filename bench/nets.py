@@ -8,15 +8,19 @@ parameters where a full run would take minutes, and extrapolated linearly
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import time
+from collections.abc import Iterator
 
+import numba
 import numpy as np
 
 import fastgrad
 
 
 def make_case(sizes, n_samples, hidden="sigmoid", output="sigmoid", loss="mse", seed=0):
-    """A network, its parameters and a batch, reproducibly."""
+    """Return a network, its parameters and a batch, reproducibly."""
     net = fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss)
     params = net.init(seed=seed)
     rng = np.random.default_rng(seed + 1)
@@ -39,17 +43,17 @@ _ACT = {
 
 
 def numpy_loss(net, params, X, Y):
-    """The tutorial's forward pass and MSE loss in plain NumPy (BLAS products)."""
+    """Compute the tutorial's forward pass and MSE loss in plain NumPy (BLAS products)."""
     a = X
     L = len(params) // 2
-    for l in range(L):
-        z = a @ params[2 * l] + params[2 * l + 1]
-        a = _ACT[net.output if l == L - 1 else net.hidden](z)
+    for layer in range(L):
+        z = a @ params[2 * layer] + params[2 * layer + 1]
+        a = _ACT[net.output if layer == L - 1 else net.hidden](z)
     return float(np.sum((Y - a) ** 2) / X.shape[0])
 
 
 def naive_numerical(net, params, X, Y, eps, flat_indices):
-    """The tutorial's loop: perturb one entry, two full forward passes, restore."""
+    """Run the tutorial's loop: perturb one entry, two full forward passes, restore."""
     work = [p.copy() for p in params]
     out = np.empty(len(flat_indices))
     for k, flat in enumerate(flat_indices):
@@ -65,18 +69,156 @@ def naive_numerical(net, params, X, Y, eps, flat_indices):
     return out
 
 
-def spread_indices(net, count, seed=0):
-    """``count`` flat indices spread over every tensor (proportionally)."""
+def spread_indices(net, count, seed=0, min_per_tensor=4):
+    """Return about ``count`` random flat indices, drawn from every tensor.
+
+    Proportionally to the tensors' sizes, and at least ``min_per_tensor``
+    from each (so the biases are always in), without repeats.
+    """
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(net.n_params, size=min(count, net.n_params), replace=False))
+    if count >= net.n_params:
+        return np.arange(net.n_params, dtype=np.int64)
+    parts = []
+    for lo, hi in zip(net.offsets[:-1].tolist(), net.offsets[1:].tolist()):
+        size = hi - lo
+        k = min(size, max(min_per_tensor, int(round(count * size / net.n_params))))
+        parts.append(lo + rng.choice(size, size=k, replace=False))
+    return np.sort(np.concatenate(parts)).astype(np.int64)
 
 
 def forward_seconds(net, params, X, repeats=20):
-    """Median time of one NumPy forward pass of the batch (the unit of cost)."""
+    """Best time of one NumPy forward pass of the batch, over ``repeats`` (the unit of cost).
+
+    The best, not the median: on a shared machine a multi-threaded BLAS call
+    stalls whenever one of its threads is descheduled, and a stalled unit
+    would flatter everything measured in it.
+    """
     Y = np.zeros((X.shape[0], net.sizes[-1]))
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         numpy_loss(net, params, X, Y)
         times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.min(times))
+
+
+def unit_indices(net, fraction, seed=0):
+    """Flat indices of whole units: about ``fraction`` of every layer's units.
+
+    A unit's parameters are its ``fan_in`` incoming weights and its bias;
+    the incremental engine's cost is per unit (the parameters of a unit
+    share its lookahead), so a subset that extrapolates fairly must hold
+    whole units, the same fraction of every layer (at least one unit each).
+    """
+    rng = np.random.default_rng(seed)
+    parts = []
+    for layer in range(net.n_layers):
+        fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+        count = max(1, int(round(fraction * fan_out)))
+        units = np.sort(rng.choice(fan_out, size=count, replace=False))
+        w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+        parts.append((w_off + np.arange(fan_in)[:, None] * fan_out + units[None, :]).ravel())
+        parts.append(b_off + units)
+    return np.sort(np.concatenate(parts)).astype(np.int64)
+
+
+def forward_flops(net, n_samples):
+    """Floating-point operations of one forward pass's matrix products (2 per multiply-add)."""
+    return 2.0 * n_samples * sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:]))
+
+
+def engine_flops(net, engine, n_samples, indices=None):
+    """Return fastgrad's own estimate of an engine's work for these entries, or None.
+
+    It is the engine's cost model (``engines.unit_cost`` / ``full_param_cost``,
+    or the older ``param_costs``), not a count: good for the order of
+    magnitude of the GFLOP/s achieved. The incremental engine's cost is per
+    unit, so a unit counts in full once any of its parameters is wanted.
+    None when the engine has no such model.
+    """
+    from fastgrad import engines
+
+    want = np.zeros(net.n_params, dtype=bool)
+    want[slice(None) if indices is None else np.asarray(indices)] = True
+    try:
+        if engine == "full" and hasattr(engines, "full_param_cost"):
+            return float(engines.full_param_cost(net, n_samples) * np.count_nonzero(want))
+        if engine == "incremental" and hasattr(engines, "unit_cost"):
+            total = 0.0
+            for layer in range(net.n_layers):
+                fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+                w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+                touched = want[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out).any(axis=0)
+                touched |= want[b_off:b_off + fan_out]
+                total += float(engines.unit_cost(net, layer, n_samples)) * int(np.count_nonzero(touched))
+            return total
+        if hasattr(engines, "param_costs"):
+            return float(np.asarray(engines.param_costs(net, engine, n_samples), dtype=float)[want].sum())
+    except (TypeError, ValueError, IndexError):  # the model's signature changed
+        return None
+    return None
+
+
+def max_rel_error(numerical, analytic):
+    """Worst tensor's ``max |n - a| / max |a|`` (norm-wise relative error)."""
+    return max(
+        float(np.max(np.abs(n - a)) / max(np.max(np.abs(a)), 1e-300))
+        for n, a in zip(numerical, analytic)
+    )
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    """Run the body with ``n`` Numba threads (for calls that take no ``threads=``)."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+_OPENBLAS_NAMES = (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"), ("openblas", ""))
+
+
+def _openblas_thread_functions():
+    """(get, set) of the OpenBLAS NumPy loaded, found through /proc/self/maps; or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in _OPENBLAS_NAMES:
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                put.argtypes = [ctypes.c_int]
+                return get, put
+    return None
+
+
+def blas_threads():
+    """Threads NumPy's BLAS uses now (OpenBLAS only), or None when unknown."""
+    funcs = _openblas_thread_functions()
+    return int(funcs[0]()) if funcs else None
+
+
+@contextlib.contextmanager
+def blas_thread_limit(n) -> Iterator[bool]:
+    """Limit OpenBLAS to ``n`` threads in the body; yields False (no limit) when not OpenBLAS."""
+    funcs = _openblas_thread_functions()
+    if funcs is None:
+        yield False
+        return
+    get, put = funcs
+    previous = int(get())
+    put(int(n))
+    try:
+        yield True
+    finally:
+        put(previous)

@@ -1,0 +1,48 @@
+"""Cold start (empty Numba cache: compiles) and warm start (cache filled), in the benchmark output.
+
+Each round is a new interpreter that imports fastgrad and checks a 4-5-3
+net (``startup.py --child``); the benchmark times the whole process, and
+``extra_info`` has the import and first-check times measured inside it.
+The cold start runs once (it compiles for tens of seconds), the warm one
+three times, both in the same temporary NUMBA_CACHE_DIR.
+"""
+
+from __future__ import annotations
+
+import pytest
+from startup import run_child
+
+STARTUP_GROUP = "startup 4-5-3 (new process)"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One Numba cache directory for this module: empty for the cold start, filled after it."""
+    return tmp_path_factory.mktemp("numba_cache")
+
+
+def _info(benchmark, result, label, cache):
+    assert result["passed"], result
+    assert result["max_rel_error"] < 1e-9, result
+    benchmark.extra_info.update(
+        label=label, role="startup", cache=cache, n_params=result["n_params"], n_samples=8, depth=2, sizes="4-5-3",
+        threads="default",
+        dtype="float64", method="central", engine="incremental",
+        **{k: result[k] for k in ("import_seconds", "first_check_seconds", "second_check_seconds", "numba_version")},
+    )
+
+
+def test_startup_cold(benchmark, cache_dir):
+    assert not any(cache_dir.iterdir()), "the cold start needs an empty cache"
+    benchmark.group = STARTUP_GROUP
+    result = benchmark.pedantic(run_child, args=(str(cache_dir),), rounds=1, iterations=1)
+    assert any(cache_dir.rglob("*.nbi")), "the cold start wrote no Numba cache"
+    _info(benchmark, result, "cold start (empty cache, compiles)", "empty")
+
+
+def test_startup_warm(benchmark, cache_dir):
+    if not any(cache_dir.rglob("*.nbi")):  # the cold start was deselected: fill the cache, untimed
+        run_child(str(cache_dir))
+    benchmark.group = STARTUP_GROUP
+    result = benchmark.pedantic(run_child, args=(str(cache_dir),), rounds=3, iterations=1)
+    _info(benchmark, result, "warm start (cache filled)", "filled")
