@@ -54,9 +54,57 @@ def forward_sample(theta, layout, x, z, a):
 SAMPLE_TILE = 8
 
 
+@jit()
+def forward_rows(theta, layout, X, lo, hi, Z_out, A_out):
+    """Forward pass of samples ``lo..hi-1``, reading each weight row once.
+
+    Parameters
+    ----------
+    theta, layout
+        As in :func:`forward_sample`.
+    X : ndarray of float64, shape (N, D)
+    lo, hi : int
+        The samples.
+    Z_out, A_out : ndarray of float64, shape (N, U)
+        Written at rows ``lo..hi-1``.
+
+    Notes
+    -----
+    Every pre-activation is summed in :func:`forward_sample`'s order (bias,
+    then inputs in order), so the rows are bitwise the same as that
+    function's; only the loop order differs, so that a wide layer's ``W`` is
+    streamed from memory once per group of samples, not once per sample.
+    """
+    for l in range(layout.shape[0]):
+        fan_in = layout[l, FAN_IN]
+        fan_out = layout[l, FAN_OUT]
+        w_off = layout[l, W_OFF]
+        b_off = layout[l, B_OFF]
+        u_off = layout[l, U_OFF]
+        prev = layout[l - 1, U_OFF] if l > 0 else 0
+        for n in range(lo, hi):
+            for j in range(fan_out):
+                Z_out[n, u_off + j] = theta[b_off + j]
+        for i in range(fan_in):
+            w = theta[w_off + i * fan_out:w_off + (i + 1) * fan_out]
+            for n in range(lo, hi):
+                ai = X[n, i] if l == 0 else A_out[n, prev + i]
+                if ai == 0.0:
+                    continue
+                z = Z_out[n, u_off:u_off + fan_out]
+                for j in range(fan_out):
+                    z[j] += ai * w[j]
+        for n in range(lo, hi):
+            activate(Z_out[n], A_out[n], u_off, fan_out, layout[l, ACT])
+
+
+#: Samples that share one pass over a weight row.
+SAMPLE_TILE = 8
+
+
 @jit(parallel=True)
 def forward_batch(theta, layout, X, Z_out, A_out):
-    """Forward pass of a batch, in parallel over tiles of samples.
+    """Forward pass of a batch, in parallel over tiles of ``SAMPLE_TILE`` samples.
 
     Parameters
     ----------
@@ -68,38 +116,14 @@ def forward_batch(theta, layout, X, Z_out, A_out):
 
     Notes
     -----
-    Each weight row is read once per tile of ``SAMPLE_TILE`` samples rather
-    than once per sample (a wide layer's ``W`` does not fit in cache). Every
-    pre-activation is summed in :func:`forward_sample`'s order (bias, then
-    inputs in order), so the result is bitwise the same as that function's
-    and independent of the thread count.
+    Bitwise the same as :func:`forward_sample` row by row (see
+    :func:`forward_rows`), for any thread count.
     """
     N = X.shape[0]
     n_tiles = (N + SAMPLE_TILE - 1) // SAMPLE_TILE
     for tile in prange(n_tiles):
         lo = tile * SAMPLE_TILE
-        hi = min(N, lo + SAMPLE_TILE)
-        for l in range(layout.shape[0]):
-            fan_in = layout[l, FAN_IN]
-            fan_out = layout[l, FAN_OUT]
-            w_off = layout[l, W_OFF]
-            b_off = layout[l, B_OFF]
-            u_off = layout[l, U_OFF]
-            prev = layout[l - 1, U_OFF] if l > 0 else 0
-            for n in range(lo, hi):
-                for j in range(fan_out):
-                    Z_out[n, u_off + j] = theta[b_off + j]
-            for i in range(fan_in):
-                w = theta[w_off + i * fan_out:w_off + (i + 1) * fan_out]
-                for n in range(lo, hi):
-                    ai = X[n, i] if l == 0 else A_out[n, prev + i]
-                    if ai == 0.0:
-                        continue
-                    z = Z_out[n, u_off:u_off + fan_out]
-                    for j in range(fan_out):
-                        z[j] += ai * w[j]
-            for n in range(lo, hi):
-                activate(Z_out[n], A_out[n], u_off, fan_out, layout[l, ACT])
+        forward_rows(theta, layout, X, lo, min(N, lo + SAMPLE_TILE), Z_out, A_out)
 
 
 def n_units(layout):

@@ -4,7 +4,7 @@ import math
 
 from ._jit import jit
 from .codes import CROSS_ENTROPY, FAN_OUT, HALF_SSE, MSE, U_OFF
-from .forward import forward_sample
+from .forward import SAMPLE_TILE, forward_rows
 
 
 @jit()
@@ -48,16 +48,15 @@ def loss_scale(loss_code, n_samples):
 
 
 @jit()
-def batch_loss(theta, layout, loss_code, X, Y, z, a):
-    """Loss ``E`` of the whole batch, serially, using scratch ``z``/``a`` (U,).
+def batch_loss(theta, layout, loss_code, X, Y, Z, A):
+    """Loss ``E`` of the whole batch, serially, using scratch ``Z``/``A`` (N, U).
 
     Samples are summed in order, so the value does not depend on threads.
     """
-    total = 0.0
-    for n in range(X.shape[0]):
-        forward_sample(theta, layout, X[n], z, a)
-        total += sample_loss(z, a, Y[n], layout, loss_code)
-    return total * loss_scale(loss_code, X.shape[0])
+    N = X.shape[0]
+    for lo in range(0, N, SAMPLE_TILE):
+        forward_rows(theta, layout, X, lo, min(N, lo + SAMPLE_TILE), Z, A)
+    return loss_from_activations(Z, A, Y, layout, loss_code)
 
 
 @jit()

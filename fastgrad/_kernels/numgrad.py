@@ -42,8 +42,8 @@ def central_diff_full(theta, layout, loss_code, X, Y, eps, order, bounds, n_unit
     """
     for c in prange(bounds.shape[0] - 1):
         th = theta.copy()
-        z = np.empty(n_units, dtype=np.float64)
-        a = np.empty(n_units, dtype=np.float64)
+        z = np.empty((X.shape[0], n_units), dtype=np.float64)
+        a = np.empty((X.shape[0], n_units), dtype=np.float64)
         for b in range(bounds[c], bounds[c + 1]):
             p = order[b]
             saved = th[p]
