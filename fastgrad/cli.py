@@ -57,6 +57,7 @@ class _Progress:
             return
         self._last = now
         pct = 100.0 * done / total if total > 0 else 100.0
+        self._open = True  # before writing: a Ctrl-C during the write still gets its newline
         self.stream.write(
             f"\r{self.label}: {done}/{total} parameters ({pct:5.1f}%), "
             f"{now - self._start:.1f} s"

@@ -294,20 +294,19 @@ def test_cli_interrupt_default_engine():
     assert child.text("stdout").startswith(f"MLP {sizes.replace(',', '-')} (hidden={hidden}, "), child.report()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: cli._Progress sets _open only after drawing, so a Ctrl-C that lands while "
-    "the first draw is written leaves the line open and 'fastgrad: interrupted' is appended to it",
-)
 def test_progress_bar_closed_when_interrupted_while_drawing():
     # Deterministic model of the race seen with a real SIGINT sent right after
     # the first draw (stderr then ended "... 0.7 sfastgrad: interrupted").
     from fastgrad.cli import _Progress
 
     class InterruptedStream(io.StringIO):
+        interrupted = False
+
         def write(self, text):
             super().write(text)
-            raise KeyboardInterrupt  # the signal's exception, raised once the text is out
+            if not self.interrupted:  # the signal's exception, raised once, when the text is out
+                self.interrupted = True
+                raise KeyboardInterrupt
 
     stream = InterruptedStream()
     bar = _Progress(stream, "checking")
