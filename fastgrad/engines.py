@@ -111,8 +111,9 @@ def _incremental(
     want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray,
 ) -> np.ndarray:
     """Run the incremental engine over the wanted entries (see :mod:`fastgrad._kernels.series`)."""
-    out = np.full(net.n_params, np.nan, dtype=np.float64)
     total = int(np.count_nonzero(want))
+    # every wanted entry is written below; the others stay NaN
+    out = np.empty(net.n_params) if total == net.n_params else np.full(net.n_params, np.nan)
     st = IncrementalState(net, X, Y, Z, A)
     N = X.shape[0]
     min_units = numba.get_num_threads() * CHUNKS_PER_THREAD

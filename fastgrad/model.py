@@ -134,9 +134,13 @@ class MLP:
         return np.concatenate([t.ravel() for t in tensors]) if tensors else np.empty(0)
 
     def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Split a flat vector into new arrays shaped like the parameters."""
+        """Split a flat vector into arrays shaped like the parameters.
+
+        The arrays are views of ``theta``: pass a vector nobody else holds
+        (every caller passes one it has just computed).
+        """
         return [
-            theta[lo:hi].reshape(shape).copy()
+            theta[lo:hi].reshape(shape)
             for lo, hi, shape in zip(self.offsets[:-1], self.offsets[1:], self.param_shapes)
         ]
 
