@@ -30,3 +30,8 @@ B_OFF = 3  # offset of b (fan_out) in theta
 U_OFF = 4  # offset of the layer's units in a per-sample activation row
 ACT = 5  # activation code
 N_COLS = 6
+
+# Differentiation methods of :func:`fastgrad._kernels.numgrad.full_differences`.
+CENTRAL = 0  # (E(w + h) - E(w - h)) / 2h
+RICHARDSON = 1  # (4 D(h) - D(2h)) / 3, D the central difference
+COMPLEX = 2  # Im E(w + i h) / h
