@@ -18,6 +18,7 @@ one thread, in a fixed order, into its own slot.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -26,8 +27,14 @@ import numpy as np
 from ._kernels.deltas import N_COEF
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
-from ._kernels.numgrad import central_diff_full
-from ._kernels.series import assemble_unit_params, unit_series
+from ._kernels.numgrad import differences_cost, full_differences
+from ._kernels.series import (
+    CENTRAL_METHOD,
+    COMPLEX_METHOD,
+    RICHARDSON_METHOD,
+    assemble_unit_params,
+    unit_series,
+)
 from .model import MLP
 
 ENGINES = ("incremental", "full")
@@ -41,23 +48,29 @@ ProgressFn = Callable[[int, int], Any]
 
 
 def full_param_cost(net: MLP, n_samples: int) -> float:
-    """Estimated floating-point work of one derivative with the full engine."""
+    """Floating-point work of one derivative by two full forward passes (the black-box loop).
+
+    The full engine does less (it recomputes only the layers a parameter
+    reaches, see :func:`fastgrad._kernels.numgrad.differences_cost`); the
+    benchmarks count this work to compare with the naive loop.
+    """
     return 4.0 * n_samples * (net.n_params + n_units(net.layout))
 
 
 def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
     """Estimated floating-point work of one unit of ``layer`` with the incremental engine.
 
-    The unit's loss-change series (three coefficient vectors carried through
-    every layer after ``layer + 1``: three times that suffix's forward pass,
-    plus the compositions) and the assembly of its ``fan_in + 1``
-    parameters' central differences (four operations per sample each).
+    The unit's loss-change series (three coefficient vectors and their
+    absolute-value twin carried through every layer after ``layer + 1``:
+    four times that suffix's forward pass, plus the compositions) and the
+    assembly of its ``fan_in + 1`` parameters' derivatives (six operations
+    per sample each).
     """
     sizes = net.sizes
     L = net.n_layers
-    work = 6.0 * sum(sizes[m] * sizes[m + 1] for m in range(layer + 2, L))
+    work = 8.0 * sum(sizes[m] * sizes[m + 1] for m in range(layer + 2, L))
     work += 20.0 * sum(sizes[m + 1] for m in range(layer + 1, L)) + 20.0
-    work += 4.0 * (sizes[layer] + 1)
+    work += 6.0 * (sizes[layer] + 1)
     return work * n_samples
 
 
@@ -72,9 +85,9 @@ def _split_by_cost(cum: np.ndarray, lo: int, hi: int, parts: int) -> np.ndarray:
     return np.unique(np.concatenate(([lo], np.clip(inner, lo, hi), [hi]))).astype(np.int64)
 
 
-def _blocks(cum: np.ndarray) -> list[tuple[int, int]]:
-    """Split an order into consecutive blocks of about ``BLOCK_FLOPS`` work."""
-    cuts = np.searchsorted(cum, np.arange(BLOCK_FLOPS, cum[-1], BLOCK_FLOPS), side="left") + 1
+def _blocks(cum: np.ndarray, block_flops: float = BLOCK_FLOPS) -> list[tuple[int, int]]:
+    """Split an order into consecutive blocks of about ``block_flops`` work."""
+    cuts = np.searchsorted(cum, np.arange(block_flops, cum[-1], block_flops), side="left") + 1
     edges = np.unique(np.concatenate(([0], np.clip(cuts, 0, cum.size), [cum.size])))
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
@@ -106,17 +119,69 @@ def _wanted_units(net: MLP, want: np.ndarray, layer: int) -> tuple[np.ndarray, n
     return units, per_unit[units]
 
 
+#: Difference methods, by name, and their kernel codes.
+METHOD_CODES = {"central": CENTRAL_METHOD, "richardson": RICHARDSON_METHOD, "complex": COMPLEX_METHOD}
+
+
+@dataclass
+class Numerical:
+    """A numerical gradient and what its error budget is made of (all flat, (P,)).
+
+    Attributes
+    ----------
+    values : ndarray of float64
+        The numerical derivatives (NaN where not asked for).
+    absum : ndarray of float64
+        Size of the terms each derivative sums: ``scale * sum_n |e1| |a|``
+        with every factor taken in absolute value (rounding budgets scale
+        with it).
+    trunc : ndarray of float64
+        Estimated truncation error of the difference formula.
+    kink : ndarray of bool
+        True where a step crossed a relu/leaky_relu kink.
+    steps : ndarray of float64
+        The step used for each parameter.
+    """
+
+    values: np.ndarray
+    absum: np.ndarray
+    trunc: np.ndarray
+    kink: np.ndarray
+    steps: np.ndarray
+
+
+def parameter_steps(theta: np.ndarray, eps: float, scaled: bool, method: str) -> np.ndarray:
+    """Each parameter's step: ``eps``, or ``eps * max(1, |w|)`` when ``scaled``.
+
+    Real steps are made exactly representable, ``h = fl(w + h) - w``, so that
+    ``w + h`` is exactly the perturbed value (a step that vanishes there, for
+    a huge ``|w|``, keeps its nominal size). The complex step needs no
+    rounding: it moves only the imaginary part.
+    """
+    h = eps * np.maximum(1.0, np.abs(theta)) if scaled else np.full(theta.shape, float(eps))
+    if method == "complex":
+        return h
+    exact = (theta + h) - theta
+    return np.where(exact > 0.0, exact, h)
+
+
 def _incremental(
-    net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, eps: float,
+    net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, steps: np.ndarray, method: str,
     want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray,
-) -> np.ndarray:
+) -> Numerical:
     """Run the incremental engine over the wanted entries (see :mod:`fastgrad._kernels.series`)."""
+    P = net.n_params
     total = int(np.count_nonzero(want))
     # every wanted entry is written below; the others stay NaN
-    out = np.empty(net.n_params) if total == net.n_params else np.full(net.n_params, np.nan)
+    out = np.empty(P) if total == P else np.full(P, np.nan)
+    absum = np.zeros(P)
+    trunc = np.zeros(P)
+    kink = np.zeros(P, dtype=np.int8)
     st = IncrementalState(net, X, Y, Z, A)
+    theta_abs = np.abs(theta)
     N = X.shape[0]
     min_units = numba.get_num_threads() * CHUNKS_PER_THREAD
+    code = METHOD_CODES[method]
     done = 0
     for layer in range(net.n_layers):
         units, counts = _wanted_units(net, want, layer)
@@ -125,15 +190,98 @@ def _incremental(
             chunk = units[start:start + block]
             E1 = np.empty((N, chunk.size), dtype=np.float64)
             E3 = np.empty_like(E1)
+            E1abs = np.empty_like(E1)
             lim = np.empty_like(E1)
-            unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
-                        E1, E3, lim)
+            unit_series(theta, theta_abs, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
+                        chunk, E1, E3, E1abs, lim)
             assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
-                                 layer, chunk, E1, E3, lim, eps, want, out)
+                                 layer, chunk, E1, E3, E1abs, lim, steps, code, want, out, absum, trunc, kink)
             done += int(counts[start:start + block].sum())
             if progress is not None:
                 progress(done, total)
-    return out
+    return Numerical(out, absum, trunc, kink.astype(bool), steps)
+
+
+def numerical_details(
+    net: MLP,
+    theta: np.ndarray,
+    X: np.ndarray,
+    Y: np.ndarray,
+    eps: float,
+    engine: str,
+    method: str = "central",
+    progress: ProgressFn | None = None,
+    indices: np.ndarray | None = None,
+    Z: np.ndarray | None = None,
+    A: np.ndarray | None = None,
+    scaled: bool = False,
+) -> Numerical:
+    """Numerical derivatives of the parameters and their error-budget ingredients.
+
+    Parameters
+    ----------
+    net, theta, X, Y
+        Validated network, flat parameters and batch.
+    eps : float
+        Step (see :func:`parameter_steps`).
+    engine : {"incremental", "full"}
+    method : {"central", "richardson", "complex"}
+    progress : callable, optional
+        ``progress(done, total)`` after each block.
+    indices : ndarray of int64, optional
+        Flat indices to differentiate (default: all); other entries of the
+        values are NaN.
+    Z, A : ndarray, optional
+        A forward pass already computed at ``theta``.
+    scaled : bool
+        Scale each step by ``max(1, |w|)``.
+
+    Notes
+    -----
+    With the full engine, ``absum`` and ``trunc`` still come from the
+    incremental engine's per-unit series (they are cheap), and only the
+    values and kink flags from the full recomputation.
+    """
+    steps = parameter_steps(theta, eps, scaled, method)
+    want = np.ones(net.n_params, dtype=np.bool_)
+    if indices is not None:
+        want[:] = False
+        want[np.asarray(indices, dtype=np.int64)] = True
+    if Z is None or A is None:
+        Z, A = net._forward(theta, X)
+    if engine == "incremental":
+        return _incremental(net, theta, X, Y, steps, method, want, progress, Z, A)
+    budget = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A)
+    values, kink = _full(net, theta, X, Y, steps, method, want, progress, Z)
+    return Numerical(values, budget.absum, budget.trunc, kink, steps)
+
+
+def _full(
+    net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, steps: np.ndarray, method: str,
+    want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The full engine: values and kink flags of the wanted entries."""
+    order = np.flatnonzero(want).astype(np.int64)
+    out = np.full(net.n_params, np.nan, dtype=np.float64)
+    kink = np.zeros(net.n_params, dtype=np.int8)
+    total = order.size
+    if total == 0:
+        return out, kink.astype(bool)
+    per_param, per_chunk = differences_cost(net.layout, X.shape[0], METHOD_CODES[method])
+    cum = np.cumsum(per_param[order])
+    threads = numba.get_num_threads()
+    # each chunk starts with a forward pass of the batch: keep chunks large
+    block_flops = max(BLOCK_FLOPS, 16.0 * per_chunk * threads)
+    units = n_units(net.layout)
+    for lo, hi in _blocks(cum, block_flops):
+        work = cum[hi - 1] - (cum[lo - 1] if lo > 0 else 0.0)
+        parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // (8.0 * per_chunk))))
+        bounds = _split_by_cost(cum, lo, hi, parts)
+        full_differences(theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z, order, bounds,
+                         units, out, kink)
+        if progress is not None:
+            progress(hi, total)
+    return out, kink.astype(bool)
 
 
 def numerical_flat(
@@ -147,43 +295,11 @@ def numerical_flat(
     indices: np.ndarray | None = None,
     Z: np.ndarray | None = None,
     A: np.ndarray | None = None,
+    method: str = "central",
 ) -> np.ndarray:
-    """Central differences of the parameters, as one flat float64 vector (P,).
+    """Numerical derivatives of the parameters, as one flat float64 vector (P,).
 
-    Parameters
-    ----------
-    net, theta, X, Y
-        Validated network, flat parameters and batch.
-    eps : float
-        Step.
-    engine : {"incremental", "full"}
-    progress : callable, optional
-        ``progress(done, total)`` after each block.
-    indices : ndarray of int64, optional
-        Flat indices to differentiate (default: all); other entries of the
-        result are NaN.
-    Z, A : ndarray, optional
-        A forward pass already computed at ``theta`` (incremental engine).
+    :func:`numerical_details` without the budget ingredients; the same
+    parameters.
     """
-    if engine == "incremental":
-        want = np.ones(net.n_params, dtype=np.bool_)
-        if indices is not None:
-            want[:] = False
-            want[np.asarray(indices, dtype=np.int64)] = True
-        if Z is None or A is None:
-            Z, A = net._forward(theta, X)
-        return _incremental(net, theta, X, Y, eps, want, progress, Z, A)
-    order = np.arange(net.n_params, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
-    out = np.full(net.n_params, np.nan, dtype=np.float64)
-    total = order.size
-    if total == 0:
-        return out
-    cum = np.cumsum(np.full(order.size, full_param_cost(net, X.shape[0])))
-    parts = numba.get_num_threads() * CHUNKS_PER_THREAD
-    units = n_units(net.layout)
-    for lo, hi in _blocks(cum):
-        bounds = _split_by_cost(cum, lo, hi, parts)
-        central_diff_full(theta, net.layout, net.loss_code, X, Y, eps, order, bounds, units, out)
-        if progress is not None:
-            progress(hi, total)
-    return out
+    return numerical_details(net, theta, X, Y, eps, engine, method, progress, indices, Z, A).values

@@ -48,9 +48,22 @@ def _series(net, theta, X, Y, layer):
     units = np.arange(net.sizes[layer + 1], dtype=np.int64)
     E1 = np.empty((X.shape[0], units.size))
     E3 = np.empty_like(E1)
+    E1abs = np.empty_like(E1)
     lim = np.empty_like(E1)
-    unit_series(theta, net.layout, net.loss_code, Z, A, st.C, st.R, Y, st.ysum, layer, units, E1, E3, lim)
-    return st, units, E1, E3, lim
+    unit_series(theta, np.abs(theta), net.layout, net.loss_code, Z, A, st.C, st.R, Y, st.ysum, layer, units,
+                E1, E3, E1abs, lim)
+    assert np.all(E1abs >= np.abs(E1) * (1 - 1e-12))  # the absolute chain bounds the signed one
+    return st, units, E1, E3, lim, E1abs
+
+
+def _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, lim, h, out, method=0):
+    P = net.n_params
+    want = np.ones(P, dtype=np.bool_)
+    steps = np.full(P, h)
+    absum, trunc, kink = np.zeros(P), np.zeros(P), np.zeros(P, dtype=np.int8)
+    assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, layer, units,
+                         E1, E3, E1abs, lim, steps, method, want, out, absum, trunc, kink)
+    return absum, trunc, kink
 
 
 @pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=IDS)
@@ -61,7 +74,7 @@ def test_unit_series_matches_exact_derivatives(sizes, hidden, output, loss):
     theta = net.flatten(params)
     exact_theta = [mpmath.mpf(float(v)) for v in theta]
     for layer in range(net.n_layers):
-        _, units, E1, E3, lim = _series(net, theta, X, Y, layer)
+        _, units, E1, E3, lim, _ = _series(net, theta, X, Y, layer)
         want1 = np.empty_like(E1)
         want3 = np.empty_like(E3)
         with mpmath.workdps(DIGITS):
@@ -84,14 +97,12 @@ def test_unit_series_would_catch_a_wrong_coefficient():
     # than the tolerance the exact test uses.
     net, params, X, Y = _case([4, 5, 3], "sigmoid", "sigmoid", "mse")
     theta = net.flatten(params)
-    st, units, E1, E3, lim = _series(net, theta, X, Y, 0)
+    st, units, E1, E3, lim, E1abs = _series(net, theta, X, Y, 0)
     h = 1e-5
-    want = np.ones(net.n_params, dtype=np.bool_)
     out = np.full(net.n_params, np.nan)
     out0 = np.full(net.n_params, np.nan)
-    args = (theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, 0, units)
-    assemble_unit_params(*args, E1, E3, lim, h, want, out)
-    assemble_unit_params(*args, E1, np.zeros_like(E3), lim, h, want, out0)
+    _assemble(net, theta, X, Y, st, 0, units, E1, E3, E1abs, lim, h, out)
+    _assemble(net, theta, X, Y, st, 0, units, E1, np.zeros_like(E3), E1abs, lim, h, out0)
     layer0 = slice(0, 4 * 5 + 5)
     exact = [exact_central_difference(net, theta, X, Y, i, h) for i in range(4 * 5 + 5)]
     scale = np.max(np.abs(exact))
@@ -106,14 +117,13 @@ def test_series_agree_with_the_direct_path(sizes, hidden, output, loss, h):
     # ways of computing each central difference must agree to rounding.
     net, params, X, Y = _case(sizes, hidden, output, loss, N=6, seed=9)
     theta = net.flatten(params)
-    want = np.ones(net.n_params, dtype=np.bool_)
     fast = np.full(net.n_params, np.nan)
     direct = np.full(net.n_params, np.nan)
     for layer in range(net.n_layers):
-        st, units, E1, E3, lim = _series(net, theta, X, Y, layer)
-        args = (theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, layer, units, E1, E3)
-        assemble_unit_params(*args, lim, h, want, fast)
-        assemble_unit_params(*args, np.full_like(lim, -1.0), h, want, direct)
+        st, units, E1, E3, lim, E1abs = _series(net, theta, X, Y, layer)
+        _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, lim, h, fast)
+        _, _, kink = _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, np.full_like(lim, -1.0), h, direct)
+        assert not kink.any()  # kink-free data
     assert not np.isnan(fast).any() and not np.isnan(direct).any()
     scale = np.max(np.abs(direct))
     assert np.max(np.abs(fast - direct)) <= 1e-12 * scale
@@ -142,8 +152,9 @@ def test_kink_within_reach_takes_the_direct_path(hidden):
     w_cols = [int(net.offsets[2 * layer]) + i * sizes[1] + j for i in range(sizes[0])]
     scale = np.max(np.abs(analytic))
     worst = 0.0
+    steps = engines.parameter_steps(theta, h, False, "central")  # fl(w + h) - w, the step really taken
     for p in [b_j, *w_cols, int(net.offsets[2])]:
-        exact = exact_central_difference(net, theta, X, Y, p, h)
+        exact = exact_central_difference(net, theta, X, Y, p, float(steps[p]))
         worst = max(worst, abs(got[p] - exact) / scale)
     assert worst <= 1e-12, worst
     # the kink really changes the answer for that unit's bias and W[0, j]

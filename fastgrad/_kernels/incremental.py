@@ -16,7 +16,7 @@ import math
 from numba import prange
 
 from ._jit import jit
-from .codes import ACT, CROSS_ENTROPY, FAN_OUT, IDENTITY, SIGMOID, SOFTPLUS, TANH, U_OFF, W_OFF
+from .codes import ACT, CROSS_ENTROPY, FAN_OUT, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTPLUS, TANH, U_OFF, W_OFF
 from .deltas import (
     SERIES_MAX,
     act_delta,
@@ -64,13 +64,15 @@ def base_state(layout, Z, A, Y, C_out, R_out, ysum_out):
 def _layer_delta(code, Z, C, n, u_off, count, dz, da):
     """``da[k] = f(z + dz[k]) - f(z)`` for the units ``u_off..u_off+count``.
 
-    When every change is in the Taylor range of a smooth activation, one
-    branch-free (vectorisable) loop evaluates the polynomials.
+    Returns whether a relu/leaky_relu pre-activation crosses its kink
+    (``z > 0`` differs from ``z + dz > 0``). When every change is in the
+    Taylor range of a smooth activation, one branch-free (vectorisable) loop
+    evaluates the polynomials.
     """
     if code == IDENTITY:
         for k in range(count):
             da[k] = dz[k]
-        return
+        return False
     if code == SIGMOID or code == TANH or code == SOFTPLUS:
         big = 0.0
         for k in range(count):
@@ -80,26 +82,35 @@ def _layer_delta(code, Z, C, n, u_off, count, dz, da):
                 u = u_off + k
                 d = dz[k]
                 da[k] = d * (C[0, n, u] + d * (C[1, n, u] + d * (C[2, n, u] + d * C[3, n, u])))
-            return
+            return False
+    crossed = False
+    kinked = code == RELU or code == LEAKY_RELU
     for k in range(count):
         u = u_off + k
-        da[k] = act_delta(code, Z[n, u], dz[k], C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
+        z = Z[n, u]
+        da[k] = act_delta(code, z, dz[k], C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
+        if kinked and dz[k] != 0.0 and (z > 0.0) != (z + dz[k] > 0.0):
+            crossed = True
+    return crossed
 
 
 @jit()
 def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz_m, da_p, da_m):
-    """Unscaled ``E_n(+) - E_n(-)`` of sample ``n`` from layer ``l``'s changes.
+    """Unscaled ``E_n(+) - E_n(-)`` of sample ``n`` from layer ``l``'s changes, and a kink flag.
 
     ``dz_p``/``dz_m`` hold the pre-activation changes of layer ``l`` under the
     + and - perturbation; the layers after it are recomputed as changes,
     ``dz = da_prev @ W`` (bias unchanged), with ``da_p``/``da_m`` as scratch.
     All four are rows of at least the widest layer; all are overwritten.
+    The flag says whether either perturbation moved a relu/leaky_relu
+    pre-activation across its kink.
     """
     last = layout.shape[0] - 1
+    crossed = False
     while l < last:
         count = layout[l, FAN_OUT]
-        _layer_delta(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_p, da_p)
-        _layer_delta(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_m, da_m)
+        crossed |= _layer_delta(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_p, da_p)
+        crossed |= _layer_delta(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_m, da_m)
         l += 1
         fan_out = layout[l, FAN_OUT]
         w_off = layout[l, W_OFF]
@@ -116,12 +127,13 @@ def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz
                 w = theta[row + k]
                 dz_p[k] += gp * w
                 dz_m[k] += gm * w
-    return _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, da_p, da_m)
+    change, crossed_out = _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, da_p, da_m)
+    return change, crossed or crossed_out
 
 
 @jit()
 def _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, x_p, x_m):
-    """Unscaled ``E_n(+) - E_n(-)`` from the output pre-activation changes.
+    """Unscaled ``E_n(+) - E_n(-)`` from the output pre-activation changes, and a kink flag.
 
     ``x_p``/``x_m`` are scratch for the output activation changes.
     """
@@ -133,13 +145,13 @@ def _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, x_p, x_m
         lin = 0.0
         for k in range(K):
             lin += Y[n, k] * (dz_p[k] - dz_m[k])
-        return ysum[n] * shift - lin
-    _layer_delta(layout[last, ACT], Z, C, n, off, K, dz_p, x_p)
-    _layer_delta(layout[last, ACT], Z, C, n, off, K, dz_m, x_m)
+        return ysum[n] * shift - lin, False
+    crossed = _layer_delta(layout[last, ACT], Z, C, n, off, K, dz_p, x_p)
+    crossed |= _layer_delta(layout[last, ACT], Z, C, n, off, K, dz_m, x_m)
     total = 0.0
     for k in range(K):
         total += squared_delta(x_p[k], x_m[k], R[n, k])
-    return total
+    return total, crossed
 
 
 @jit()
@@ -150,6 +162,9 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
     ``f(z +- t) - f(z)`` (:func:`.deltas.act_delta`), then a rank-1 change of
     the next layer and full changes of the layers after it. ``dz_p``,
     ``dz_m``, ``da_p``, ``da_m`` are scratch rows of at least the widest layer.
+    Returns ``(change, crossed)``: ``crossed`` when the + or - step moved
+    any relu/leaky_relu pre-activation (the unit's own or a later one)
+    across its kink.
     """
     last = layout.shape[0] - 1
     u = layout[l, U_OFF] + j
@@ -157,15 +172,18 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
         # only logit j moves: ysum * (lse(+) - lse(-)) - y_j * 2t
         pj = A[n, u]
         shift = math.log1p(pj * expm1_small(t)) - math.log1p(pj * expm1_small(-t))
-        return ysum[n] * shift - Y[n, j] * (2.0 * t)
+        return ysum[n] * shift - Y[n, j] * (2.0 * t), False
     code = layout[l, ACT]
     z = Z[n, u]
     gp = act_delta(code, z, t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
     gm = act_delta(code, z, -t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
+    crossed = (code == RELU or code == LEAKY_RELU) and t != 0.0 and (
+        (z > 0.0) != (z + t > 0.0) or (z > 0.0) != (z - t > 0.0)
+    )
     if l == last:
-        return squared_delta(gp, gm, R[n, j])
+        return squared_delta(gp, gm, R[n, j]), crossed
     if gp == 0.0 and gm == 0.0:
-        return 0.0
+        return 0.0, crossed
     m = l + 1
     fan_out = layout[m, FAN_OUT]
     row = layout[m, W_OFF] + j * fan_out
@@ -173,4 +191,5 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
         w = theta[row + k]
         dz_p[k] = gp * w
         dz_m[k] = gm * w
-    return _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, m, dz_p, dz_m, da_p, da_m)
+    change, crossed_later = _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, m, dz_p, dz_m, da_p, da_m)
+    return change, crossed or crossed_later

@@ -72,6 +72,20 @@ def _change_limit(code, z, bound):
 
 
 @jit(inline=True)
+def _slack(code):
+    """Absolute error, in units of roundoff, of a derivative a backprop computes for ``code``.
+
+    Smooth activations' derivatives are usually formed from the activation
+    (``s (1 - s)``, ``1 - t^2``), which loses relative accuracy in
+    saturation: their absolute error is about one roundoff. Piecewise linear
+    ones are exact.
+    """
+    if code == RELU or code == LEAKY_RELU or code == IDENTITY:
+        return 0.0
+    return 1.0
+
+
+@jit(inline=True)
 def _compose(c1, c2, c3, u1, u2, u3):
     """Coefficients of ``f(z + u(s)) - f(z)`` to ``s^3``, ``u(s) = u1 s + u2 s^2 + u3 s^3``.
 
@@ -84,10 +98,13 @@ def _compose(c1, c2, c3, u1, u2, u3):
 
 
 @jit()
-def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3):
-    """Loss series ``(e1, e3, lim)`` of sample ``n`` from the output pre-activation series.
+def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, s_abs):
+    """Loss series ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the output pre-activation series.
 
-    ``s1..s3`` hold the output pre-activation changes' coefficients.
+    ``s1..s3`` hold the output pre-activation changes' coefficients, and
+    ``s_abs`` the same first-order chain with every factor replaced by its
+    absolute value; ``e1_abs`` continues that chain through the loss with
+    the residual's terms' magnitudes ``|y| + |x|`` (see :func:`unit_series`).
     """
     last = layout.shape[0] - 1
     off = layout[last, U_OFF]
@@ -101,6 +118,7 @@ def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3):
         lin1 = 0.0
         lin3 = 0.0
         big = 0.0
+        e1_abs = 0.0
         for k in range(K):
             u1 = s1[k]
             u2 = s2[k]
@@ -112,14 +130,16 @@ def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3):
             S3 += p * (u3 + u1 * u2 + u1 * u1 * u1 / 6.0)
             lin1 += Y[n, k] * u1
             lin3 += Y[n, k] * u3
+            e1_abs += (ysum[n] * p + abs(Y[n, k])) * s_abs[k]
         if big > 0.0:
             lim = 0.5 * SERIES_MAX / big  # |expm1(dz)| and |S| stay within SERIES_MAX
         e1 = ysum[n] * S1 - lin1
         e3 = ysum[n] * (S3 - S1 * S2 + S1 * S1 * S1 / 3.0) - lin3
-        return e1, e3, lim
+        return e1, e3, e1_abs, lim
     code = layout[last, ACT]
     e1 = 0.0
     e3 = 0.0
+    e1_abs = 0.0
     for k in range(K):
         v = off + k
         lim = min(lim, _change_limit(code, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
@@ -128,16 +148,19 @@ def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3):
         r2 = 2.0 * R[n, k]
         e1 -= r2 * x1
         e3 += 2.0 * x1 * x2 - r2 * x3
-    return e1, e3, lim
+        e1_abs += 2.0 * (abs(Y[n, k]) + abs(A[n, v])) * (abs(C[0, n, v]) + _slack(code)) * s_abs[k]
+    return e1, e3, e1_abs, lim
 
 
 @jit(parallel=True)
-def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out, E3_out, lim_out):
+def unit_series(theta, theta_abs, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out, E3_out, E1abs_out, lim_out):
     """Odd loss-change coefficients of the units ``units`` of layer ``l``, every sample.
 
     Parameters
     ----------
     theta : ndarray of float64, shape (P,)
+    theta_abs : ndarray of float64, shape (P,)
+        ``abs(theta)``.
     layout : ndarray of int64, shape (L, N_COLS)
     loss_code : int
     Z, A : ndarray of float64, shape (N, U)
@@ -152,6 +175,12 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
     E1_out, E3_out : ndarray of float64, shape (N, B)
         Written: ``e1``/``e3`` of unit ``units[b]`` and sample ``n`` at ``[n, b]``
         (unscaled per-sample loss, see the module docstring).
+    E1abs_out : ndarray of float64, shape (N, B)
+        Written: ``e1`` recomputed with every factor of every term replaced
+        by its absolute value, the residual ``y - x`` by ``|y| + |x|`` and a
+        smooth activation's derivative ``|f'|`` by ``|f'| + 1``
+        (:func:`_slack`): the magnitude that rounding errors of ``e1``, or
+        of a backprop that computes it in a lower precision, scale with.
     lim_out : ndarray of float64, shape (N, B)
         Written: the largest ``|s|`` for which the series apply; ``-1`` where
         they do not (a non-finite coefficient), so that every step goes the
@@ -160,7 +189,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
     Notes
     -----
     One thread computes one unit, samples in order, so the result does not
-    depend on the thread count. Work per unit and sample: about three times
+    depend on the thread count. Work per unit and sample: about four times
     a forward pass of the layers after ``l + 1``.
     """
     last = layout.shape[0] - 1
@@ -173,9 +202,11 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
         s1 = np.empty(width, dtype=np.float64)
         s2 = np.empty(width, dtype=np.float64)
         s3 = np.empty(width, dtype=np.float64)
+        sa = np.empty(width, dtype=np.float64)
         d1 = np.empty(width, dtype=np.float64)
         d2 = np.empty(width, dtype=np.float64)
         d3 = np.empty(width, dtype=np.float64)
+        da = np.empty(width, dtype=np.float64)
         for n in range(N):
             lim = min(1.0, _change_limit(code, Z[n, u], 1.0))
             if l == last:
@@ -184,8 +215,12 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
                         s1[k] = 0.0
                         s2[k] = 0.0
                         s3[k] = 0.0
+                        sa[k] = 0.0
                     s1[j] = 1.0
-                    e1, e3, lim_out_n = _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3)
+                    sa[j] = 1.0
+                    e1, e3, e1_abs, lim_out_n = _output_series(
+                        layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, sa
+                    )
                 else:
                     g1 = C[0, n, u]
                     g2 = C[1, n, u]
@@ -193,6 +228,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
                     r2 = 2.0 * R[n, j]
                     e1 = -r2 * g1
                     e3 = 2.0 * g1 * g2 - r2 * g3
+                    e1_abs = 2.0 * (abs(Y[n, j]) + abs(A[n, u])) * (abs(g1) + _slack(code))
                     lim_out_n = np.inf
             else:
                 # the unit's own activation change, then layer l+1's rank-1 change
@@ -207,6 +243,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
                     s1[k] = g1 * w
                     s2[k] = g2 * w
                     s3[k] = g3 * w
+                    sa[k] = (abs(g1) + _slack(code)) * abs(w)
                 while m < last:
                     act = layout[m, ACT]
                     off = layout[m, U_OFF]
@@ -214,6 +251,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
                         v = off + k
                         lim = min(lim, _change_limit(act, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
                         d1[k], d2[k], d3[k] = _compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
+                        da[k] = (abs(C[0, n, v]) + _slack(act)) * sa[k]
                     m += 1
                     H_next = layout[m, FAN_OUT]
                     w_off = layout[m, W_OFF]
@@ -221,32 +259,73 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
                         s1[q] = 0.0
                         s2[q] = 0.0
                         s3[q] = 0.0
+                        sa[q] = 0.0
                     for k in range(H):
                         a1 = d1[k]
                         a2 = d2[k]
                         a3 = d3[k]
-                        if a1 == 0.0 and a2 == 0.0 and a3 == 0.0:
+                        aa = da[k]
+                        if aa == 0.0 and a2 == 0.0 and a3 == 0.0:
                             continue
                         w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
+                        w_abs = theta_abs[w_off + k * H_next:w_off + (k + 1) * H_next]
                         for q in range(H_next):
                             s1[q] += a1 * w[q]
                             s2[q] += a2 * w[q]
                             s3[q] += a3 * w[q]
+                            sa[q] += aa * w_abs[q]
                     H = H_next
-                e1, e3, lim_out_n = _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3)
+                e1, e3, e1_abs, lim_out_n = _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, sa)
             lim = min(lim, lim_out_n)
             if not (np.isfinite(e1) and np.isfinite(e3)):
                 lim = -1.0
             E1_out[n, b] = e1
             E3_out[n, b] = e3
+            E1abs_out[n, b] = e1_abs
             lim_out[n, b] = lim
+
+
+#: Difference methods (the same codes as :mod:`.codes`' CENTRAL, RICHARDSON, COMPLEX).
+CENTRAL_METHOD = 0
+RICHARDSON_METHOD = 1
+COMPLEX_METHOD = 2
+
+
+@jit()
+def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, scratch):
+    """One sample's contribution ``(value, truncation, crossed)`` by the direct path.
+
+    ``value`` is the unscaled contribution to the derivative: the central
+    difference ``D(h) = (E_n(+) - E_n(-)) / 2h``, or Richardson's
+    ``R(h) = (4 D(h) - D(2h)) / 3``. ``truncation`` estimates its truncation
+    error from the same formula at twice the step: ``|D(h) - D(2h)| / 3``,
+    or ``|R(h) - R(2h)| / 15``.
+    """
+    d = np.empty(3, dtype=np.float64)
+    crossed = False
+    count = 3 if method == RICHARDSON_METHOD else 2
+    step = h
+    for k in range(count):
+        t = step * an
+        change, crossed_k = sample_change_direct(
+            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, scratch[0], scratch[1], scratch[2], scratch[3]
+        )
+        d[k] = change / (2.0 * step)
+        crossed = crossed or (crossed_k and k < count - 1)  # the extra step only estimates the error
+        step *= 2.0
+    if method == RICHARDSON_METHOD:
+        r1 = (4.0 * d[0] - d[1]) / 3.0
+        r2 = (4.0 * d[1] - d[2]) / 3.0
+        return r1, abs(r1 - r2) / 15.0, crossed
+    return d[0], abs(d[0] - d[1]) / 3.0, crossed
 
 
 @jit(parallel=True)
 def assemble_unit_params(
-    theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, lim, h, want, out
+    theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, method, want,
+    out, absum_out, trunc_out, kink_out,
 ):
-    """Central differences of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
+    """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
     Parameters
     ----------
@@ -255,22 +334,41 @@ def assemble_unit_params(
     l : int
         Layer.
     units : ndarray of int64, shape (B,)
-    E1, E3, lim : ndarray of float64, shape (N, B)
+    E1, E3, E1abs, lim : ndarray of float64, shape (N, B)
         From :func:`unit_series`.
-    h : float
-        Step, > 0.
+    steps : ndarray of float64, shape (P,)
+        Each parameter's step ``h`` (> 0).
+    method : int
+        ``CENTRAL_METHOD``: ``(E(w + h) - E(w - h)) / 2h``;
+        ``RICHARDSON_METHOD``: ``(4 D(h) - D(2h)) / 3`` with ``D`` the
+        central difference; ``COMPLEX_METHOD``: ``Im E(w + i h) / h``.
     want : ndarray of bool, shape (P,)
         Only these flat entries are written.
     out : ndarray of float64, shape (P,)
-        Written at the wanted flat indices of the units' parameters.
+        Written: the derivative.
+    absum_out : ndarray of float64, shape (P,)
+        Written: ``scale * sum_n E1abs a``, the size of the terms the
+        derivative sums (for rounding budgets).
+    trunc_out : ndarray of float64, shape (P,)
+        Written: the difference formula's truncation error, estimated:
+        ``|scale h^2 sum_n e3 a^3|`` for the central difference and the
+        complex step (their ``h^2`` terms), plus the direct path's samples'
+        estimates (:func:`_direct_value`); Richardson removes the series'
+        ``h^2`` term exactly.
+    kink_out : ndarray of int8, shape (P,)
+        Written: 1 when a step of this parameter moved a relu/leaky_relu
+        pre-activation across its kink in some sample, else 0.
 
     Notes
     -----
     Row ``i`` of ``W_l`` (and the bias, as row ``fan_in``) is handled by one
-    thread: ``sum_n e1 a + h^2 sum_n e3 a^3``, samples in order, when every
-    sample's step ``h |a_ni|`` is within the series' range; otherwise the
-    samples are summed one by one, each out-of-range one by the direct path.
-    Bitwise the same for any thread count.
+    thread: ``sum_n e1 a + c h^2 sum_n e3 a^3`` (c = 1 central, 0
+    Richardson, -1 complex step), samples in order, when every sample's step
+    ``h |a_ni|`` is within the series' range; otherwise the samples are
+    summed one by one, each out-of-range one by the direct path. The complex
+    step never leaves the series: an imaginary step moves no real part, so
+    no kink is crossed; a pre-activation exactly on a kink (range 0) is
+    flagged instead. Bitwise the same for any thread count.
     """
     N = X.shape[0]
     B = units.shape[0]
@@ -281,7 +379,11 @@ def assemble_unit_params(
     prev = layout[l - 1, U_OFF] if l > 0 else 0
     width = max_width(layout)
     scale = loss_scale(loss_code, N)
-    h2 = h * h
+    c3 = 1.0
+    if method == RICHARDSON_METHOD:
+        c3 = 0.0
+    elif method == COMPLEX_METHOD:
+        c3 = -1.0
     lim_min = np.empty(B, dtype=np.float64)
     for b in range(B):
         low = np.inf
@@ -302,35 +404,55 @@ def assemble_unit_params(
             a_max = max(a_max, abs(a[n]))
         acc1 = np.zeros(B, dtype=np.float64)
         acc3 = np.zeros(B, dtype=np.float64)
+        acc_abs = np.zeros(B, dtype=np.float64)
         for n in range(N):
             an = a[n]
             if an == 0.0:
                 continue
             an3 = an * an * an
+            abs_an = abs(an)
             for b in range(B):
                 acc1[b] += an * E1[n, b]
                 acc3[b] += an3 * E3[n, b]
+                acc_abs[b] += abs_an * E1abs[n, b]
         scratch = np.empty((4, width), dtype=np.float64)
         for b in range(B):
             j = units[b]
             p = b_off + j if i == fan_in else w_off + i * fan_out + j
             if not want[p]:
                 continue
-            if h * a_max <= lim_min[b]:
-                value = acc1[b] + h2 * acc3[b]
+            h = steps[p]
+            h2 = h * h
+            kink = False
+            trunc = 0.0
+            if h * a_max <= lim_min[b] or (method == COMPLEX_METHOD and lim_min[b] > 0.0):
+                value = acc1[b] + c3 * h2 * acc3[b]
+                trunc = abs(h2 * acc3[b]) if method != RICHARDSON_METHOD else 0.0
             else:
                 value = 0.0
+                series3 = 0.0
+                direct_trunc = 0.0
                 for n in range(N):
                     an = a[n]
                     if an == 0.0:
                         continue
-                    t = h * an
-                    if abs(t) <= lim[n, b]:
-                        value += an * E1[n, b] + h2 * (an * an * an) * E3[n, b]
+                    if abs(h * an) <= lim[n, b] or (method == COMPLEX_METHOD and lim[n, b] > 0.0):
+                        value += an * E1[n, b] + c3 * h2 * (an * an * an) * E3[n, b]
+                        series3 += h2 * (an * an * an) * E3[n, b]
+                    elif method == COMPLEX_METHOD:
+                        # on a kink (or non-finite coefficients): the piece the real part is on
+                        value += an * E1[n, b]
+                        kink = kink or lim[n, b] == 0.0
                     else:
-                        change = sample_change_direct(
-                            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t,
-                            scratch[0], scratch[1], scratch[2], scratch[3],
+                        v, v_trunc, crossed = _direct_value(
+                            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, scratch
                         )
-                        value += change / (2.0 * h)
+                        value += v
+                        direct_trunc += v_trunc
+                        kink = kink or crossed
+                trunc = abs(series3) if method != RICHARDSON_METHOD else 0.0
+                trunc += abs(direct_trunc)
             out[p] = scale * value
+            absum_out[p] = scale * acc_abs[b]
+            trunc_out[p] = scale * trunc
+            kink_out[p] = 1 if kink else 0
