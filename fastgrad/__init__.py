@@ -13,7 +13,7 @@ True
 
 from .check import check, numerical_gradient, relative_error
 from .model import MLP
-from .result import CheckResult, Failure, GradientCheckError, TensorSummary
+from .result import CheckResult, Failure, GradientCheckError, Inconclusive, TensorSummary
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "CheckResult",
     "Failure",
     "GradientCheckError",
+    "Inconclusive",
     "TensorSummary",
     "check",
     "numerical_gradient",

@@ -16,6 +16,16 @@ DEFAULT_EPS = 1e-4
 #: step can shrink until truncation (~h^2) is below rounding; 1e-8 is there
 #: (measured: see README, "Accuracy").
 DEFAULT_EPS_INCREMENTAL = 1e-8
+#: Default step of the Richardson extrapolation with the full engine (fourth
+#: order: truncation ~h^4 meets rounding ~u/h near 1e-3).
+DEFAULT_EPS_RICHARDSON = 1e-3
+#: ... and with the incremental engine, which has no cancellation: small
+#: enough for its series, which remove the h^2 term exactly.
+DEFAULT_EPS_RICHARDSON_INCREMENTAL = 1e-5
+#: Default complex step (nothing is subtracted, so it only has to be tiny).
+DEFAULT_EPS_COMPLEX = 1e-20
+#: Budget verdict: an entry fails when its error exceeds this many budgets.
+DEFAULT_SAFETY = 10.0
 #: Default engine.
 DEFAULT_ENGINE = "incremental"
 #: Default relative tolerance of :func:`fastgrad.check`.

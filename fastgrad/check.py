@@ -10,34 +10,56 @@ import numba
 import numpy as np
 
 from . import _validate
-from ._config import DEFAULT_ATOL, DEFAULT_ENGINE, DEFAULT_EPS, DEFAULT_EPS_INCREMENTAL, DEFAULT_RTOL, threads_context
+from ._config import (
+    DEFAULT_ATOL,
+    DEFAULT_ENGINE,
+    DEFAULT_EPS,
+    DEFAULT_EPS_COMPLEX,
+    DEFAULT_EPS_INCREMENTAL,
+    DEFAULT_EPS_RICHARDSON,
+    DEFAULT_EPS_RICHARDSON_INCREMENTAL,
+    DEFAULT_RTOL,
+    DEFAULT_SAFETY,
+    threads_context,
+)
 from ._kernels.loss import loss_from_activations
-from .engines import ENGINES, numerical_flat
+from .diagnose import diagnose_tensor
+from .engines import ENGINES, Numerical, numerical_details
 from .model import MLP
-from .result import CheckResult, TensorSummary
+from .result import CheckResult, Inconclusive, TensorSummary
+from .user_grads import call_user_grads
 
-METHODS = ("central",)
+METHODS = ("central", "richardson", "complex")
 
 ProgressFn = Callable[[int, int], Any]
 
 
+def default_eps(engine: str, method: str) -> float:
+    """The default step of a method and engine (see README, "How fastgrad decides")."""
+    if method == "complex":
+        return DEFAULT_EPS_COMPLEX
+    if method == "richardson":
+        return DEFAULT_EPS_RICHARDSON if engine == "full" else DEFAULT_EPS_RICHARDSON_INCREMENTAL
+    return DEFAULT_EPS_INCREMENTAL if engine == "incremental" else DEFAULT_EPS
+
+
 def _prepare(
     net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, engine: Any, threads: Any, progress: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool, int | None]:
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
     _validate.choice(method, METHODS, "method")
     _validate.choice(engine, ENGINES, "engine")
     if eps is None:
-        eps_value = DEFAULT_EPS_INCREMENTAL if engine == "incremental" else DEFAULT_EPS
+        eps_value, scaled = default_eps(engine, method), True
     else:
-        eps_value = _validate.positive_float(eps, "eps")
+        eps_value, scaled = _validate.positive_float(eps, "eps"), False
     n_threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a callable(done, total) or None, got {type(progress).__name__}")
     theta = net.flatten(params)
     Xa, Ya = net.batch(X, Y)
-    return theta, Xa, Ya, eps_value, n_threads
+    return theta, Xa, Ya, eps_value, scaled, n_threads
 
 
 def numerical_gradient(
@@ -54,13 +76,14 @@ def numerical_gradient(
 ) -> list[np.ndarray]:
     """Numerical gradient of the loss, one parameter at a time.
 
-    For every parameter ``w``: ``(E(w + eps) - E(w - eps)) / (2 eps)``,
-    computed by a parallel Numba kernel. The ``"incremental"`` engine (the
-    default) runs the forward pass once and carries each perturbation's
-    *changes* through the layers after it, without subtracting two losses,
-    so that ``eps`` can be tiny; ``"full"`` recomputes the loss with two full
-    forward passes per parameter, as the tutorial's loop does. Either result
-    is bitwise the same for any number of threads.
+    For every parameter ``w``: ``(E(w + h) - E(w - h)) / (2 h)`` (or the
+    chosen ``method``), computed by a parallel Numba kernel. The
+    ``"incremental"`` engine (the default) runs the forward pass once and
+    carries each perturbation's *changes* through the layers after it,
+    without subtracting two losses, so that ``h`` can be tiny; ``"full"``
+    recomputes the loss with full forward passes per parameter, as the
+    tutorial's loop does. Either result is bitwise the same for any number
+    of threads.
 
     Parameters
     ----------
@@ -73,9 +96,16 @@ def numerical_gradient(
     Y : array_like, shape (N, K)
         Targets.
     eps : float, optional
-        Step; default 1e-8 for the incremental engine, 1e-4 for the full one.
-    method : {"central"}
-        Difference formula.
+        Step ``h``, used as given (made exactly representable,
+        ``fl(w + h) - w``). Default: per parameter ``eps0 * max(1, |w|)``
+        with ``eps0`` = 1e-8 (central, incremental engine), 1e-4 (central,
+        full engine), 1e-5 / 1e-3 (richardson, incremental / full engine),
+        1e-20 (complex).
+    method : {"central", "richardson", "complex"}
+        ``(E(w+h) - E(w-h)) / 2h``; Richardson's ``(4 D(h) - D(2h)) / 3``
+        (fourth order); or the complex step ``Im E(w + ih) / h``, which
+        subtracts nothing (for relu/leaky_relu it gives the derivative of the
+        piece the pre-activation is on).
     engine : {"incremental", "full"}
         How the perturbed losses are evaluated (see above).
     threads : int, optional
@@ -88,12 +118,12 @@ def numerical_gradient(
     list of ndarray
         Float64 arrays shaped like ``params``.
     """
-    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
+    theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
         _finite_loss(net, Z, A, Ya)
-        flat = numerical_flat(net, theta, Xa, Ya, eps_value, engine, progress, Z=Z, A=A)
-    return net.unflatten(flat)
+        details = numerical_details(net, theta, Xa, Ya, eps_value, engine, method, progress, Z=Z, A=A, scaled=scaled)
+    return net.unflatten(details.values)
 
 
 def _finite_loss(net: MLP, Z: np.ndarray, A: np.ndarray, Y: np.ndarray) -> float:
@@ -124,6 +154,49 @@ def relative_error(analytic: np.ndarray, numerical: np.ndarray, rtol: float, ato
     return rel
 
 
+def _user_unit_roundoff(arrays: list[Any], dtypes: list[np.dtype]) -> float:
+    """Unit roundoff of the coarsest floating dtype among the user's inputs and gradient."""
+    u = 2.0**-53
+    for dt in [np.asarray(x).dtype for x in arrays] + list(dtypes):
+        if np.issubdtype(dt, np.floating):
+            u = max(u, float(np.finfo(dt).eps) / 2.0)
+    return u
+
+
+def error_budget(
+    net: MLP, details: Numerical, Z: np.ndarray, loss: float, engine: str, method: str, user_u: float
+) -> np.ndarray:
+    """Per entry: how far the numerical derivative and the checked gradient may each be off.
+
+    The sum of
+
+    * the difference formula's truncation (estimated per entry, see
+      :class:`fastgrad.engines.Numerical`);
+    * fastgrad's own rounding: ``4 (L + 2) u absum`` (``absum``: the size of
+      the terms the derivative sums, every factor in absolute value; L
+      layers; u = 2^-53), plus, for the full engine's real steps, the
+      cancellation in ``E(w+h) - E(w-h)``: ``4 u |E| / h`` per difference;
+    * the checked gradient's own rounding in its dtype:
+      ``u_user (L + 2 + sqrt(N)) absum`` (``u_user`` = 2^-24 when the
+      gradient, the inputs or the parameters are float32; ``absum`` already
+      allows one roundoff of absolute error in every smooth activation's
+      derivative, which is what ``s (1 - s)`` or ``1 - t^2`` lose in
+      saturation);
+    * the smallest normal number of the user's dtype (underflow).
+    """
+    L = net.n_layers
+    N = Z.shape[0]
+    u = 2.0**-53
+    absum = details.absum
+    own = 4.0 * u * (L + 2) * absum
+    if engine == "full" and method != "complex":
+        differences = 1.0 if method == "central" else 3.0
+        own = own + differences * 4.0 * u * abs(loss) / details.steps
+    user = user_u * (L + 2 + np.sqrt(N)) * absum
+    tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
+    return details.trunc + own + user + tiny
+
+
 def check(
     net: MLP,
     params: Any,
@@ -138,6 +211,7 @@ def check(
     engine: str = DEFAULT_ENGINE,
     threads: int | None = None,
     progress: ProgressFn | None = None,
+    safety: float = DEFAULT_SAFETY,
 ) -> CheckResult:
     """Compare a gradient with fastgrad's numerical gradient, entry by entry.
 
@@ -145,56 +219,98 @@ def check(
     ----------
     net, params, X, Y, eps, method, engine, threads, progress
         As in :func:`numerical_gradient`.
-    grads : list of array_like, optional
+    grads : list of array_like, or callable, optional
         The gradient to check, shaped like ``params`` (your own backprop's
-        output); None checks ``net.backprop``. Never modified.
-    rtol : float, optional
-        Relative tolerance, > 0; default 1e-5.
-    atol : float, optional
-        Absolute tolerance, >= 0; default 1e-8.
+        output), or your backprop itself, ``grads(params, X, Y) -> list``:
+        it is then called twice on copies, and a callable that answers
+        differently (nondeterministic, or accumulating) or writes into its
+        arguments fails the check with a note. None checks ``net.backprop``.
+        Never modified.
+    rtol, atol : float, optional
+        Fixed tolerances instead of the error budget: an entry fails when
+        ``|a - n| / max(|a|, |n|, atol / rtol) > rtol`` (defaults, when only
+        one is given: rtol 1e-5, atol 1e-8).
+    safety : float, optional
+        Budget verdict: an entry fails when ``|a - n|`` exceeds ``safety``
+        times its error budget (default 10).
 
     Returns
     -------
     CheckResult
-        ``passed``, ``max_rel_error``, per-tensor summaries and failures.
+        ``passed``, per-entry budgets and ratios, per-tensor summaries with
+        diagnosis hints, failures (worst first), inconclusive entries, notes.
 
     Notes
     -----
-    An entry with analytic value ``a`` and numerical value ``n`` fails when
-    ``|a - n| / max(|a|, |n|, atol / rtol) > rtol``.
+    The default verdict estimates, for every entry, how far the numerical
+    derivative can be from the true one and how much rounding the checked
+    gradient carries in its own dtype (:func:`error_budget`). An entry
+    whose steps cross a relu/leaky_relu kink is *inconclusive*: listed in
+    ``result.inconclusive`` and left out of ``passed``.
     """
     started = time.perf_counter()
-    theta, Xa, Ya, eps_value, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
+    theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
+    verdict = "budget" if rtol is None and atol is None else "tolerance"
     rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")
     atol_value = DEFAULT_ATOL if atol is None else _validate.positive_float(atol, "atol", allow_zero=True)
-    given = None if grads is None else net.flatten(grads, "grads")
+    safety_value = _validate.positive_float(safety, "safety")
+    notes: list[str] = []
+    dtypes: list[np.dtype] = []
+    if grads is None:
+        given = None
+    elif callable(grads):
+        given, notes, dtypes = call_user_grads(grads, net, params, X, Y)
+    else:
+        given = net.flatten(grads, "grads")
+        dtypes = [np.asarray(g).dtype for g in grads]
+    user_u = _user_unit_roundoff(list(params) + [X, Y], dtypes)
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
         loss = _finite_loss(net, Z, A, Ya)
         analytic_flat = net._backprop_flat(theta, Xa, Ya, Z, A) if given is None else given
-        numerical = numerical_flat(net, theta, Xa, Ya, eps_value, engine, progress, Z=Z, A=A)
+        details = numerical_details(net, theta, Xa, Ya, eps_value, engine, method, progress, Z=Z, A=A, scaled=scaled)
+    budget_flat = error_budget(net, details, Z, loss, engine, method, user_u)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio_flat = np.abs(analytic_flat - details.values) / budget_flat
+    ratio_flat[~(np.isfinite(analytic_flat) & np.isfinite(details.values))] = np.inf
     analytic = net.unflatten(analytic_flat)
-    numerical = net.unflatten(numerical)
+    numerical = net.unflatten(details.values)
+    budget = net.unflatten(budget_flat)
+    ratio = net.unflatten(ratio_flat)
+    kinks = net.unflatten(details.kink)
     rel = [relative_error(a, n, rtol_value, atol_value) for a, n in zip(analytic, numerical)]
     summaries = []
-    for name, a, n, r in zip(net.tensor_names, analytic, numerical, rel):
-        worst = int(np.argmax(r))
+    failed_masks = []
+    inconclusive = []
+    for name, a, n, r, q, kink in zip(net.tensor_names, analytic, numerical, rel, ratio, kinks):
+        wrong = (q > safety_value) if verdict == "budget" else (r > rtol_value)
+        failed = wrong & ~kink
+        failed_masks.append(failed)
+        for flat_index in np.flatnonzero(kink.ravel()):
+            index = tuple(int(i) for i in np.unravel_index(flat_index, a.shape))
+            inconclusive.append(Inconclusive(name, index, "a +-h step crosses a relu/leaky_relu kink"))
+        judged_q = np.where(kink, 0.0, q)
+        judged_r = np.where(kink, 0.0, r)
+        worst = int(np.argmax(judged_q if verdict == "budget" else judged_r))
         index = tuple(int(i) for i in np.unravel_index(worst, a.shape))
-        n_failed = int(np.count_nonzero(r > rtol_value))
+        n_failed = int(np.count_nonzero(failed))
         summaries.append(
             TensorSummary(
                 name=name,
                 shape=a.shape,
                 passed=n_failed == 0,
                 n_failed=n_failed,
-                max_rel_error=float(r.flat[worst]),
+                max_rel_error=float(np.max(judged_r)),
                 worst_index=index,
                 worst_analytic=float(a.flat[worst]),
                 worst_numerical=float(n.flat[worst]),
+                n_inconclusive=int(np.count_nonzero(kink)),
+                max_budget_ratio=float(np.max(judged_q)),
+                hint=diagnose_tensor(name, a, n, failed, Xa.shape[0]) if n_failed else None,
             )
         )
     return CheckResult(
-        passed=all(s.passed for s in summaries),
+        passed=all(s.passed for s in summaries) and not notes,
         max_rel_error=max(s.max_rel_error for s in summaries),
         tensors=summaries,
         analytic=analytic,
@@ -209,4 +325,11 @@ def check(
         seconds=time.perf_counter() - started,
         model=repr(net),
         engine=engine,
+        verdict=verdict,
+        budget=budget,
+        budget_ratio=ratio,
+        safety=safety_value,
+        failed=failed_masks,
+        inconclusive=inconclusive,
+        notes=notes,
     )

@@ -176,10 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
         "full: two full forward passes per parameter (the tutorial's loop, compiled)",
     )
     chk.add_argument(
-        "--rtol", type=float, default=None, help="relative tolerance (default: 1e-5)"
+        "--method",
+        choices=["central", "richardson", "complex"],
+        default="central",
+        help="difference formula (default: central)",
     )
     chk.add_argument(
-        "--atol", type=float, default=None, help="absolute tolerance (default: 1e-8)"
+        "--rtol",
+        type=float,
+        default=None,
+        help="judge with a fixed relative tolerance instead of each entry's error budget "
+        "(default: the budget; with only --atol given, 1e-5)",
+    )
+    chk.add_argument(
+        "--atol",
+        type=float,
+        default=None,
+        help="fixed absolute tolerance (default: the budget; with only --rtol given, 1e-8)",
+    )
+    chk.add_argument(
+        "--safety",
+        type=float,
+        default=10.0,
+        help="budget verdict: an entry fails above this many times its error budget (default: 10)",
     )
     chk.add_argument(
         "--threads",
@@ -378,6 +397,8 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
                 grads,
                 eps=args.eps,
                 engine=args.engine,
+                method=args.method,
+                safety=args.safety,
                 rtol=args.rtol,
                 atol=args.atol,
                 threads=args.threads,
@@ -415,6 +436,7 @@ def _write_json(
             "grads": args.grads,
             "seed": args.seed,
             "engine": args.engine,
+            "method": args.method,
             "threads": args.threads,
         },
         "wall_seconds": seconds,

@@ -21,18 +21,43 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
-def format_result(result: CheckResult) -> str:
-    """A table a person can act on: which tensor, which entry, how far off."""
+def _headline(result: CheckResult) -> list[str]:
     verdict = "PASSED" if result.passed else "FAILED"
-    lines = [
-        f"fastgrad check {verdict}: {result.n_failed} of {result.n_params} entries out of tolerance, "
-        f"max rel error {result.max_rel_error:.3g}",
+    run = (
         f"  {result.model}, N={result.n_samples}, loss={result.loss:.6g}, "
-        f"method={result.method}, engine={result.engine}, eps={result.eps:g}, {result.seconds:.3g} s",
-        f"  tolerance: rel error = |a - n| / max(|a|, |n|, atol/rtol) must be <= rtol "
-        f"(rtol={result.rtol:g}, atol={result.atol:g})",
-        "",
-    ]
+        f"method={result.method}, engine={result.engine}, eps={result.eps:g}, {result.seconds:.3g} s"
+    )
+    if result.verdict == "budget":
+        worst = result.max_budget_ratio
+        lines = [
+            f"fastgrad check {verdict}: {result.n_failed} of {result.n_params} entries over their error budget; "
+            f"the worst entry is {worst:.3g} x its budget (fails above {result.safety:g} x), "
+            f"max rel error {result.max_rel_error:.3g}",
+            run,
+            "  budget per entry: truncation + rounding of the numerical derivative + rounding of the "
+            "checked gradient's dtype (see README, 'How fastgrad decides')",
+        ]
+    else:
+        lines = [
+            f"fastgrad check {verdict}: {result.n_failed} of {result.n_params} entries out of tolerance, "
+            f"max rel error {result.max_rel_error:.3g}",
+            run,
+            f"  tolerance: rel error = |a - n| / max(|a|, |n|, atol/rtol) must be <= rtol "
+            f"(rtol={result.rtol:g}, atol={result.atol:g})",
+        ]
+    if result.inconclusive:
+        lines.append(
+            f"  {len(result.inconclusive)} inconclusive entries (a +-h step crosses a relu kink), "
+            "left out of the verdict: see result.inconclusive"
+        )
+    for note in result.notes:
+        lines.append(f"  NOTE: {note}")
+    return lines + [""]
+
+
+def format_result(result: CheckResult) -> str:
+    """A table a person can act on: which tensor, which entry, how far off, and a hint why."""
+    lines = _headline(result)
     rows = [
         [
             t.name,
@@ -40,23 +65,27 @@ def format_result(result: CheckResult) -> str:
             "ok" if t.passed else "FAIL",
             f"{t.n_failed}/{t.size}",
             f"{t.max_rel_error:.3g}",
+            f"{t.max_budget_ratio:.3g}",
             _idx(t.worst_index),
             f"{t.worst_analytic:.9g}",
             f"{t.worst_numerical:.9g}",
         ]
         for t in result.tensors
     ]
-    header = ["tensor", "shape", "verdict", "failed", "max rel err", "worst at", "analytic", "numerical"]
+    header = ["tensor", "shape", "verdict", "failed", "max rel err", "x budget", "worst at", "analytic", "numerical"]
     lines += _table(header, rows)
-    if not result.passed:
+    hints = [(t.name, t.hint) for t in result.tensors if t.hint]
+    if hints:
+        lines += ["", "hints:"] + [f"  {name}: {hint}" for name, hint in hints]
+    if result.n_failed:
         shown = result.worst_failures(SHOWN_FAILURES)
         lines += ["", f"worst failing entries ({len(shown)} of {result.n_failed}):"]
         rows = [
             [f.tensor + _idx(f.index), f"{f.analytic:.9g}", f"{f.numerical:.9g}", f"{f.abs_error:.3g}",
-             f"{f.rel_error:.3g}"]
+             f"{f.rel_error:.3g}", f"{f.budget:.3g}"]
             for f in shown
         ]
-        lines += _table(["entry", "analytic", "numerical", "abs err", "rel err"], rows)
+        lines += _table(["entry", "analytic", "numerical", "abs err", "rel err", "budget"], rows)
     return "\n".join(lines)
 
 
@@ -80,6 +109,13 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
         "n_samples": result.n_samples,
         "seconds": result.seconds,
         "model": result.model,
+        "verdict": result.verdict,
+        "safety": _num(result.safety),
+        "max_budget_ratio": _num(result.max_budget_ratio),
+        "notes": list(result.notes),
+        "inconclusive": [
+            {"tensor": c.tensor, "index": list(c.index), "reason": c.reason} for c in result.inconclusive
+        ],
         "tensors": [
             {
                 "name": t.name,
@@ -90,6 +126,9 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
                 "worst_index": list(t.worst_index),
                 "worst_analytic": _num(t.worst_analytic),
                 "worst_numerical": _num(t.worst_numerical),
+                "n_inconclusive": t.n_inconclusive,
+                "max_budget_ratio": _num(t.max_budget_ratio),
+                "hint": t.hint,
             }
             for t in result.tensors
         ],
@@ -101,6 +140,8 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
                 "numerical": f.numerical,
                 "abs_error": f.abs_error,
                 "rel_error": f.rel_error,
+                "budget": _num(f.budget),
+                "budget_ratio": _num(f.budget_ratio),
             }
             for f in result.worst_failures(max_failures)
         ],

@@ -14,7 +14,12 @@ class GradientCheckError(AssertionError):
 
 @dataclass(frozen=True)
 class Failure:
-    """One gradient entry outside tolerance."""
+    """One gradient entry judged wrong.
+
+    ``budget`` is how far the numerical derivative (plus the rounding of the
+    checked gradient's dtype) can be from the truth, estimated for this
+    entry; ``budget_ratio = abs_error / budget``.
+    """
 
     tensor: str
     index: tuple[int, ...]
@@ -22,6 +27,17 @@ class Failure:
     numerical: float
     abs_error: float
     rel_error: float
+    budget: float = float("nan")
+    budget_ratio: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Inconclusive:
+    """An entry the check cannot judge (``reason`` says why), left out of ``passed``."""
+
+    tensor: str
+    index: tuple[int, ...]
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,9 @@ class TensorSummary:
     worst_index: tuple[int, ...]
     worst_analytic: float
     worst_numerical: float
+    n_inconclusive: int = 0
+    max_budget_ratio: float = float("nan")
+    hint: str | None = None
 
     @property
     def size(self) -> int:
@@ -50,7 +69,8 @@ class CheckResult:
     Attributes
     ----------
     passed : bool
-        True when no entry's relative error exceeds ``rtol``.
+        True when no entry is judged wrong (inconclusive entries are left
+        out) and ``notes`` report no misbehaving gradient callable.
     max_rel_error : float
         Largest relative error over all entries.
     tensors : list of TensorSummary
@@ -74,6 +94,21 @@ class CheckResult:
         ``repr`` of the network.
     engine : str
         Engine that computed the numerical gradient.
+    verdict : {"budget", "tolerance"}
+        How entries were judged: against each entry's error budget (the
+        default), or against the ``rtol``/``atol`` the caller gave.
+    budget, budget_ratio : list of ndarray
+        Per entry: the error budget and ``|a - n| / budget``.
+    safety : float
+        An entry fails when ``budget_ratio > safety`` (budget verdict).
+    failed : list of ndarray of bool
+        Per entry: judged wrong.
+    inconclusive : list of Inconclusive
+        Entries that could not be judged (a step crossed a relu kink).
+    notes : list of str
+        Problems with the gradient itself (a callable that is
+        nondeterministic or writes into its arguments); any note fails the
+        check.
     """
 
     passed: bool
@@ -91,6 +126,19 @@ class CheckResult:
     seconds: float = 0.0
     model: str = ""
     engine: str = "incremental"
+    verdict: str = "tolerance"
+    budget: list[np.ndarray] = field(default_factory=list, repr=False)
+    budget_ratio: list[np.ndarray] = field(default_factory=list, repr=False)
+    safety: float = float("nan")
+    failed: list[np.ndarray] = field(default_factory=list, repr=False)
+    inconclusive: list[Inconclusive] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_budget_ratio(self) -> float:
+        """Largest ``|a - n| / budget`` over the judged entries (NaN without budgets)."""
+        ratios = [t.max_budget_ratio for t in self.tensors]
+        return max(ratios) if ratios else float("nan")
 
     @property
     def n_params(self) -> int:
@@ -110,19 +158,26 @@ class CheckResult:
     def worst_failures(self, limit: int | None) -> list[Failure]:
         """The ``limit`` worst failing entries (all when ``limit`` is None)."""
         found = []
-        for t, a, n, r in zip(self.tensors, self.analytic, self.numerical, self.rel_error):
-            if t.n_failed:
-                flat = np.flatnonzero(r.ravel() > self.rtol)
-                found += [(float(r.flat[i]), t.name, i, a, n) for i in flat]
+        for k, (t, a, n, r) in enumerate(zip(self.tensors, self.analytic, self.numerical, self.rel_error)):
+            if not t.n_failed:
+                continue
+            failed = self.failed[k] if self.failed else r > self.rtol
+            ratio = self.budget_ratio[k] if self.budget_ratio else None
+            budget = self.budget[k] if self.budget else None
+            for i in np.flatnonzero(failed.ravel()):
+                found.append((float(r.flat[i]), t.name, i, a, n, r, budget, ratio))
         # worst first; ties keep parameter order (sort is stable)
         found.sort(key=lambda item: -item[0])
         if limit is not None:
             found = found[:limit]
         out = []
-        for rel, name, i, a, n in found:
+        for _, name, i, a, n, r, budget, ratio in found:
             index = tuple(int(k) for k in np.unravel_index(i, a.shape))
             av, nv = float(a.flat[i]), float(n.flat[i])
-            out.append(Failure(name, index, av, nv, abs(av - nv), rel))
+            extra = {}
+            if budget is not None:
+                extra = {"budget": float(budget.flat[i]), "budget_ratio": float(ratio.flat[i])}
+            out.append(Failure(name, index, av, nv, abs(av - nv), float(r.flat[i]), **extra))
         return out
 
     def tensor(self, name: str) -> TensorSummary:

@@ -439,16 +439,19 @@ def test_both_near_zero_rule(dead_unit_case):
     net, params, X, Y, correct = dead_unit_case
 
     # a = 5e-9, n = 0: rel = 5e-9 / max(5e-9, 0, atol/rtol = 1e-3) = 5e-6 -> pass
+    # (the tolerance verdict: rtol/atol given; the default budget verdict
+    # fails 5e-9 where every term of the true gradient is exactly zero)
     grads = [g.copy() for g in correct]
     grads[1][1] = 5e-9
-    result = fastgrad.check(net, params, X, Y, grads=grads)
+    assert not fastgrad.check(net, params, X, Y, grads=grads).passed
+    result = fastgrad.check(net, params, X, Y, grads=grads, rtol=1e-5, atol=1e-8)
     assert result.passed, str(result)
     assert result.tensor("b1").max_rel_error == pytest.approx(5e-6, rel=1e-9)
     assert tuple(result.tensor("b1").worst_index) == (1,)
 
     # analytic 2e-8: rel = 2e-5 > 1e-5 -> fail, at b1[1]
     grads[1][1] = 2e-8
-    result = fastgrad.check(net, params, X, Y, grads=grads)
+    result = fastgrad.check(net, params, X, Y, grads=grads, rtol=1e-5)
     assert not result.passed
     assert [(f.tensor, tuple(f.index)) for f in result.failures] == [("b1", (1,))]
     assert result.failures[0].rel_error == pytest.approx(2e-5, rel=1e-9)
@@ -480,12 +483,17 @@ def test_exactly_equal_zero_entries_have_zero_error(dead_unit_case):
 def test_check_uses_eps(rng):
     net, params, X, Y = tutorial_case(rng, [3, 4, 2])
     grads = tutorial_backprop(params, X, Y)
-    coarse = fastgrad.check(net, params, X, Y, grads=grads, eps=0.5)
+    coarse = fastgrad.check(net, params, X, Y, grads=grads, eps=0.5, rtol=1e-5)
     assert coarse.eps == 0.5
     assert not coarse.passed  # truncation error ~ eps^2 is huge
-    fine = fastgrad.check(net, params, X, Y, grads=grads, eps=1e-4)
+    fine = fastgrad.check(net, params, X, Y, grads=grads, eps=1e-4, rtol=1e-5)
     assert fine.passed
     assert coarse.max_rel_error > 100 * fine.max_rel_error
+    # The budget verdict knows the truncation it estimated: no false alarm,
+    # but a budget that large.
+    budgeted = fastgrad.check(net, params, X, Y, grads=grads, eps=0.5)
+    assert budgeted.passed, str(budgeted)
+    assert max(np.max(b) for b in budgeted.budget) > 1e3 * max(np.max(b) for b in fine.budget)
 
 
 def test_non_finite_numerical_gradient_never_passes():

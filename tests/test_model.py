@@ -411,8 +411,15 @@ def test_numerical_gradient_eps_actually_used(make_case):
 @pytest.mark.parametrize("engine,default_eps", [("incremental", 1e-8), ("full", 1e-4)])
 def test_numerical_gradient_default_eps_per_engine(make_case, engine, default_eps):
     # The full engine keeps the tutorial's 1e-4; the incremental engine (the
-    # default engine) has no cancellation and defaults to 1e-8.
+    # default engine) has no cancellation and defaults to 1e-8. The default
+    # step is scaled by max(1, |w|): with every |w| <= 1 it is the explicit one.
     net, params, X, Y = make_case([3, 4, 2], "tanh", "sigmoid", "mse")
+    big = [p.copy() for p in params]
+    big[0][0, 0] = 3.0
+    scaled = fastgrad.numerical_gradient(net, big, X, Y, engine=engine)
+    plain = fastgrad.numerical_gradient(net, big, X, Y, eps=default_eps, engine=engine)
+    assert not np.array_equal(scaled[0], plain[0])  # W1[0, 0] got the step 3 * eps
+    params = [np.clip(p, -0.9, 0.9) for p in params]
     default = fastgrad.numerical_gradient(net, params, X, Y, engine=engine)
     explicit = fastgrad.numerical_gradient(net, params, X, Y, eps=default_eps, method="central", engine=engine)
     none = fastgrad.numerical_gradient(net, params, X, Y, eps=None, engine=engine)

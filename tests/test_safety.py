@@ -617,8 +617,12 @@ def test_threads_restored_when_numba_count_was_lowered(case):
 # --------------------------------------------------------------------------
 
 
-def _same_results(net, a, b):
-    """Every entry point gives bitwise identical results on inputs a and b."""
+def _same_results(net, a, b, same_verdict=True):
+    """Every entry point gives bitwise identical results on inputs a and b.
+
+    ``same_verdict=False``: except the check's verdict, which depends on the
+    dtype of the gradient (its rounding is part of the error budget).
+    """
     (pa, Xa, Ya, ga), (pb, Xb, Yb, gb) = a, b
     fa, fb = net.forward(pa, Xa), net.forward(pb, Xb)
     assert fa.dtype == np.float64 and np.array_equal(fa, fb)
@@ -632,8 +636,11 @@ def _same_results(net, a, b):
         assert x.dtype == np.float64 and np.array_equal(x, y)
     ra = fastgrad.check(net, pa, Xa, Ya, grads=ga)
     rb = fastgrad.check(net, pb, Xb, Yb, grads=gb)
-    assert ra.passed == rb.passed
+    assert all(np.array_equal(x, y) for x, y in zip(ra.numerical, rb.numerical))
     assert ra.max_rel_error == rb.max_rel_error
+    if not same_verdict:
+        return ra, rb
+    assert ra.passed == rb.passed
     assert ra.loss == rb.loss
     assert [(f.tensor, tuple(f.index), f.analytic) for f in ra.failures] == [
         (f.tensor, tuple(f.index), f.analytic) for f in rb.failures
@@ -655,7 +662,12 @@ def test_float32_inputs_same_as_float64(rng):
         Y32.astype(np.float64),
         [g.astype(np.float64) for g in g32],
     )
-    _same_results(net, (p32, X32, Y32, g32), as64)
+    as32, as_float64 = _same_results(net, (p32, X32, Y32, g32), as64, same_verdict=False)
+    # A float32 gradient carries float32 rounding: it passes when it comes
+    # as float32, and the same numbers handed over as float64 are judged at
+    # float64's precision, where the rounding to float32 shows.
+    assert as32.passed, str(as32)
+    assert not as_float64.passed
     # and the float64 values of float32 numbers are what is computed on
     out = net.forward(p32, X32)
     np.testing.assert_allclose(
