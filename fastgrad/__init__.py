@@ -13,12 +13,16 @@ True
 
 from .check import check, numerical_gradient, relative_error
 from .model import MLP
+from .monitor import GradientCheckWarning, Monitor, MonitorRecord
 from .result import CheckResult, Failure, GradientCheckError, Inconclusive, TensorSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "Monitor",
+    "MonitorRecord",
+    "GradientCheckWarning",
     "CheckResult",
     "Failure",
     "GradientCheckError",

@@ -27,6 +27,7 @@ from .diagnose import diagnose_tensor
 from .engines import ENGINES, Numerical, numerical_details
 from .model import MLP
 from .result import CheckResult, Inconclusive, TensorSummary
+from .sampling import sample_mask
 from .user_grads import call_user_grads
 
 METHODS = ("central", "richardson", "complex")
@@ -73,6 +74,8 @@ def numerical_gradient(
     engine: str = DEFAULT_ENGINE,
     threads: int | None = None,
     progress: ProgressFn | None = None,
+    sample: int | float | None = None,
+    seed: int | None = None,
 ) -> list[np.ndarray]:
     """Numerical gradient of the loss, one parameter at a time.
 
@@ -112,6 +115,9 @@ def numerical_gradient(
         Numba threads for this call (restored afterwards).
     progress : callable, optional
         Called as ``progress(done, total)`` after each block of parameters.
+    sample, seed : optional
+        Compute only a sample of the entries (see :func:`check`); the others
+        are NaN.
 
     Returns
     -------
@@ -122,7 +128,10 @@ def numerical_gradient(
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
         _finite_loss(net, Z, A, Ya)
-        details = numerical_details(net, theta, Xa, Ya, eps_value, engine, method, progress, Z=Z, A=A, scaled=scaled)
+        indices = None if sample is None else np.flatnonzero(sample_mask(net, sample, seed))
+        details = numerical_details(
+            net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
+        )
     return net.unflatten(details.values)
 
 
@@ -197,6 +206,16 @@ def error_budget(
     return details.trunc + own + user + tiny
 
 
+def _hint(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, checked: np.ndarray, N: int) -> str | None:
+    """A diagnosis of a failing tensor; for a sampled one, only the patterns a sample can show."""
+    if checked.all():
+        return diagnose_tensor(name, a, n, failed, N)
+    hint = diagnose_tensor(name, a[checked], n[checked], failed[checked], N)
+    if hint is None or hint.startswith("only ") or "transposed" in hint:
+        return None  # positions within the sample are not positions in the tensor
+    return hint + " (over the sampled entries)"
+
+
 def check(
     net: MLP,
     params: Any,
@@ -212,6 +231,9 @@ def check(
     threads: int | None = None,
     progress: ProgressFn | None = None,
     safety: float = DEFAULT_SAFETY,
+    sample: int | float | None = None,
+    seed: int | None = None,
+    entries: np.ndarray | None = None,
 ) -> CheckResult:
     """Compare a gradient with fastgrad's numerical gradient, entry by entry.
 
@@ -233,6 +255,16 @@ def check(
     safety : float, optional
         Budget verdict: an entry fails when ``|a - n|`` exceeds ``safety``
         times its error budget (default 10).
+    sample : int or float, optional
+        Check only a sample: this many entries of every tensor (int), or
+        this fraction of each (float in (0, 1]); every bias entry and every
+        tensor's corner entries are always included, the rest drawn at
+        random with ``seed``. ``result.checked`` says which entries were.
+    seed : int, optional
+        Seed of the sample.
+    entries : ndarray of bool, shape (P,), optional
+        Exactly these flat entries (used by :class:`fastgrad.Monitor`); not
+        with ``sample``.
 
     Returns
     -------
@@ -254,6 +286,17 @@ def check(
     rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")
     atol_value = DEFAULT_ATOL if atol is None else _validate.positive_float(atol, "atol", allow_zero=True)
     safety_value = _validate.positive_float(safety, "safety")
+    if sample is not None and entries is not None:
+        raise ValueError("sample and entries: give one or the other")
+    if sample is not None:
+        checked_flat = sample_mask(net, sample, seed)
+    elif entries is not None:
+        checked_flat = np.asarray(entries, dtype=bool)
+        if checked_flat.shape != (net.n_params,):
+            raise ValueError(f"entries must be a bool mask of shape ({net.n_params},), got {checked_flat.shape}")
+    else:
+        checked_flat = None
+    indices = None if checked_flat is None else np.flatnonzero(checked_flat)
     notes: list[str] = []
     dtypes: list[np.dtype] = []
     if grads is None:
@@ -268,21 +311,30 @@ def check(
         Z, A = net._forward(theta, Xa)
         loss = _finite_loss(net, Z, A, Ya)
         analytic_flat = net._backprop_flat(theta, Xa, Ya, Z, A) if given is None else given
-        details = numerical_details(net, theta, Xa, Ya, eps_value, engine, method, progress, Z=Z, A=A, scaled=scaled)
+        details = numerical_details(
+            net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
+        )
     budget_flat = error_budget(net, details, Z, loss, engine, method, user_u)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ratio_flat = np.abs(analytic_flat - details.values) / budget_flat
     ratio_flat[~(np.isfinite(analytic_flat) & np.isfinite(details.values))] = np.inf
+    if checked_flat is None:
+        checked_flat = np.ones(net.n_params, dtype=bool)
+    ratio_flat[~checked_flat] = 0.0
+    details.kink[~checked_flat] = False
     analytic = net.unflatten(analytic_flat)
     numerical = net.unflatten(details.values)
     budget = net.unflatten(budget_flat)
     ratio = net.unflatten(ratio_flat)
     kinks = net.unflatten(details.kink)
+    checked = net.unflatten(checked_flat)
     rel = [relative_error(a, n, rtol_value, atol_value) for a, n in zip(analytic, numerical)]
+    for r, c in zip(rel, checked):
+        r[~c] = 0.0
     summaries = []
     failed_masks = []
     inconclusive = []
-    for name, a, n, r, q, kink in zip(net.tensor_names, analytic, numerical, rel, ratio, kinks):
+    for name, a, n, r, q, kink, c in zip(net.tensor_names, analytic, numerical, rel, ratio, kinks, checked):
         wrong = (q > safety_value) if verdict == "budget" else (r > rtol_value)
         failed = wrong & ~kink
         failed_masks.append(failed)
@@ -305,8 +357,9 @@ def check(
                 worst_analytic=float(a.flat[worst]),
                 worst_numerical=float(n.flat[worst]),
                 n_inconclusive=int(np.count_nonzero(kink)),
+                n_checked=int(np.count_nonzero(c)),
                 max_budget_ratio=float(np.max(judged_q)),
-                hint=diagnose_tensor(name, a, n, failed, Xa.shape[0]) if n_failed else None,
+                hint=_hint(name, a, n, failed, c, Xa.shape[0]) if n_failed else None,
             )
         )
     return CheckResult(
@@ -332,4 +385,5 @@ def check(
         failed=failed_masks,
         inconclusive=inconclusive,
         notes=notes,
+        checked=checked,
     )

@@ -45,6 +45,8 @@ def _headline(result: CheckResult) -> list[str]:
             f"  tolerance: rel error = |a - n| / max(|a|, |n|, atol/rtol) must be <= rtol "
             f"(rtol={result.rtol:g}, atol={result.atol:g})",
         ]
+    if result.n_checked < result.n_params:
+        lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
         lines.append(
             f"  {len(result.inconclusive)} inconclusive entries (a +-h step crosses a relu kink), "
@@ -100,6 +102,7 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
         "max_rel_error": _num(result.max_rel_error),
         "n_params": result.n_params,
         "n_failed": result.n_failed,
+        "n_checked": result.n_checked,
         "rtol": result.rtol,
         "atol": result.atol,
         "eps": result.eps,

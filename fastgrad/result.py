@@ -55,6 +55,7 @@ class TensorSummary:
     n_inconclusive: int = 0
     max_budget_ratio: float = float("nan")
     hint: str | None = None
+    n_checked: int = -1
 
     @property
     def size(self) -> int:
@@ -109,6 +110,9 @@ class CheckResult:
         Problems with the gradient itself (a callable that is
         nondeterministic or writes into its arguments); any note fails the
         check.
+    checked : list of ndarray of bool
+        Per entry: computed and judged (all True unless a sample was asked
+        for; unchecked entries have a NaN numerical value).
     """
 
     passed: bool
@@ -133,6 +137,12 @@ class CheckResult:
     failed: list[np.ndarray] = field(default_factory=list, repr=False)
     inconclusive: list[Inconclusive] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    checked: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    @property
+    def n_checked(self) -> int:
+        """Number of entries computed and judged."""
+        return sum(int(np.count_nonzero(c)) for c in self.checked) if self.checked else self.n_params
 
     @property
     def max_budget_ratio(self) -> float:

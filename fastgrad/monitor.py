@@ -1,0 +1,241 @@
+"""A gradient check that rides along a training loop within a time budget."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _validate
+from ._config import DEFAULT_ENGINE, DEFAULT_SAFETY
+from .check import check
+from .model import MLP
+from .result import CheckResult, GradientCheckError
+from .sampling import RotatingSampler
+
+
+class GradientCheckWarning(UserWarning):
+    """Warned by :class:`Monitor` (``on_fail="warn"``) when a periodic check fails."""
+
+
+@dataclass(frozen=True)
+class MonitorRecord:
+    """One checking step of a :class:`Monitor`.
+
+    Attributes
+    ----------
+    step : int
+        The training step (1-based count of :meth:`Monitor.step` calls).
+    passed : bool
+    max_budget_ratio : float
+        Worst ``|a - n| / budget`` of the checked entries.
+    max_rel_error : float
+    n_checked : int
+        Entries checked.
+    seconds : float
+        Time the check took.
+    time_fraction : float
+        Time spent checking so far / training time so far (the overhead).
+    """
+
+    step: int
+    passed: bool
+    max_budget_ratio: float
+    max_rel_error: float
+    n_checked: int
+    seconds: float
+    time_fraction: float
+
+
+class Monitor:
+    """Periodic, budgeted gradient checks inside a training loop.
+
+    Parameters
+    ----------
+    net : MLP
+    every : int
+        Check at most once every ``every`` steps (default 100).
+    budget : float or None
+        Largest fraction of the training time the checks may take (default
+        0.01); None: no time limit, every ``every``-th step checks ``units``
+        units of every layer. The training-step time is measured between calls of
+        :meth:`step`; a check runs only when the time saved up
+        (``budget`` x training time - time already spent checking) covers
+        it, and is sized to what is saved up: more units of every layer
+        (each with all its parameters) when training steps are slow, at
+        least one unit per layer when they are fast.
+    seed : int, optional
+        Seed of the rotation: each layer's units are visited in a fixed
+        random order, successive checks taking the next ones, so that every
+        entry is checked after :meth:`steps_to_cover` checks of that size.
+    on_fail : {"warn", "raise"}, callable or None
+        What a failed check does: warn (:class:`GradientCheckWarning`), raise
+        :class:`GradientCheckError`, call ``on_fail(result)``, or nothing.
+    engine, method, safety
+        Passed to :func:`fastgrad.check`.
+    units : int
+        Units per layer of every check when ``budget`` is None, and of the
+        first check otherwise (default 1).
+    threads : int or None
+        Numba threads of the checks (default 1: a periodic check is small,
+        and one thread does not wait for cores a BLAS library's threads
+        still spin on after the training step; None: all).
+    warm_up : bool
+        Run one tiny check now, so that loading (or compiling) the kernels
+        happens here rather than inside the training loop's first check;
+        its time is ``warm_up_seconds``, outside the budget.
+
+    Attributes
+    ----------
+    history : list of MonitorRecord
+        One record per checking step.
+
+    Examples
+    --------
+    >>> mon = fastgrad.Monitor(net, every=100, budget=0.01, seed=0)   # doctest: +SKIP
+    >>> for step in range(10_000):                                   # doctest: +SKIP
+    ...     grads = my_backprop(params, X, Y)
+    ...     mon.step(params, X, Y, grads)         # None, or a CheckResult on checking steps
+    ...     params = [p - lr * g for p, g in zip(params, grads)]
+    """
+
+    def __init__(
+        self,
+        net: MLP,
+        every: int = 100,
+        budget: float | None = 0.01,
+        seed: int | None = 0,
+        on_fail: str | Callable[[CheckResult], Any] | None = "warn",
+        engine: str = DEFAULT_ENGINE,
+        method: str = "central",
+        safety: float = DEFAULT_SAFETY,
+        warm_up: bool = True,
+        units: int = 1,
+        threads: int | None = 1,
+    ) -> None:
+        if not isinstance(net, MLP):
+            raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        self.budget = None if budget is None else _validate.positive_float(budget, "budget")
+        if self.budget is not None and self.budget >= 1.0:
+            raise ValueError(f"budget is a fraction of the training time and must be < 1, got {budget!r}")
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"units must be an int >= 1, got {units!r}")
+        self.units = units
+        self.threads = threads
+        if not (on_fail in ("warn", "raise", None) or callable(on_fail)):
+            raise ValueError(f"on_fail must be 'warn', 'raise', None or a callable, got {on_fail!r}")
+        self.net = net
+        self.every = every
+        self.on_fail = on_fail
+        self.engine = engine
+        self.method = method
+        self.safety = safety
+        self.history: list[MonitorRecord] = []
+        self._sampler = RotatingSampler(net, seed)
+        self._steps = 0
+        self._last_exit: float | None = None
+        self._train_seconds = 0.0
+        self._check_seconds = 0.0
+        self._seconds_per_unit: float | None = None
+        self._last_units = 1
+        self.warm_up_seconds = self._warm_up() if warm_up else 0.0
+
+    # ------------------------------------------------------------------ API
+    @property
+    def overhead(self) -> float:
+        """Time spent checking / training time, so far."""
+        return self._check_seconds / self._train_seconds if self._train_seconds > 0 else 0.0
+
+    def steps_to_cover(self) -> int:
+        """Checks of the last size after which every entry has been visited."""
+        return self._sampler.steps_to_cover(self._last_units)
+
+    def step(self, params: Any, X: Any, Y: Any, grads: Any) -> CheckResult | None:
+        """Count one training step; on a checking step, check ``grads`` and return the result.
+
+        Cheap on the other steps (a counter and a clock). Never modifies any
+        of the arrays given.
+        """
+        entered = time.perf_counter()
+        if self._last_exit is not None:
+            self._train_seconds += entered - self._last_exit
+        self._steps += 1
+        result = None
+        if self._steps % self.every == 0 and self._affordable():
+            result = self._check(params, X, Y, grads)
+        self._last_exit = time.perf_counter()
+        self._check_seconds += self._last_exit - entered
+        return result
+
+    # ------------------------------------------------------------- internal
+    def _warm_up(self) -> float:
+        started = time.perf_counter()
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(2, self.net.sizes[0]))
+        Y = np.full((2, self.net.sizes[-1]), 1.0 / self.net.sizes[-1])
+        mask = RotatingSampler(self.net, 0).next(1)
+        check(self.net, self.net.init(0), X, Y, entries=mask, engine=self.engine, method=self.method,
+              threads=self.threads)
+        return time.perf_counter() - started
+
+    def _saved_up(self) -> float:
+        if self.budget is None:
+            return np.inf
+        return self.budget * self._train_seconds - self._check_seconds
+
+    #: A check is planned to take at most this fraction of the time saved up
+    #: (its cost is estimated from the previous check's).
+    MARGIN = 0.5
+
+    def _affordable(self) -> bool:
+        if self.budget is None or self._seconds_per_unit is None:
+            return True  # (the first check measures what a check costs)
+        return self.MARGIN * self._saved_up() >= self._seconds_per_unit
+
+    def _units_per_layer(self) -> int:
+        if self.budget is None or self._seconds_per_unit is None:
+            return self.units
+        return max(1, int(self.MARGIN * self._saved_up() / self._seconds_per_unit))
+
+    def _check(self, params: Any, X: Any, Y: Any, grads: Any) -> CheckResult:
+        units = self._units_per_layer()
+        mask = self._sampler.next(units)
+        started = time.perf_counter()
+        result = check(
+            self.net, params, X, Y, grads, entries=mask, engine=self.engine, method=self.method, safety=self.safety,
+            threads=self.threads,
+        )
+        seconds = time.perf_counter() - started
+        n = int(np.count_nonzero(mask))
+        self._seconds_per_unit = seconds / units  # includes the fixed part: errs on the cheap side
+        self._last_units = units
+        spent = self._check_seconds + seconds
+        self.history.append(
+            MonitorRecord(
+                step=self._steps,
+                passed=result.passed,
+                max_budget_ratio=result.max_budget_ratio,
+                max_rel_error=result.max_rel_error,
+                n_checked=n,
+                seconds=seconds,
+                time_fraction=spent / self._train_seconds if self._train_seconds > 0 else float("inf"),
+            )
+        )
+        if not result.passed:
+            self._fail(result)
+        return result
+
+    def _fail(self, result: CheckResult) -> None:
+        message = f"fastgrad.Monitor: gradient check failed at step {self._steps}\n{result}"
+        if self.on_fail == "warn":
+            warnings.warn(message, GradientCheckWarning, stacklevel=3)
+        elif self.on_fail == "raise":
+            raise GradientCheckError(message)
+        elif callable(self.on_fail):
+            self.on_fail(result)

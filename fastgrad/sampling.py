@@ -1,0 +1,110 @@
+"""Which entries a sampled check looks at.
+
+A sampled check covers every tensor: each tensor's biases entirely (they
+are few and cheap), its corner entries, and a seeded random draw of the
+rest. :class:`RotatingSampler` walks a fixed random permutation of every
+layer's units, so that successive checks (a training loop's) visit every
+entry.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .model import MLP
+
+
+def per_tensor_counts(net: MLP, sample: Any) -> list[int]:
+    """How many entries of each tensor ``sample`` asks for (at least 1 each).
+
+    ``sample`` is a count per tensor (int >= 1) or a fraction of each tensor
+    (float in (0, 1]).
+    """
+    sizes = [int(np.prod(s)) for s in net.param_shapes]
+    if isinstance(sample, bool) or not isinstance(sample, numbers.Real):
+        raise TypeError(f"sample must be a count (int >= 1) or a fraction (float in (0, 1]), got {sample!r}")
+    if isinstance(sample, numbers.Integral):
+        if sample < 1:
+            raise ValueError(f"sample must be >= 1 entries per tensor, got {sample}")
+        return [min(int(sample), n) for n in sizes]
+    fraction = float(sample)
+    if not (0.0 < fraction <= 1.0):
+        raise ValueError(f"sample as a fraction must be in (0, 1], got {sample!r}")
+    return [max(1, min(n, math.ceil(fraction * n))) for n in sizes]
+
+
+def _corners(shape: tuple[int, ...]) -> np.ndarray:
+    """Flat indices of a tensor's corner entries (first and last along each axis)."""
+    grids = np.meshgrid(*[np.unique([0, n - 1]) for n in shape], indexing="ij")
+    return np.unique(np.ravel_multi_index([g.ravel() for g in grids], shape))
+
+
+def sample_mask(net: MLP, sample: Any, seed: Any = None) -> np.ndarray:
+    """Boolean mask (P,) of the entries a sampled check computes.
+
+    Every bias entry and every tensor's corners are always in; the rest of
+    each tensor's count is drawn at random (``seed``) from its other entries.
+    """
+    counts = per_tensor_counts(net, sample)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(net.n_params, dtype=bool)
+    for t, (shape, count) in enumerate(zip(net.param_shapes, counts)):
+        lo = int(net.offsets[t])
+        size = int(np.prod(shape))
+        if len(shape) == 1:  # a bias: all of it
+            mask[lo:lo + size] = True
+            continue
+        fixed = _corners(shape)
+        rest = np.setdiff1d(np.arange(size), fixed)
+        extra = max(0, count - fixed.size)
+        chosen = rng.choice(rest, size=min(extra, rest.size), replace=False) if extra else np.empty(0, int)
+        mask[lo + fixed] = True
+        mask[lo + chosen] = True
+    return mask
+
+
+class RotatingSampler:
+    """Successive stratified samples, by unit, that together visit every entry.
+
+    The numerical derivatives' cost is per unit (each unit's loss-change
+    series, shared by its ``fan_in + 1`` parameters), so a cheap check takes
+    whole units: every call of :meth:`next` takes the next ``count`` units of
+    every layer, in a fixed random order per layer (from ``seed``), wrapping
+    around, and checks all their parameters (``W_l[:, j]`` and ``b_l[j]``).
+    Every tensor is covered by every call; after :meth:`steps_to_cover`
+    calls every entry has been checked.
+
+    Parameters
+    ----------
+    net : MLP
+    seed : int or None
+    """
+
+    def __init__(self, net: MLP, seed: Any = None) -> None:
+        self.net = net
+        rng = np.random.default_rng(seed)
+        self._order = [rng.permutation(net.sizes[l + 1]) for l in range(net.n_layers)]
+        self._cursor = [0] * net.n_layers
+
+    def next(self, count: int) -> np.ndarray:
+        """Mask (P,) of every parameter of the next ``count`` units of every layer."""
+        mask = np.zeros(self.net.n_params, dtype=bool)
+        for layer, order in enumerate(self._order):
+            take = min(max(1, int(count)), order.size)
+            start = self._cursor[layer]
+            units = np.take(order, np.arange(start, start + take), mode="wrap")
+            self._cursor[layer] = (start + take) % order.size
+            fan_in, fan_out = self.net.sizes[layer], self.net.sizes[layer + 1]
+            w_off, b_off = int(self.net.offsets[2 * layer]), int(self.net.offsets[2 * layer + 1])
+            weights = w_off + np.arange(fan_in)[:, None] * fan_out + units[None, :]
+            mask[weights.ravel()] = True
+            mask[b_off + units] = True
+        return mask
+
+    def steps_to_cover(self, count: int) -> int:
+        """Calls of :meth:`next` with ``count`` after which every entry has been visited."""
+        return max(math.ceil(o.size / max(1, min(int(count), o.size))) for o in self._order)

@@ -1,0 +1,135 @@
+"""Sampled checks and fastgrad.Monitor: coverage, rotation, failure handling, untouched arrays."""
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import reference as ref
+
+import fastgrad
+from fastgrad.sampling import RotatingSampler, sample_mask
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+def case():
+    rng = np.random.default_rng(4)
+    sizes = [7, 9, 6, 3]
+    net = fastgrad.MLP(sizes, hidden="tanh", output="sigmoid", loss="mse")
+    params = ref.random_params(rng, sizes)
+    X = rng.standard_normal((10, 7))
+    Y = rng.uniform(size=(10, 3))
+    return net, params, X, Y, net.backprop(params, X, Y)
+
+
+def test_sample_covers_every_tensor_its_corners_and_biases(case):
+    net, params, X, Y, grads = case
+    for sample in (1, 3, 0.1, 0.5):
+        mask = sample_mask(net, sample, seed=0)
+        masks = net.unflatten(mask)
+        for m, shape in zip(masks, net.param_shapes):
+            assert m.any()
+            if len(shape) == 1:
+                assert m.all()  # biases: all of them
+            else:
+                assert m[0, 0] and m[0, -1] and m[-1, 0] and m[-1, -1]
+    assert np.array_equal(sample_mask(net, 3, seed=5), sample_mask(net, 3, seed=5))
+    assert not np.array_equal(sample_mask(net, 20, seed=5), sample_mask(net, 20, seed=6))
+    for bad in (0, -1, 0.0, 1.5, "3", True):
+        with pytest.raises((TypeError, ValueError), match="sample"):
+            sample_mask(net, bad)
+
+
+def test_sampled_check_reports_what_it_checked_and_still_fails_on_a_bug(case):
+    net, params, X, Y, grads = case
+    result = fastgrad.check(net, params, X, Y, grads, sample=4, seed=1)
+    assert result.passed
+    assert result.n_checked == int(sum(c.sum() for c in result.checked)) < net.n_params
+    assert all(np.isnan(n[~c]).all() and np.isfinite(n[c]).all() for n, c in zip(result.numerical, result.checked))
+    assert "sampled:" in str(result)
+    wrong = [g.copy() for g in grads]
+    wrong[3][2] *= 1.001  # b2[2]: biases are always in the sample
+    result = fastgrad.check(net, params, X, Y, wrong, sample=4, seed=1)
+    assert [(f.tensor, f.index) for f in result.failures] == [("b2", (2,))]
+    num = fastgrad.numerical_gradient(net, params, X, Y, sample=0.2, seed=3)
+    full = fastgrad.numerical_gradient(net, params, X, Y)
+    for a, b in zip(num, full):
+        seen = ~np.isnan(a)
+        assert seen.any() and np.array_equal(a[seen], b[seen])  # bitwise the same entries
+
+
+def test_rotation_visits_every_entry_within_the_promised_checks(case):
+    net, *_ = case
+    sampler = RotatingSampler(net, seed=0)
+    promised = sampler.steps_to_cover(2)
+    assert promised == max(int(np.ceil(h / 2)) for h in net.sizes[1:])
+    seen = np.zeros(net.n_params, dtype=bool)
+    for _ in range(promised):
+        mask = sampler.next(2)
+        assert all(m.any() for m in net.unflatten(mask))  # every tensor, every time
+        seen |= mask
+    assert seen.all()
+
+
+def test_monitor_finds_a_wrong_bias_entry_within_the_rotation(case):
+    net, params, X, Y, grads = case
+    wrong = [g.copy() for g in grads]
+    wrong[1][7] *= 1.001  # one entry of b1
+    caught = []
+    mon = fastgrad.Monitor(net, every=1, budget=None, seed=0, on_fail=caught.append, warm_up=False)
+    promised = RotatingSampler(net, 0).steps_to_cover(1)
+    for _ in range(promised):
+        mon.step(params, X, Y, wrong)
+        if caught:
+            break
+    assert caught, "the rotation should have reached b1[7]"
+    assert [(f.tensor, f.index) for f in caught[0].failures] == [("b1", (7,))]
+    assert len(mon.history) <= promised
+    assert all(r.passed for r in mon.history[:-1]) and not mon.history[-1].passed
+
+
+def test_monitor_is_cheap_off_checking_steps_and_touches_nothing(case):
+    net, params, X, Y, grads = case
+    copies = [a.copy() for a in (*params, X, Y, *grads)]
+    mon = fastgrad.Monitor(net, every=5, budget=None, units=2, warm_up=False)
+    results = [mon.step(params, X, Y, grads) for _ in range(12)]
+    assert [r is not None for r in results] == [(i + 1) % 5 == 0 for i in range(12)]
+    assert all(r.passed for r in results if r is not None)
+    assert [r.step for r in mon.history] == [5, 10]
+    for a, b in zip((*params, X, Y, *grads), copies):
+        assert np.array_equal(a, b)
+    assert 0.0 <= mon.overhead
+
+
+def test_monitor_on_fail_modes(case):
+    net, params, X, Y, grads = case
+    wrong = [2 * g for g in grads]
+    mon = fastgrad.Monitor(net, every=1, budget=None, warm_up=False)
+    with pytest.warns(fastgrad.GradientCheckWarning, match="factor 2"):
+        mon.step(params, X, Y, wrong)
+    mon = fastgrad.Monitor(net, every=1, budget=None, on_fail="raise", warm_up=False)
+    with pytest.raises(fastgrad.GradientCheckError, match="step 1"):
+        mon.step(params, X, Y, wrong)
+    mon = fastgrad.Monitor(net, every=1, budget=None, on_fail=None, warm_up=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not mon.step(params, X, Y, wrong).passed
+    for bad in (dict(every=0), dict(budget=0.0), dict(budget=1.5), dict(on_fail="log"), dict(units=0)):
+        with pytest.raises((TypeError, ValueError)):
+            fastgrad.Monitor(net, **bad)
+
+
+def test_training_example_stays_within_budget_and_reports_the_bug():
+    spec = importlib.util.spec_from_file_location("train_with_monitor", EXAMPLES / "train_with_monitor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # Untimed here (timing belongs to the example's own run and the benchmarks):
+    # a check every 200 steps, one unit per layer, the bug from step 1000 on.
+    module.STEPS, module.BUG_AT = 1600, 1000
+    report = module.main(budget=None, every=200)
+    assert report["false_alarms_before_bug"] == 0
+    assert report["detected_at"] == 1000 and report["checking_steps_to_detect"] == 1
+    assert report["failing_tensors"] == ["W2"]
