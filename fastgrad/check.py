@@ -41,7 +41,7 @@ def default_eps(engine: str, method: str) -> float:
         return DEFAULT_EPS_COMPLEX
     if method == "richardson":
         return DEFAULT_EPS_RICHARDSON if engine == "full" else DEFAULT_EPS_RICHARDSON_INCREMENTAL
-    return DEFAULT_EPS_INCREMENTAL if engine == "incremental" else DEFAULT_EPS
+    return DEFAULT_EPS if engine == "full" else DEFAULT_EPS_INCREMENTAL
 
 
 def _prepare(
@@ -51,6 +51,9 @@ def _prepare(
         raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
     _validate.choice(method, METHODS, "method")
     _validate.choice(engine, ENGINES, "engine")
+    if engine == "unit" and method != "central":
+        raise ValueError(f"engine='unit' differentiates each unit by a central difference; method={method!r} "
+                         "needs engine='incremental' or 'full'")
     if eps is None:
         eps_value, scaled = default_eps(engine, method), True
     else:
@@ -109,8 +112,14 @@ def numerical_gradient(
         (fourth order); or the complex step ``Im E(w + ih) / h``, which
         subtracts nothing (for relu/leaky_relu it gives the derivative of the
         piece the pre-activation is on).
-    engine : {"incremental", "full"}
-        How the perturbed losses are evaluated (see above).
+    engine : {"incremental", "full", "unit"}
+        How the perturbed losses are evaluated (see above). ``"unit"``:
+        differentiate numerically with respect to each unit's
+        pre-activation, per sample (two cancellation-free evaluations of
+        that sample's later layers, step ``eps``), and assemble every
+        weight's and bias's derivative through the exact relation
+        dz/dW = a (``sum_n a_ni delta_nj``): the derivative, not the central
+        difference in the weight, with truncation ``eps^2 sum_n a e3``.
     threads : int, optional
         Numba threads for this call (restored afterwards).
     progress : callable, optional

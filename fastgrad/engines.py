@@ -32,12 +32,14 @@ from ._kernels.series import (
     CENTRAL_METHOD,
     COMPLEX_METHOD,
     RICHARDSON_METHOD,
+    UNIT_DELTAS,
     assemble_unit_params,
+    unit_deltas,
     unit_series,
 )
 from .model import MLP
 
-ENGINES = ("incremental", "full")
+ENGINES = ("incremental", "full", "unit")
 
 #: Floating-point work per kernel call: about a tenth of a second on one core.
 BLOCK_FLOPS = 2e8
@@ -119,8 +121,19 @@ def _wanted_units(net: MLP, want: np.ndarray, layer: int) -> tuple[np.ndarray, n
     return units, per_unit[units]
 
 
-#: Difference methods, by name, and their kernel codes.
-METHOD_CODES = {"central": CENTRAL_METHOD, "richardson": RICHARDSON_METHOD, "complex": COMPLEX_METHOD}
+#: Difference methods, by name, and their kernel codes ("unit": ``engine="unit"``'s assembly).
+METHOD_CODES = {"central": CENTRAL_METHOD, "richardson": RICHARDSON_METHOD, "complex": COMPLEX_METHOD,
+                "unit": UNIT_DELTAS}
+
+
+def _flag_units(net: MLP, layer: int, units: np.ndarray, want: np.ndarray, kink: np.ndarray) -> None:
+    """Mark every wanted parameter of ``units`` (layer ``layer``) as kink-affected."""
+    if units.size == 0:
+        return
+    fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+    w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+    flat = np.concatenate([(w_off + np.arange(fan_in)[:, None] * fan_out + units[None, :]).ravel(), b_off + units])
+    kink[flat[want[flat]]] = 1
 
 
 @dataclass
@@ -194,8 +207,14 @@ def _incremental(
             lim = np.empty_like(E1)
             unit_series(theta, theta_abs, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
                         chunk, E1, E3, E1abs, lim)
+            if method == "unit":  # numerical per-unit deltas instead of the series' e1
+                crossed = np.empty((N, chunk.size), dtype=np.int8)
+                unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
+                            float(steps[0]), E1, crossed)
             assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
                                  layer, chunk, E1, E3, E1abs, lim, steps, code, want, out, absum, trunc, kink)
+            if method == "unit":
+                _flag_units(net, layer, chunk[crossed.any(axis=0)], want, kink)
             done += int(counts[start:start + block].sum())
             if progress is not None:
                 progress(done, total)
@@ -251,6 +270,8 @@ def numerical_details(
         Z, A = net._forward(theta, X)
     if engine == "incremental":
         return _incremental(net, theta, X, Y, steps, method, want, progress, Z, A)
+    if engine == "unit":
+        return _incremental(net, theta, X, Y, np.full(net.n_params, float(eps)), "unit", want, progress, Z, A)
     budget = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A)
     values, kink = _full(net, theta, X, Y, steps, method, want, progress, Z)
     return Numerical(values, budget.absum, budget.trunc, kink, steps)

@@ -327,10 +327,13 @@ def _failing(result):
     return by_failures
 
 
+@pytest.mark.parametrize("engine", ["incremental", "unit"])
 @pytest.mark.parametrize("m", MUTATIONS, ids=[m.id for m in MUTATIONS])
-def test_mutation_is_caught_in_the_right_tensors(m):
+def test_mutation_is_caught_in_the_right_tensors(m, engine):
+    # engine="unit" (numerical per-unit deltas, assembled through dz/dW = a)
+    # must catch every mutation the per-parameter engine catches.
     net, params, X, Y, grads = _grads(m)
-    result = fastgrad.check(net, params, X, Y, grads)
+    result = fastgrad.check(net, params, X, Y, grads, engine=engine)
     assert result.verdict == "budget"
     assert not result.passed, f"{m.description}\n{result}"
     assert _failing(result) == m.touches, f"{m.description}\n{result}"

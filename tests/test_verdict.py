@@ -269,3 +269,23 @@ def test_methods_are_bitwise_reproducible_across_threads(engine, method):
     assert all(np.array_equal(a, b) for a, b in zip(*runs))
     one, two = (fastgrad.check(net, params, X, Y, method=method, engine=engine, threads=t) for t in (1, 2))
     assert all(np.array_equal(a, b) for a, b in zip(one.budget, two.budget))
+
+
+@pytest.mark.parametrize(
+    "sizes,hidden,output,loss",
+    [([4, 6, 5, 3], "tanh", "sigmoid", "mse"), ([3, 5, 4, 3, 3], "softplus", "softmax", "cross_entropy"),
+     ([5, 7, 4, 2], "leaky_relu", "identity", "half_sse")],
+)
+def test_unit_engine_agrees_with_the_per_parameter_engine(sizes, hidden, output, loss):
+    rng = np.random.default_rng(8)
+    net = fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss)
+    params = ref.random_params(rng, sizes)
+    X = rng.standard_normal((9, sizes[0]))
+    Y = ref.random_targets(rng, 9, sizes[-1], output, loss)
+    unit = np.concatenate([g.ravel() for g in fastgrad.numerical_gradient(net, params, X, Y, engine="unit")])
+    exact = np.concatenate([g.ravel() for g in fastgrad.numerical_gradient(net, params, X, Y)])
+    assert np.max(np.abs(unit - exact)) <= 1e-9 * np.max(np.abs(exact))
+    runs = [fastgrad.numerical_gradient(net, params, X, Y, engine="unit", threads=t) for t in (1, 2)]
+    assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    with pytest.raises(ValueError, match="engine='unit'"):
+        fastgrad.numerical_gradient(net, params, X, Y, engine="unit", method="complex")

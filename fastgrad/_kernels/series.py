@@ -289,6 +289,34 @@ def unit_series(theta, theta_abs, layout, loss_code, Z, A, C, R, Y, ysum, l, uni
 CENTRAL_METHOD = 0
 RICHARDSON_METHOD = 1
 COMPLEX_METHOD = 2
+#: Assembly of per-unit numerical deltas (``engine="unit"``): ``E1`` holds
+#: each unit's numerical derivative, ``E3`` its series coefficient for the
+#: truncation estimate ``h^2 sum_n a e3``.
+UNIT_DELTAS = 3
+
+
+@jit(parallel=True)
+def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, h, D_out, crossed_out):
+    """Numerical derivatives of every sample's loss with respect to each unit's pre-activation.
+
+    ``D_out[n, b] = (E_n(z + h) - E_n(z - h)) / 2h`` for unit ``units[b]``
+    of layer ``l``, by the direct path (:func:`.incremental.sample_change_direct`:
+    cancellation-free, two evaluations of the sample's suffix);
+    ``crossed_out[n, b]`` is 1 where a step crossed a relu/leaky_relu kink.
+    One thread per unit, samples in order: independent of the thread count.
+    """
+    N = Z.shape[0]
+    width = max_width(layout)
+    for b in prange(units.shape[0]):
+        j = units[b]
+        scratch = np.empty((4, width), dtype=np.float64)
+        for n in range(N):
+            change, crossed = sample_change_direct(
+                theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, scratch[0], scratch[1], scratch[2],
+                scratch[3],
+            )
+            D_out[n, b] = change / (2.0 * h)
+            crossed_out[n, b] = 1 if crossed else 0
 
 
 @jit()
@@ -341,7 +369,9 @@ def assemble_unit_params(
     method : int
         ``CENTRAL_METHOD``: ``(E(w + h) - E(w - h)) / 2h``;
         ``RICHARDSON_METHOD``: ``(4 D(h) - D(2h)) / 3`` with ``D`` the
-        central difference; ``COMPLEX_METHOD``: ``Im E(w + i h) / h``.
+        central difference; ``COMPLEX_METHOD``: ``Im E(w + i h) / h``;
+        ``UNIT_DELTAS``: ``sum_n a E1`` (``E1`` the numerical per-unit
+        deltas of :func:`unit_deltas`), truncation ``h^2 |sum_n a E3|``.
     want : ndarray of bool, shape (P,)
         Only these flat entries are written.
     out : ndarray of float64, shape (P,)
@@ -380,7 +410,7 @@ def assemble_unit_params(
     width = max_width(layout)
     scale = loss_scale(loss_code, N)
     c3 = 1.0
-    if method == RICHARDSON_METHOD:
+    if method == RICHARDSON_METHOD or method == UNIT_DELTAS:
         c3 = 0.0
     elif method == COMPLEX_METHOD:
         c3 = -1.0
@@ -409,7 +439,7 @@ def assemble_unit_params(
             an = a[n]
             if an == 0.0:
                 continue
-            an3 = an * an * an
+            an3 = an if method == UNIT_DELTAS else an * an * an
             abs_an = abs(an)
             for b in range(B):
                 acc1[b] += an * E1[n, b]
@@ -425,7 +455,7 @@ def assemble_unit_params(
             h2 = h * h
             kink = False
             trunc = 0.0
-            if h * a_max <= lim_min[b] or (method == COMPLEX_METHOD and lim_min[b] > 0.0):
+            if method == UNIT_DELTAS or h * a_max <= lim_min[b] or (method == COMPLEX_METHOD and lim_min[b] > 0.0):
                 value = acc1[b] + c3 * h2 * acc3[b]
                 trunc = abs(h2 * acc3[b]) if method != RICHARDSON_METHOD else 0.0
             else:
