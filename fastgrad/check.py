@@ -24,6 +24,7 @@ from ._config import (
 )
 from ._kernels.loss import loss_from_activations
 from .diagnose import diagnose_tensor
+from .directional import STEP, directional_search
 from .engines import ENGINES, Numerical, numerical_details
 from .model import MLP
 from .result import CheckResult, Inconclusive, TensorSummary
@@ -31,6 +32,8 @@ from .sampling import sample_mask
 from .user_grads import call_user_grads
 
 METHODS = ("central", "richardson", "complex")
+#: check() also takes method="directional" (projections and bisection).
+CHECK_METHODS = METHODS + ("directional",)
 
 ProgressFn = Callable[[int, int], Any]
 
@@ -45,11 +48,12 @@ def default_eps(engine: str, method: str) -> float:
 
 
 def _prepare(
-    net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, engine: Any, threads: Any, progress: Any
+    net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, engine: Any, threads: Any, progress: Any,
+    methods: tuple[str, ...] = METHODS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool, int | None]:
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
-    _validate.choice(method, METHODS, "method")
+    _validate.choice(method, methods, "method")
     _validate.choice(engine, ENGINES, "engine")
     if engine == "unit" and method != "central":
         raise ValueError(f"engine='unit' differentiates each unit by a central difference; method={method!r} "
@@ -108,6 +112,7 @@ def numerical_gradient(
         full engine), 1e-5 / 1e-3 (richardson, incremental / full engine),
         1e-20 (complex).
     method : {"central", "richardson", "complex"}
+        (:func:`check` also takes ``"directional"``.)
         ``(E(w+h) - E(w-h)) / 2h``; Richardson's ``(4 D(h) - D(2h)) / 3``
         (fourth order); or the complex step ``Im E(w + ih) / h``, which
         subtracts nothing (for relu/leaky_relu it gives the derivative of the
@@ -215,6 +220,27 @@ def error_budget(
     return details.trunc + own + user + tiny
 
 
+def _directional(
+    net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, g: np.ndarray, user_u: float, safety: float,
+    seed: int | None, notes: list[str],
+) -> tuple[Numerical, np.ndarray, np.ndarray, int]:
+    """``method="directional"``: projections, bisection, and the entries checked one by one."""
+    found = directional_search(net, theta, X, Y, g, user_u, safety, seed)
+    P = net.n_params
+    values = np.full(P, np.nan)
+    budget = np.full(P, np.inf)
+    checked = np.zeros(P, dtype=bool)
+    for p, (value, entry_budget) in found.entries.items():
+        values[p], budget[p], checked[p] = value, entry_budget, True
+    located = {net.locate(p)[0] for p in found.wrong}
+    for name in found.failed_tensors:
+        if name not in located:
+            notes.append(f"the projection of {name} disagrees with the gradient, but no single entry does "
+                         "(errors spread thinly over many entries?): check it with method='central'")
+    details = Numerical(values, np.zeros(P), np.zeros(P), np.zeros(P, dtype=bool), np.full(P, STEP))
+    return details, budget, checked, found.evaluations
+
+
 def _hint(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, checked: np.ndarray, N: int) -> str | None:
     """A diagnosis of a failing tensor; for a sampled one, only the patterns a sample can show."""
     if checked.all():
@@ -290,13 +316,20 @@ def check(
     ``result.inconclusive`` and left out of ``passed``.
     """
     started = time.perf_counter()
-    theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
+    theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(
+        net, params, X, Y, eps if method != "directional" else None, method if method != "directional" else "complex",
+        engine, threads, progress,
+    )
+    if method == "directional":
+        eps_value = STEP
     verdict = "budget" if rtol is None and atol is None else "tolerance"
     rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")
     atol_value = DEFAULT_ATOL if atol is None else _validate.positive_float(atol, "atol", allow_zero=True)
     safety_value = _validate.positive_float(safety, "safety")
     if sample is not None and entries is not None:
         raise ValueError("sample and entries: give one or the other")
+    if method == "directional" and (sample is not None or entries is not None):
+        raise ValueError("method='directional' chooses its own entries; sample/entries are not used with it")
     if sample is not None:
         checked_flat = sample_mask(net, sample, seed)
     elif entries is not None:
@@ -320,10 +353,16 @@ def check(
         Z, A = net._forward(theta, Xa)
         loss = _finite_loss(net, Z, A, Ya)
         analytic_flat = net._backprop_flat(theta, Xa, Ya, Z, A) if given is None else given
-        details = numerical_details(
-            net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
-        )
-    budget_flat = error_budget(net, details, Z, loss, engine, method, user_u)
+        if method == "directional":
+            details, budget_flat, checked_flat, forward_passes = _directional(
+                net, theta, Xa, Ya, analytic_flat, user_u, safety_value, seed, notes
+            )
+        else:
+            details = numerical_details(
+                net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
+            )
+            budget_flat = error_budget(net, details, Z, loss, engine, method, user_u)
+            forward_passes = None
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         ratio_flat = np.abs(analytic_flat - details.values) / budget_flat
     ratio_flat[~(np.isfinite(analytic_flat) & np.isfinite(details.values))] = np.inf
@@ -395,4 +434,5 @@ def check(
         inconclusive=inconclusive,
         notes=notes,
         checked=checked,
+        forward_passes=forward_passes,
     )

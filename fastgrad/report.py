@@ -45,6 +45,9 @@ def _headline(result: CheckResult) -> list[str]:
             f"  tolerance: rel error = |a - n| / max(|a|, |n|, atol/rtol) must be <= rtol "
             f"(rtol={result.rtol:g}, atol={result.atol:g})",
         ]
+    if result.forward_passes is not None:
+        lines.append(f"  directional: {result.forward_passes} complex forward passes of the batch "
+                     f"(a per-parameter check takes {2 * result.n_params})")
     if result.n_checked < result.n_params:
         lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
@@ -103,6 +106,7 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
         "n_params": result.n_params,
         "n_failed": result.n_failed,
         "n_checked": result.n_checked,
+        "forward_passes": result.forward_passes,
         "rtol": result.rtol,
         "atol": result.atol,
         "eps": result.eps,

@@ -113,6 +113,8 @@ class CheckResult:
     checked : list of ndarray of bool
         Per entry: computed and judged (all True unless a sample was asked
         for; unchecked entries have a NaN numerical value).
+    forward_passes : int or None
+        ``method="directional"``: complex forward passes of the batch used.
     """
 
     passed: bool
@@ -138,6 +140,7 @@ class CheckResult:
     inconclusive: list[Inconclusive] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checked: list[np.ndarray] = field(default_factory=list, repr=False)
+    forward_passes: int | None = None
 
     @property
     def n_checked(self) -> int:

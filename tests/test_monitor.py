@@ -133,3 +133,38 @@ def test_training_example_stays_within_budget_and_reports_the_bug():
     assert report["false_alarms_before_bug"] == 0
     assert report["detected_at"] == 1000 and report["checking_steps_to_detect"] == 1
     assert report["failing_tensors"] == ["W2"]
+
+
+def test_directional_finds_one_wrong_entry_in_a_million_with_few_forward_passes():
+    rng = np.random.default_rng(2)
+    sizes = [784, 1258, 10]  # 1,000,120 parameters
+    net = fastgrad.MLP(sizes, hidden="sigmoid", output="sigmoid", loss="mse")
+    params = net.init(3)
+    X = rng.standard_normal((16, 784))
+    Y = rng.uniform(size=(16, 10))
+    grads = net.backprop(params, X, Y)
+    assert net.n_params > 1_000_000
+    correct = fastgrad.check(net, params, X, Y, grads, method="directional", seed=0)
+    assert correct.passed, str(correct)
+    assert correct.forward_passes == 4  # one projection per tensor
+    wrong = [g.copy() for g in grads]
+    index = (123, 456)
+    wrong[0][index] *= 1 + 1e-3
+    result = fastgrad.check(net, params, X, Y, wrong, method="directional", seed=0)
+    assert not result.passed
+    assert [(f.tensor, f.index) for f in result.failures] == [("W1", index)]
+    assert result.forward_passes < 0.01 * 2 * net.n_params  # < 1% of a per-parameter check's passes
+    assert result.forward_passes <= 4 + 2 * 21 + 4
+    assert "complex forward passes" in str(result)
+
+
+def test_directional_on_small_nets_passes_correct_and_catches_spread_errors(case):
+    net, params, X, Y, grads = case
+    assert fastgrad.check(net, params, X, Y, grads, method="directional").passed
+    wrong = [g.copy() for g in grads]
+    wrong[2] = wrong[2] * (1 + 1e-6)  # a whole tensor, thinly
+    result = fastgrad.check(net, params, X, Y, wrong, method="directional")
+    assert not result.passed
+    assert {f.tensor for f in result.failures} <= {"W2"} and (result.failures or result.notes)
+    with pytest.raises(ValueError, match="directional"):
+        fastgrad.numerical_gradient(net, params, X, Y, method="directional")

@@ -53,6 +53,9 @@ by the largest real part. The sum is scaled as in
 import cmath
 import math
 
+import numpy as np
+from numba import prange
+
 from ._jit import jit
 from .activations import sigmoid, softplus
 from .codes import (
@@ -191,6 +194,40 @@ def complex_sample_loss(z, a, y, layout, loss_code):
 
 
 @jit()
+def complex_forward_rows(theta_c, layout, X, lo, hi, Zc, Ac):
+    """Complex forward pass of samples ``lo..hi-1`` (the tiling of ``forward_rows``).
+
+    Writes rows ``lo..hi-1`` of ``Zc``/``Ac`` (a softmax output layer's
+    activations are not written).
+    """
+    for l in range(layout.shape[0]):
+        fan_in = layout[l, FAN_IN]
+        fan_out = layout[l, FAN_OUT]
+        w_off = layout[l, W_OFF]
+        b_off = layout[l, B_OFF]
+        u_off = layout[l, U_OFF]
+        code = layout[l, ACT]
+        prev = layout[l - 1, U_OFF] if l > 0 else 0
+        for n in range(lo, hi):
+            for j in range(fan_out):
+                Zc[n, u_off + j] = theta_c[b_off + j]
+        for i in range(fan_in):
+            w = theta_c[w_off + i * fan_out:w_off + (i + 1) * fan_out]
+            for n in range(lo, hi):
+                ai = complex(X[n, i]) if l == 0 else Ac[n, prev + i]
+                if ai.real == 0.0 and ai.imag == 0.0:
+                    continue
+                for j in range(fan_out):
+                    Zc[n, u_off + j] += ai * w[j]
+        if code != SOFTMAX:
+            for n in range(lo, hi):
+                for j in range(fan_out):
+                    z = Zc[n, u_off + j]
+                    re, im = cact(z.real, z.imag, code)
+                    Ac[n, u_off + j] = complex(re, im)
+
+
+@jit()
 def complex_batch_loss(theta_c, layout, loss_code, X, Y, Zc, Ac):
     """Complex loss ``E(theta_c)`` of the batch, serially (the plain version).
 
@@ -221,32 +258,7 @@ def complex_batch_loss(theta_c, layout, loss_code, X, Y, Zc, Ac):
     """
     N = X.shape[0]
     for lo in range(0, N, SAMPLE_TILE):
-        hi = min(N, lo + SAMPLE_TILE)
-        for l in range(layout.shape[0]):
-            fan_in = layout[l, FAN_IN]
-            fan_out = layout[l, FAN_OUT]
-            w_off = layout[l, W_OFF]
-            b_off = layout[l, B_OFF]
-            u_off = layout[l, U_OFF]
-            code = layout[l, ACT]
-            prev = layout[l - 1, U_OFF] if l > 0 else 0
-            for n in range(lo, hi):
-                for j in range(fan_out):
-                    Zc[n, u_off + j] = theta_c[b_off + j]
-            for i in range(fan_in):
-                w = theta_c[w_off + i * fan_out:w_off + (i + 1) * fan_out]
-                for n in range(lo, hi):
-                    ai = complex(X[n, i]) if l == 0 else Ac[n, prev + i]
-                    if ai.real == 0.0 and ai.imag == 0.0:
-                        continue
-                    for j in range(fan_out):
-                        Zc[n, u_off + j] += ai * w[j]
-            if code != SOFTMAX:
-                for n in range(lo, hi):
-                    for j in range(fan_out):
-                        z = Zc[n, u_off + j]
-                        re, im = cact(z.real, z.imag, code)
-                        Ac[n, u_off + j] = complex(re, im)
+        complex_forward_rows(theta_c, layout, X, lo, min(N, lo + SAMPLE_TILE), Zc, Ac)
     total = 0j
     for n in range(N):
         total += complex_sample_loss(Zc[n], Ac[n], Y[n], layout, loss_code)
@@ -381,3 +393,44 @@ def complex_suffix_loss(theta, layout, loss_code, X, Y, l, j, i, h, Zr, Zi, Ar, 
         ti += si
     scale = loss_scale(loss_code, N)
     return tr * scale, ti * scale
+
+
+@jit(parallel=True)
+def directional_derivative(theta, v, h, layout, loss_code, X, Y, Zc, Ac):
+    """Complex-step directional derivative ``Im E(theta + i h v) / h``.
+
+    Parameters
+    ----------
+    theta, v : ndarray of float64, shape (P,)
+        Point and direction; read only.
+    h : float
+        Step (tiny: nothing is subtracted).
+    layout, loss_code, X, Y
+        As in :func:`complex_batch_loss`.
+    Zc, Ac : ndarray of complex128, shape (N, U)
+        Scratch.
+
+    Notes
+    -----
+    Parallel over tiles of samples; each tile's loss terms are summed in
+    order and the tiles' sums added in tile order, so the result does not
+    depend on the thread count. One complex forward pass of the batch.
+    """
+    N = X.shape[0]
+    theta_c = np.empty(theta.shape[0], dtype=np.complex128)
+    for p in range(theta.shape[0]):
+        theta_c[p] = complex(theta[p], h * v[p])
+    n_tiles = (N + SAMPLE_TILE - 1) // SAMPLE_TILE
+    partial = np.zeros(n_tiles, dtype=np.complex128)
+    for tile in prange(n_tiles):
+        lo = tile * SAMPLE_TILE
+        hi = min(N, lo + SAMPLE_TILE)
+        complex_forward_rows(theta_c, layout, X, lo, hi, Zc, Ac)
+        s = 0j
+        for n in range(lo, hi):
+            s += complex_sample_loss(Zc[n], Ac[n], Y[n], layout, loss_code)
+        partial[tile] = s
+    total = 0j
+    for tile in range(n_tiles):
+        total += partial[tile]
+    return (total * loss_scale(loss_code, N)).imag / h
