@@ -421,3 +421,19 @@ def test_deep_naive_loop(benchmark):
     extra = _naive_subset(benchmark, net, params, X, Y, idx)
     _info(benchmark, net, X, params, label="naive NumPy loop", engine="naive-numpy-loop", threads=1,
           role="peer", extra=extra)
+
+
+def test_deep_unit_engine(benchmark, max_threads):
+    """784-256-256-256-10: ``engine="unit"`` (numerical per-unit deltas), full check, beside the others."""
+    net, params, X, Y = make_case(**DEEP)
+    fastgrad.numerical_gradient(net, params, X[:2], Y[:2], engine="unit")  # compile
+    benchmark.group = DEEP_GROUP
+    with numba_threads(max_threads):
+        grads = benchmark.pedantic(fastgrad.numerical_gradient, args=(net, params, X, Y),
+                                   kwargs=dict(engine="unit"), rounds=3, iterations=1)
+    err = max_rel_error(grads, net.backprop(params, X, Y))
+    assert err <= BACKPROP_RTOL, err
+    exact = fastgrad.numerical_gradient(net, params, X, Y)
+    assert max_rel_error(grads, exact) <= 1e-9  # agrees with the per-parameter engine
+    _info(benchmark, net, X, params, label="fastgrad engine='unit'", engine="unit", threads=max_threads,
+          role="peer", extra={"max_rel_error_vs_backprop": err})
