@@ -122,11 +122,10 @@ def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz
             gm = da_m[i]
             if gp == 0.0 and gm == 0.0:
                 continue
-            row = w_off + i * fan_out
+            w = theta[w_off + i * fan_out:w_off + (i + 1) * fan_out]
             for k in range(fan_out):
-                w = theta[row + k]
-                dz_p[k] += gp * w
-                dz_m[k] += gm * w
+                dz_p[k] += gp * w[k]
+                dz_m[k] += gm * w[k]
     change, crossed_out = _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_out
 
