@@ -185,3 +185,18 @@ def test_scratch_does_not_grow_with_the_parameter_count():
     per_unit = engines.unit_cost(net, 0, 64)
     block = max(4, int(engines.BLOCK_FLOPS // per_unit))
     assert block * 64 * 3 * 8 < 50e6  # E1, E3, lim for one block: well under 50 MB
+
+
+@pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=IDS)
+def test_abs_only_series_is_the_series_absolute_chain(sizes, hidden, output, loss):
+    # engine="unit" computes only the absolute-value chain; it must be the
+    # very same numbers as unit_series' E1abs.
+    from fastgrad._kernels.series import unit_abs_series
+
+    net, params, X, Y = _case(sizes, hidden, output, loss)
+    theta = net.flatten(params)
+    for layer in range(net.n_layers):
+        st, units, _, _, _, E1abs = _series(net, theta, X, Y, layer)
+        alone = np.empty_like(E1abs)
+        unit_abs_series(np.abs(theta), net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer, units, alone)
+        assert np.array_equal(alone, E1abs)

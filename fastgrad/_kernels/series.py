@@ -285,6 +285,64 @@ def unit_series(theta, theta_abs, layout, loss_code, Z, A, C, R, Y, ysum, l, uni
             lim_out[n, b] = lim
 
 
+@jit(parallel=True)
+def unit_abs_series(theta_abs, layout, loss_code, Z, A, C, Y, ysum, l, units, E1abs_out):
+    """Only the absolute-value chain of :func:`unit_series` (``E1abs_out``), for ``engine="unit"``.
+
+    One stream instead of four: the unit engine takes its derivatives from
+    :func:`unit_deltas` and needs the series only for the rounding budget.
+    """
+    last = layout.shape[0] - 1
+    N = Z.shape[0]
+    width = max_width(layout)
+    code = layout[l, ACT]
+    for b in prange(units.shape[0]):
+        j = units[b]
+        u = layout[l, U_OFF] + j
+        sa = np.empty(width, dtype=np.float64)
+        da = np.empty(width, dtype=np.float64)
+        for n in range(N):
+            g = abs(C[0, n, u]) + _slack(code)
+            if l == last:
+                if loss_code == CROSS_ENTROPY:
+                    E1abs_out[n, b] = ysum[n] * A[n, u] + abs(Y[n, j])
+                else:
+                    E1abs_out[n, b] = 2.0 * (abs(Y[n, j]) + abs(A[n, u])) * g
+                continue
+            m = l + 1
+            H = layout[m, FAN_OUT]
+            row = layout[m, W_OFF] + j * H
+            for k in range(H):
+                sa[k] = g * theta_abs[row + k]
+            while m < last:
+                act = layout[m, ACT]
+                off = layout[m, U_OFF]
+                for k in range(H):
+                    da[k] = (abs(C[0, n, off + k]) + _slack(act)) * sa[k]
+                m += 1
+                H_next = layout[m, FAN_OUT]
+                w_off = layout[m, W_OFF]
+                for q in range(H_next):
+                    sa[q] = 0.0
+                for k in range(H):
+                    aa = da[k]
+                    if aa == 0.0:
+                        continue
+                    w_abs = theta_abs[w_off + k * H_next:w_off + (k + 1) * H_next]
+                    for q in range(H_next):
+                        sa[q] += aa * w_abs[q]
+                H = H_next
+            off = layout[last, U_OFF]
+            total = 0.0
+            for k in range(layout[last, FAN_OUT]):
+                v = off + k
+                if loss_code == CROSS_ENTROPY:
+                    total += (ysum[n] * A[n, v] + abs(Y[n, k])) * sa[k]
+                else:
+                    total += 2.0 * (abs(Y[n, k]) + abs(A[n, v])) * (abs(C[0, n, v]) + _slack(layout[last, ACT])) * sa[k]
+            E1abs_out[n, b] = total
+
+
 #: Difference methods (the same codes as :mod:`.codes`' CENTRAL, RICHARDSON, COMPLEX).
 CENTRAL_METHOD = 0
 RICHARDSON_METHOD = 1
