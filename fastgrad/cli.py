@@ -1,4 +1,4 @@
-"""Command line: ``fastgrad demo`` and ``fastgrad check``.
+"""Command line: ``fastgrad demo``, ``fastgrad check`` and ``fastgrad bench``.
 
 Exit status: 0 when every check passes, 1 when a check fails, 2 for bad usage
 or bad input (one ``fastgrad: error: ...`` line on stderr), 3 for an
@@ -170,10 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chk.add_argument(
         "--engine",
-        choices=["incremental", "full"],
+        choices=["incremental", "full", "unit"],
         default="incremental",
         help="incremental (default): recompute only what each perturbation changes; "
-        "full: two full forward passes per parameter (the tutorial's loop, compiled)",
+        "full: two full forward passes per parameter (the tutorial's loop, compiled); "
+        "unit: numerical per-unit deltas assembled through dz/dW = a",
     )
     chk.add_argument(
         "--method",
@@ -222,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         metavar="FILE",
         help="also write the result as JSON to FILE ('-' for stdout)",
+    )
+
+    from . import bench
+
+    bench.add_arguments(
+        sub.add_parser(
+            "bench",
+            help="time full checks as the net grows, beside the naive loop, torch, scipy and jax",
+            description="Scaling sweep of full per-parameter checks (784-H-10 sigmoid MSE nets by "
+            "default): fastgrad's engines and methods on each thread count, beside the peers (naive "
+            "NumPy loop, torch.autograd.gradcheck, its fast_mode, scipy approx_fprime, jax check_grads). "
+            "Peers too slow for the whole check are timed on a subset and extrapolated linearly. Every "
+            "timed result is checked against backprop; a wrong one exits with status 1.",
+        )
     )
     return parser
 
@@ -476,6 +491,20 @@ def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_PASS
 
 
+def _run_bench(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Run ``fastgrad bench`` (see :mod:`fastgrad.bench`); return the exit status."""
+    from . import bench
+
+    progress = _progress_for("bench")
+    try:
+        return bench.run(args, argv, sys.stdout, progress)
+    except bench.BenchUsageError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if progress is not None:
+            progress.close()
+
+
 def _error(message: str) -> None:
     # One line, whatever the message contains.
     line = " ".join(str(message).split())
@@ -501,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "demo":
             return cmd_demo(args, out)
+        if args.command == "bench":
+            return _run_bench(args, argv)
         return cmd_check(args, out)
     except UsageError as exc:
         _error(str(exc))
