@@ -28,6 +28,7 @@ from ._kernels.deltas import N_COEF
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
+from ._kernels.steps import parameter_steps_into
 from ._kernels.series import (
     CENTRAL_METHOD,
     COMPLEX_METHOD,
@@ -177,16 +178,19 @@ def parameter_steps(theta: np.ndarray, eps: float, scaled: bool, method: str) ->
     a huge ``|w|``, keeps its nominal size). The complex step needs no
     rounding: it moves only the imaginary part.
     """
-    h = eps * np.maximum(1.0, np.abs(theta)) if scaled else np.full(theta.shape, float(eps))
-    if method == "complex":
-        return h
-    exact = (theta + h) - theta
-    return np.where(exact > 0.0, exact, h)
+    return _steps_and_abs(theta, eps, scaled, method)[0]
+
+
+def _steps_and_abs(theta: np.ndarray, eps: float, scaled: bool, method: str) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.empty_like(theta)
+    theta_abs = np.empty_like(theta)
+    parameter_steps_into(theta, float(eps), bool(scaled), method != "complex", steps, theta_abs)
+    return steps, theta_abs
 
 
 def _incremental(
     net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, steps: np.ndarray, method: str,
-    want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray,
+    want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray, theta_abs: np.ndarray,
 ) -> Numerical:
     """Run the incremental engine over the wanted entries (see :mod:`fastgrad._kernels.series`)."""
     P = net.n_params
@@ -197,7 +201,6 @@ def _incremental(
     trunc = np.zeros(P)
     kink = np.zeros(P, dtype=np.int8)
     st = IncrementalState(net, X, Y, Z, A)
-    theta_abs = np.abs(theta)
     N = X.shape[0]
     min_units = numba.get_num_threads() * CHUNKS_PER_THREAD
     code = METHOD_CODES[method]
@@ -232,7 +235,7 @@ def _incremental(
     if method == "unit":
         # delta(h) - delta = e3 h^2 + ...: bounded, heuristically, by UNIT_TRUNCATION x h^2 x the terms' size
         trunc += UNIT_TRUNCATION * steps * steps * absum
-    return Numerical(out, absum, trunc, kink.astype(bool), steps)
+    return Numerical(out, absum, trunc, kink.view(np.bool_), steps)
 
 
 def numerical_details(
@@ -275,7 +278,7 @@ def numerical_details(
     incremental engine's per-unit series (they are cheap), and only the
     values and kink flags from the full recomputation.
     """
-    steps = parameter_steps(theta, eps, scaled, method)
+    steps, theta_abs = _steps_and_abs(theta, eps, scaled, method)
     want = np.ones(net.n_params, dtype=np.bool_)
     if indices is not None:
         want[:] = False
@@ -283,10 +286,11 @@ def numerical_details(
     if Z is None or A is None:
         Z, A = net._forward(theta, X)
     if engine == "incremental":
-        return _incremental(net, theta, X, Y, steps, method, want, progress, Z, A)
+        return _incremental(net, theta, X, Y, steps, method, want, progress, Z, A, theta_abs)
     if engine == "unit":
-        return _incremental(net, theta, X, Y, np.full(net.n_params, float(eps)), "unit", want, progress, Z, A)
-    budget = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A)
+        return _incremental(net, theta, X, Y, np.full(net.n_params, float(eps)), "unit", want, progress, Z, A,
+                            theta_abs)
+    budget = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A, theta_abs)
     values, kink = _full(net, theta, X, Y, steps, method, want, progress, Z)
     return Numerical(values, budget.absum, budget.trunc, kink, steps)
 
