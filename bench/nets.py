@@ -9,7 +9,6 @@ parameters where a full run would take minutes, and extrapolated linearly
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import time
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ import numba
 import numpy as np
 
 import fastgrad
+from fastgrad.bench import blas_threads, openblas_thread_functions, spread_indices  # noqa: F401 (re-exported)
 
 
 def make_case(sizes, n_samples, hidden="sigmoid", output="sigmoid", loss="mse", seed=0):
@@ -67,23 +67,6 @@ def naive_numerical(net, params, X, Y, eps, flat_indices):
         tensor[index] = saved
         out[k] = (e_plus - e_minus) / (2 * eps)
     return out
-
-
-def spread_indices(net, count, seed=0, min_per_tensor=4):
-    """Return about ``count`` random flat indices, drawn from every tensor.
-
-    Proportionally to the tensors' sizes, and at least ``min_per_tensor``
-    from each (so the biases are always in), without repeats.
-    """
-    rng = np.random.default_rng(seed)
-    if count >= net.n_params:
-        return np.arange(net.n_params, dtype=np.int64)
-    parts = []
-    for lo, hi in zip(net.offsets[:-1].tolist(), net.offsets[1:].tolist()):
-        size = hi - lo
-        k = min(size, max(min_per_tensor, int(round(count * size / net.n_params))))
-        parts.append(lo + rng.choice(size, size=k, replace=False))
-    return np.sort(np.concatenate(parts)).astype(np.int64)
 
 
 def forward_seconds(net, params, X, repeats=20):
@@ -178,40 +161,10 @@ def numba_threads(n):
         numba.set_num_threads(previous)
 
 
-_OPENBLAS_NAMES = (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"), ("openblas", ""))
-
-
-def _openblas_thread_functions():
-    """(get, set) of the OpenBLAS NumPy loaded, found through /proc/self/maps; or None."""
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix, suffix in _OPENBLAS_NAMES:
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                put.argtypes = [ctypes.c_int]
-                return get, put
-    return None
-
-
-def blas_threads():
-    """Threads NumPy's BLAS uses now (OpenBLAS only), or None when unknown."""
-    funcs = _openblas_thread_functions()
-    return int(funcs[0]()) if funcs else None
-
-
 @contextlib.contextmanager
 def blas_thread_limit(n) -> Iterator[bool]:
     """Limit OpenBLAS to ``n`` threads in the body; yields False (no limit) when not OpenBLAS."""
-    funcs = _openblas_thread_functions()
+    funcs = openblas_thread_functions()
     if funcs is None:
         yield False
         return

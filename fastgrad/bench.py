@@ -391,7 +391,7 @@ def forward_seconds(params: Sequence[np.ndarray], X: np.ndarray, Y: np.ndarray, 
 _OPENBLAS_NAMES = (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "64_"), ("openblas", ""))
 
 
-def _openblas_thread_functions() -> tuple[Any, Any] | None:
+def openblas_thread_functions() -> tuple[Any, Any] | None:
     """(get, set) thread functions of the OpenBLAS NumPy loaded (via /proc/self/maps), or None."""
     try:
         with open("/proc/self/maps") as f:
@@ -414,14 +414,14 @@ def _openblas_thread_functions() -> tuple[Any, Any] | None:
 
 def blas_threads() -> int | None:
     """Threads NumPy's BLAS uses now (OpenBLAS only), or None when unknown."""
-    funcs = _openblas_thread_functions()
+    funcs = openblas_thread_functions()
     return int(funcs[0]()) if funcs else None
 
 
 @contextlib.contextmanager
 def peer_threads(n: int, torch: Any = None) -> Iterator[None]:
     """Limit OpenBLAS (when NumPy uses it) and torch to ``n`` threads in the body."""
-    funcs = _openblas_thread_functions()
+    funcs = openblas_thread_functions()
     previous_blas = int(funcs[0]()) if funcs else None
     previous_torch = torch.get_num_threads() if torch is not None else None
     if funcs:
