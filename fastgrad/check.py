@@ -40,7 +40,7 @@ ProgressFn = Callable[[int, int], Any]
 
 def default_eps(engine: str, method: str) -> float:
     """The default step of a method and engine (see README, "How fastgrad decides")."""
-    if method == "complex":
+    if method in ("complex", "directional"):
         return DEFAULT_EPS_COMPLEX
     if method == "richardson":
         return DEFAULT_EPS_RICHARDSON if engine == "full" else DEFAULT_EPS_RICHARDSON_INCREMENTAL
@@ -316,12 +316,10 @@ def check(
     ``result.inconclusive`` and left out of ``passed``.
     """
     started = time.perf_counter()
+    directional = method == "directional"  # its projections use their own fixed step, STEP
     theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(
-        net, params, X, Y, eps if method != "directional" else None, method if method != "directional" else "complex",
-        engine, threads, progress,
+        net, params, X, Y, None if directional else eps, method, engine, threads, progress, methods=CHECK_METHODS
     )
-    if method == "directional":
-        eps_value = STEP
     verdict = "budget" if rtol is None and atol is None else "tolerance"
     rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")
     atol_value = DEFAULT_ATOL if atol is None else _validate.positive_float(atol, "atol", allow_zero=True)

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._config import DEFAULT_EPS_COMPLEX
 from ._kernels.complex_forward import directional_derivative
 from ._kernels.forward import n_units
 from .model import MLP
 
-#: Complex step of the projections.
-STEP = 1e-20
+#: Complex step of the projections (the complex step's default).
+STEP = DEFAULT_EPS_COMPLEX
 #: Sets this small are checked entry by entry.
 LEAF = 4
 
