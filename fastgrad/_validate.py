@@ -19,8 +19,8 @@ def _index_str(index: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(int(i)) for i in index) + ("," if len(index) == 1 else "") + ")"
 
 
-def as_float_array(value: Any, argument: str, tensor: str | None = None) -> np.ndarray:
-    """Return a new C-contiguous float64 copy of a real numeric array.
+def as_float_array(value: Any, argument: str, tensor: str | None = None, copy: bool = True) -> np.ndarray:
+    """Return a C-contiguous float64 array of a real numeric array (a new copy by default).
 
     Parameters
     ----------
@@ -30,6 +30,10 @@ def as_float_array(value: Any, argument: str, tensor: str | None = None) -> np.n
         The argument's name, for messages (``"params"``, ``"X"`` ...).
     tensor : str, optional
         The tensor's name within the argument (``"W1"`` ...).
+    copy : bool
+        Always return a new array. Without it a float64 C-contiguous input
+        is returned as it is (for callers that copy it themselves and never
+        write into it).
 
     Raises
     ------
@@ -48,8 +52,16 @@ def as_float_array(value: Any, argument: str, tensor: str | None = None) -> np.n
         raise TypeError(
             f"{where} has dtype {arr.dtype}; expected a real integer or floating dtype"
         )
-    out = np.array(arr, dtype=np.float64, order="C", copy=True)
-    if not np.isfinite(out).all():
+    if copy:
+        out = np.array(arr, dtype=np.float64, order="C", copy=True)
+    else:
+        out = np.ascontiguousarray(arr, dtype=np.float64)
+    # checked after the conversion: a long double can overflow float64. A
+    # finite sum proves every entry finite (NaN and inf propagate); only
+    # otherwise (a bad entry, or an overflowing sum) are the entries scanned.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = out.sum()
+    if not math.isfinite(total) and not np.isfinite(out).all():
         bad = np.argwhere(~np.isfinite(out))[0]
         index = tuple(int(i) for i in bad)
         raw = out[index] if out.ndim else out[()]
@@ -65,9 +77,13 @@ def check_shape(arr: np.ndarray, expected: tuple[int, ...], argument: str, tenso
 
 
 def tensor_list(
-    values: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], argument: str
+    values: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], argument: str, copy: bool = True
 ) -> list[np.ndarray]:
-    """Validate a list of tensors (params or grads) against the model's shapes."""
+    """Validate a list of tensors (params or grads) against the model's shapes.
+
+    Without ``copy``, float64 tensors come back as the caller's own arrays
+    (see :func:`as_float_array`): only for callers that copy them.
+    """
     if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
         raise TypeError(
             f"{argument} must be a list of arrays [{', '.join(names)}], got {type(values).__name__}"
@@ -78,7 +94,7 @@ def tensor_list(
         )
     out = []
     for value, name, shape in zip(values, names, shapes):
-        arr = as_float_array(value, argument, name)
+        arr = as_float_array(value, argument, name, copy)
         check_shape(arr, shape, argument, name)
         out.append(arr)
     return out

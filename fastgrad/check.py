@@ -144,7 +144,8 @@ def numerical_gradient(
         _finite_loss(net, Z, A, Ya)
         indices = None if sample is None else np.flatnonzero(sample_mask(net, sample, seed))
         details = numerical_details(
-            net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
+            net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled,
+            budget=False,
         )
     return net.unflatten(details.values)
 

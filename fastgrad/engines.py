@@ -113,9 +113,11 @@ class IncrementalState:
         base_state(net.layout, Z, A, Y, self.C, self.R, self.ysum)
 
 
-def _wanted_units(net: MLP, want: np.ndarray, layer: int) -> tuple[np.ndarray, np.ndarray]:
-    """Units of ``layer`` with a wanted parameter, and how many each has."""
+def _wanted_units(net: MLP, want: np.ndarray, layer: int, every: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Units of ``layer`` with a wanted parameter, and how many each has (``every``: all are wanted)."""
     fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+    if every:
+        return np.arange(fan_out, dtype=np.int64), np.full(fan_out, fan_in + 1, dtype=np.int64)
     w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
     per_unit = want[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out).sum(axis=0)
     per_unit += want[b_off:b_off + fan_out]
@@ -178,35 +180,35 @@ def parameter_steps(theta: np.ndarray, eps: float, scaled: bool, method: str) ->
     a huge ``|w|``, keeps its nominal size). The complex step needs no
     rounding: it moves only the imaginary part.
     """
-    return _steps_and_abs(theta, eps, scaled, method)[0]
-
-
-def _steps_and_abs(theta: np.ndarray, eps: float, scaled: bool, method: str) -> tuple[np.ndarray, np.ndarray]:
     steps = np.empty_like(theta)
-    theta_abs = np.empty_like(theta)
-    parameter_steps_into(theta, float(eps), bool(scaled), method != "complex", steps, theta_abs)
-    return steps, theta_abs
+    parameter_steps_into(theta, float(eps), bool(scaled), method != "complex", steps)
+    return steps
 
 
 def _incremental(
     net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, steps: np.ndarray, method: str,
-    want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray, theta_abs: np.ndarray,
+    want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray, budget: bool = True,
 ) -> Numerical:
-    """Run the incremental engine over the wanted entries (see :mod:`fastgrad._kernels.series`)."""
+    """Run the incremental engine over the wanted entries (see :mod:`fastgrad._kernels.series`).
+
+    Without ``budget`` only the values are computed; ``absum``, ``trunc``
+    and ``kink`` are empty.
+    """
     P = net.n_params
     total = int(np.count_nonzero(want))
     # every wanted entry is written below; the others stay NaN
     out = np.empty(P) if total == P else np.full(P, np.nan)
-    absum = np.zeros(P)
-    trunc = np.zeros(P)
-    kink = np.zeros(P, dtype=np.int8)
+    size = P if budget else 0
+    absum = np.zeros(size)
+    trunc = np.zeros(size)
+    kink = np.zeros(size, dtype=np.int8)
     st = IncrementalState(net, X, Y, Z, A)
     N = X.shape[0]
     min_units = numba.get_num_threads() * CHUNKS_PER_THREAD
     code = METHOD_CODES[method]
     done = 0
     for layer in range(net.n_layers):
-        units, counts = _wanted_units(net, want, layer)
+        units, counts = _wanted_units(net, want, layer, every=total == P)
         block = max(min_units, int(BLOCK_FLOPS // unit_cost(net, layer, N)))
         for start in range(0, units.size, block):
             chunk = units[start:start + block]
@@ -218,21 +220,23 @@ def _incremental(
                 crossed = np.empty((N, chunk.size), dtype=np.int8)
                 unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
                             float(steps[0]), E1, crossed)
-                unit_abs_series(theta_abs, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer, chunk,
-                                E1abs)
+                if budget:
+                    unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer,
+                                    chunk, E1abs)
                 E3[:] = 0.0
                 lim[:] = np.inf
             else:
-                unit_series(theta, theta_abs, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
-                            chunk, E1, E3, E1abs, lim)
+                unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
+                            E1, E3, E1abs, lim)
             assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
-                                 layer, chunk, E1, E3, E1abs, lim, steps, code, want, out, absum, trunc, kink)
-            if method == "unit":
+                                 layer, chunk, E1, E3, E1abs, lim, steps, code, want, budget, out, absum, trunc,
+                                 kink)
+            if method == "unit" and budget:
                 _flag_units(net, layer, chunk[crossed.any(axis=0)], want, kink)
             done += int(counts[start:start + block].sum())
             if progress is not None:
                 progress(done, total)
-    if method == "unit":
+    if method == "unit" and budget:
         # delta(h) - delta = e3 h^2 + ...: bounded, heuristically, by UNIT_TRUNCATION x h^2 x the terms' size
         trunc += UNIT_TRUNCATION * steps * steps * absum
     return Numerical(out, absum, trunc, kink.view(np.bool_), steps)
@@ -251,6 +255,7 @@ def numerical_details(
     Z: np.ndarray | None = None,
     A: np.ndarray | None = None,
     scaled: bool = False,
+    budget: bool = True,
 ) -> Numerical:
     """Numerical derivatives of the parameters and their error-budget ingredients.
 
@@ -271,6 +276,11 @@ def numerical_details(
         A forward pass already computed at ``theta``.
     scaled : bool
         Scale each step by ``max(1, |w|)``.
+    budget : bool
+        Also compute the budget ingredients (``absum``, ``trunc``, and with
+        the incremental engines ``kink``); without it they are empty
+        arrays and only the values (and the full engine's kink flags) are
+        computed.
 
     Notes
     -----
@@ -278,21 +288,23 @@ def numerical_details(
     incremental engine's per-unit series (they are cheap), and only the
     values and kink flags from the full recomputation.
     """
-    steps, theta_abs = _steps_and_abs(theta, eps, scaled, method)
     want = np.ones(net.n_params, dtype=np.bool_)
     if indices is not None:
         want[:] = False
         want[np.asarray(indices, dtype=np.int64)] = True
     if Z is None or A is None:
         Z, A = net._forward(theta, X)
-    if engine == "incremental":
-        return _incremental(net, theta, X, Y, steps, method, want, progress, Z, A, theta_abs)
     if engine == "unit":
         return _incremental(net, theta, X, Y, np.full(net.n_params, float(eps)), "unit", want, progress, Z, A,
-                            theta_abs)
-    budget = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A, theta_abs)
+                            budget)
+    steps = parameter_steps(theta, eps, scaled, method)
+    if engine == "incremental":
+        return _incremental(net, theta, X, Y, steps, method, want, progress, Z, A, budget)
     values, kink = _full(net, theta, X, Y, steps, method, want, progress, Z)
-    return Numerical(values, budget.absum, budget.trunc, kink, steps)
+    if not budget:
+        return Numerical(values, np.zeros(0), np.zeros(0), kink, steps)
+    series = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A)
+    return Numerical(values, series.absum, series.trunc, kink, steps)
 
 
 def _full(
@@ -341,4 +353,4 @@ def numerical_flat(
     :func:`numerical_details` without the budget ingredients; the same
     parameters.
     """
-    return numerical_details(net, theta, X, Y, eps, engine, method, progress, indices, Z, A).values
+    return numerical_details(net, theta, X, Y, eps, engine, method, progress, indices, Z, A, budget=False).values

@@ -153,14 +153,12 @@ def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, s_abs)
 
 
 @jit(parallel=True)
-def unit_series(theta, theta_abs, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out, E3_out, E1abs_out, lim_out):
+def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out, E3_out, E1abs_out, lim_out):
     """Odd loss-change coefficients of the units ``units`` of layer ``l``, every sample.
 
     Parameters
     ----------
     theta : ndarray of float64, shape (P,)
-    theta_abs : ndarray of float64, shape (P,)
-        ``abs(theta)``.
     layout : ndarray of int64, shape (L, N_COLS)
     loss_code : int
     Z, A : ndarray of float64, shape (N, U)
@@ -268,12 +266,11 @@ def unit_series(theta, theta_abs, layout, loss_code, Z, A, C, R, Y, ysum, l, uni
                         if aa == 0.0 and a2 == 0.0 and a3 == 0.0:
                             continue
                         w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
-                        w_abs = theta_abs[w_off + k * H_next:w_off + (k + 1) * H_next]
                         for q in range(H_next):
                             s1[q] += a1 * w[q]
                             s2[q] += a2 * w[q]
                             s3[q] += a3 * w[q]
-                            sa[q] += aa * w_abs[q]
+                            sa[q] += aa * abs(w[q])
                     H = H_next
                 e1, e3, e1_abs, lim_out_n = _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, sa)
             lim = min(lim, lim_out_n)
@@ -286,7 +283,7 @@ def unit_series(theta, theta_abs, layout, loss_code, Z, A, C, R, Y, ysum, l, uni
 
 
 @jit(parallel=True)
-def unit_abs_series(theta_abs, layout, loss_code, Z, A, C, Y, ysum, l, units, E1abs_out):
+def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, E1abs_out):
     """Only the absolute-value chain of :func:`unit_series` (``E1abs_out``), for ``engine="unit"``.
 
     One stream instead of four: the unit engine takes its derivatives from
@@ -313,7 +310,7 @@ def unit_abs_series(theta_abs, layout, loss_code, Z, A, C, Y, ysum, l, units, E1
             H = layout[m, FAN_OUT]
             row = layout[m, W_OFF] + j * H
             for k in range(H):
-                sa[k] = g * theta_abs[row + k]
+                sa[k] = g * abs(theta[row + k])
             while m < last:
                 act = layout[m, ACT]
                 off = layout[m, U_OFF]
@@ -328,9 +325,9 @@ def unit_abs_series(theta_abs, layout, loss_code, Z, A, C, Y, ysum, l, units, E1
                     aa = da[k]
                     if aa == 0.0:
                         continue
-                    w_abs = theta_abs[w_off + k * H_next:w_off + (k + 1) * H_next]
+                    w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
                     for q in range(H_next):
-                        sa[q] += aa * w_abs[q]
+                        sa[q] += aa * abs(w[q])
                 H = H_next
             off = layout[last, U_OFF]
             total = 0.0
@@ -409,7 +406,7 @@ def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an,
 @jit(parallel=True)
 def assemble_unit_params(
     theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, method, want,
-    out, absum_out, trunc_out, kink_out,
+    budget, out, absum_out, trunc_out, kink_out,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
@@ -432,6 +429,10 @@ def assemble_unit_params(
         deltas of :func:`unit_deltas`), truncation ``h^2 |sum_n a E3|``.
     want : ndarray of bool, shape (P,)
         Only these flat entries are written.
+    budget : bool
+        Also write ``absum_out``, ``trunc_out`` and ``kink_out``. Without
+        it (a numerical gradient alone) they are not touched (pass empty
+        arrays) and ``E1abs`` is not read: a third less work per entry.
     out : ndarray of float64, shape (P,)
         Written: the derivative.
     absum_out : ndarray of float64, shape (P,)
@@ -498,12 +499,17 @@ def assemble_unit_params(
             if an == 0.0:
                 continue
             an3 = an if method == UNIT_DELTAS else an * an * an
-            abs_an = abs(an)
-            for b in range(B):
-                acc1[b] += an * E1[n, b]
-                acc3[b] += an3 * E3[n, b]
-                acc_abs[b] += abs_an * E1abs[n, b]
-        scratch = np.empty((4, width), dtype=np.float64)
+            if budget:
+                abs_an = abs(an)
+                for b in range(B):
+                    acc1[b] += an * E1[n, b]
+                    acc3[b] += an3 * E3[n, b]
+                    acc_abs[b] += abs_an * E1abs[n, b]
+            else:
+                for b in range(B):
+                    acc1[b] += an * E1[n, b]
+                    acc3[b] += an3 * E3[n, b]
+        scratch = np.empty((4, 0), dtype=np.float64)  # allocated on first use: most rows never need it
         for b in range(B):
             j = units[b]
             p = b_off + j if i == fan_in else w_off + i * fan_out + j
@@ -517,6 +523,8 @@ def assemble_unit_params(
                 value = acc1[b] + c3 * h2 * acc3[b]
                 trunc = abs(h2 * acc3[b]) if method != RICHARDSON_METHOD else 0.0
             else:
+                if scratch.shape[1] < width:
+                    scratch = np.empty((4, width), dtype=np.float64)
                 value = 0.0
                 series3 = 0.0
                 direct_trunc = 0.0
@@ -541,6 +549,7 @@ def assemble_unit_params(
                 trunc = abs(series3) if method != RICHARDSON_METHOD else 0.0
                 trunc += abs(direct_trunc)
             out[p] = scale * value
-            absum_out[p] = scale * acc_abs[b]
-            trunc_out[p] = scale * trunc
-            kink_out[p] = 1 if kink else 0
+            if budget:
+                absum_out[p] = scale * acc_abs[b]
+                trunc_out[p] = scale * trunc
+                kink_out[p] = 1 if kink else 0

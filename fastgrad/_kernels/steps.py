@@ -6,8 +6,8 @@ from ._jit import jit
 
 
 @jit(parallel=True)
-def parameter_steps_into(theta, eps, scaled, representable, steps_out, theta_abs_out):
-    """Write each parameter's step and ``abs(theta)``.
+def parameter_steps_into(theta, eps, scaled, representable, steps_out):
+    """Write each parameter's step.
 
     ``h = eps * max(1, |w|)`` when ``scaled``, else ``eps``; when
     ``representable``, ``h = fl(w + h) - w`` (kept nominal if that vanishes).
@@ -15,9 +15,7 @@ def parameter_steps_into(theta, eps, scaled, representable, steps_out, theta_abs
     """
     for p in prange(theta.shape[0]):
         w = theta[p]
-        a = abs(w)
-        theta_abs_out[p] = a
-        h = eps * max(1.0, a) if scaled else eps
+        h = eps * max(1.0, abs(w)) if scaled else eps
         if representable:
             exact = (w + h) - w
             if exact > 0.0:
