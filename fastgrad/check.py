@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from ._config import (
     threads_context,
 )
 from ._kernels.loss import loss_from_activations
+from ._kernels.verdict import budget_into, entry_errors
 from .diagnose import diagnose_tensor
 from .directional import STEP, directional_search
 from .engines import ENGINES, Numerical, numerical_details
@@ -211,14 +213,16 @@ def error_budget(
     L = net.n_layers
     N = Z.shape[0]
     u = 2.0**-53
-    absum = details.absum
-    own = 4.0 * u * (L + 2) * absum
+    c_own = 4.0 * u * (L + 2)
+    c_cancel = 0.0
     if engine == "full" and method != "complex":
         differences = 1.0 if method == "central" else 3.0
-        own = own + differences * 4.0 * u * abs(loss) / details.steps
-    user = user_u * (L + 2 + np.sqrt(N)) * absum
+        c_cancel = differences * 4.0 * u * abs(loss)
+    c_user = user_u * (L + 2 + math.sqrt(N))
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
-    return details.trunc + own + user + tiny
+    out = np.empty_like(details.absum)
+    budget_into(details.absum, details.trunc, details.steps, c_own, c_cancel, c_user, tiny, out)
+    return out
 
 
 def _directional(
@@ -362,12 +366,12 @@ def check(
             )
             budget_flat = error_budget(net, details, Z, loss, engine, method, user_u)
             forward_passes = None
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        ratio_flat = np.abs(analytic_flat - details.values) / budget_flat
-    ratio_flat[~(np.isfinite(analytic_flat) & np.isfinite(details.values))] = np.inf
-    if checked_flat is None:
-        checked_flat = np.ones(net.n_params, dtype=bool)
-    ratio_flat[~checked_flat] = 0.0
+        if checked_flat is None:
+            checked_flat = np.ones(net.n_params, dtype=bool)
+        ratio_flat = np.empty(net.n_params)
+        rel_flat = np.empty(net.n_params)
+        entry_errors(analytic_flat, details.values, budget_flat, checked_flat, rtol_value, atol_value,
+                     ratio_flat, rel_flat)
     details.kink[~checked_flat] = False
     analytic = net.unflatten(analytic_flat)
     numerical = net.unflatten(details.values)
@@ -375,9 +379,7 @@ def check(
     ratio = net.unflatten(ratio_flat)
     kinks = net.unflatten(details.kink)
     checked = net.unflatten(checked_flat)
-    rel = [relative_error(a, n, rtol_value, atol_value) for a, n in zip(analytic, numerical)]
-    for r, c in zip(rel, checked):
-        r[~c] = 0.0
+    rel = net.unflatten(rel_flat)
     summaries = []
     failed_masks = []
     inconclusive = []
