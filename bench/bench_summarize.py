@@ -83,3 +83,15 @@ def test_summarize_synthetic(tmp_path, capsys):
 def test_summarize_untimed_only():
     text = summarize({"benchmarks": [{"group": "g", "name": "x", "stats": None}]})
     assert "No timed benchmarks" in text
+
+
+def test_interleaved_scaling_is_reported_apart_from_the_tables():
+    info = {"label": "thread scaling, ref", "role": "scaling", "n_params": 101770, "threads": 2,
+            "medians_seconds": {"fastgrad_1": 0.008, "fastgrad_all": 0.005, "reference_1": 0.008,
+                                "reference_all": 0.0045},
+            "fastgrad_ratio": 1.6, "reference_ratio": 0.008 / 0.0045, "efficiency_vs_reference": 0.9}
+    data = {"benchmarks": [_bench("threads (interleaved)", "t", 3.0, rounds=1, **info)]}
+    data["benchmarks"][0]["extra_info"]["rounds"] = 60
+    assert rows_of(data) == []  # the experiment's own time is not a result
+    text = summarize(data)
+    assert "**1.60×**" in text and "**1.78×**" in text and "efficiency relative to it 90%" in text

@@ -16,7 +16,9 @@ row records its work (``flops``: counted; ``flops_estimate``: fastgrad's
 cost model, marked ~), and the error against backprop. Under each table:
 the all-threads/1-thread speedup of rows timed both ways and, where a row
 was timed at several sizes (the scaling group), the least-squares slope of
-log time against log P over the sizes with P >= 1e3.
+log time against log P over the sizes with P >= 1e3. Last, the interleaved
+thread-scaling benchmarks (``bench_threads.py``): fastgrad's ratio beside a
+reference kernel's, measured in the same rounds.
 
 Standard library only; ``summarize(data)`` returns the text for a loaded JSON.
 """
@@ -41,7 +43,7 @@ def rows_of(data: dict) -> list[dict]:
     for b in data.get("benchmarks", []):
         stats, info = b.get("stats") or {}, b.get("extra_info") or {}
         median = _num(stats.get("median"))
-        if median is None:  # e.g. a run with --benchmark-disable
+        if median is None or info.get("role") == "scaling":  # untimed; or see interleaved_scaling
             continue
         scale = _num(info.get("scale_to_full")) or 1.0
         rows.append({
@@ -191,6 +193,28 @@ def _slopes(rows: list[dict]) -> list[str]:
     return lines
 
 
+def interleaved_scaling(data: dict) -> list[str]:
+    """Lines for the interleaved thread-scaling benchmarks (``bench_threads.py``)."""
+    lines = []
+    for b in data.get("benchmarks", []):
+        info = b.get("extra_info") or {}
+        if info.get("role") != "scaling" or _num(info.get("fastgrad_ratio")) is None:
+            continue
+        med = info.get("medians_seconds") or {}
+        n = info.get("threads")
+        lines.append(
+            f"- {info.get('label')}, P = {_int(info.get('n_params'))}, {info.get('rounds')} interleaved rounds: "
+            f"fastgrad 1 thread {_seconds(med.get('fastgrad_1', math.nan))} s, {n} threads "
+            f"{_seconds(med.get('fastgrad_all', math.nan))} s: **{info['fastgrad_ratio']:.2f}×**; "
+            f"reference kernel (ideal parallel loop) in the same rounds **{info['reference_ratio']:.2f}×**; "
+            f"fastgrad's efficiency relative to it {info['efficiency_vs_reference']:.0%}"
+        )
+    if lines:
+        lines.insert(0, "## threads (interleaved: 1 and all threads, fastgrad and a reference kernel, each round)")
+        lines.insert(1, "")
+    return lines
+
+
 def _machine(data: dict) -> list[str]:
     mi = data.get("machine_info") or {}
     cpu = mi.get("cpu") or {}
@@ -215,7 +239,8 @@ def summarize(data: dict) -> str:
     """Return the Markdown summary of a loaded pytest-benchmark JSON."""
     rows = rows_of(data)
     out = ["# fastgrad benchmarks", ""] + _machine(data) + [""]
-    if not rows:
+    scaling = interleaved_scaling(data)
+    if not rows and not scaling:
         out.append("No timed benchmarks in this file (was it written with --benchmark-disable?).")
         return "\n".join(out) + "\n"
     groups: dict = {}
@@ -225,6 +250,8 @@ def summarize(data: dict) -> str:
         out += [f"## {name}", ""] + _group_table(group)
         extra = _thread_speedups(group) + _slopes(group)
         out += ([""] + extra if extra else []) + [""]
+    if scaling:
+        out += scaling + [""]
     return "\n".join(out)
 
 

@@ -1,0 +1,122 @@
+"""Thread scaling, measured so that a shared machine's drift cancels out.
+
+On a shared 2-core virtual machine the speed of one core drifts by tens of
+percent over seconds (the same single-threaded loop took 160-307 ms within
+one minute here), so a 1-thread group timed before a 2-thread group says
+more about the machine than about the code. These benchmarks interleave:
+every round runs fastgrad with 1 thread, then with all threads, then a
+*reference kernel* with 1 thread and with all threads, and the medians over
+the rounds are compared. The reference kernel is the ideal parallel loop
+(independent tasks of register-only arithmetic, no memory traffic, no
+serial part): its ratio is what this machine's cores give at that moment,
+and fastgrad's ratio is read against it.
+
+``extra_info`` holds the medians, both ratios and fastgrad's parallel
+efficiency relative to the reference (its ratio / the reference's);
+``bench/summarize.py`` prints them. The benchmark's own time is the whole
+experiment and means nothing. Each round also asserts that the numerical
+gradient is bitwise the same for 1 and all threads.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+import pytest
+from nets import make_case
+from numba import njit, prange
+
+import fastgrad
+
+EPS = 1e-8
+#: (label, sizes, batch, rounds when timed)
+CASES = [
+    ("ref 784-128-10 N=64", [784, 128, 10], 64, 60),
+    ("large 3072-512-10 N=128", [3072, 512, 10], 128, 9),
+]
+#: Independent tasks of the reference kernel (many per thread: no thread waits for a straggler).
+REFERENCE_TASKS = 64
+
+
+@njit(parallel=True)
+def reference_kernel(out, steps):
+    """``REFERENCE_TASKS`` independent chains of ``steps`` multiply-adds each, in registers."""
+    for t in prange(out.shape[0]):
+        x = 1.0 + t * 1e-3
+        acc = 0.0
+        for _ in range(steps):
+            x = x * 0.999999 + 1e-6
+            acc += x
+        out[t] = acc
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _with_threads(n, fn):
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        numba.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("label,sizes,n_samples,rounds", CASES, ids=[c[0].split()[0] for c in CASES])
+def test_thread_scaling_interleaved(benchmark, label, sizes, n_samples, rounds, max_threads):
+    """fastgrad's all-threads/1-thread ratio beside the reference kernel's, rounds interleaved."""
+    net, params, X, Y = make_case(sizes=sizes, n_samples=n_samples)
+    if getattr(benchmark, "disabled", False):
+        rounds = 2  # CI: the assertions, not the numbers
+
+    def gradient(n):
+        return fastgrad.numerical_gradient(net, params, X, Y, eps=EPS, threads=n)
+
+    gradient(1)
+    gradient(max_threads)  # compile
+    out = np.empty(REFERENCE_TASKS)
+    # the reference kernel's size: about as long as fastgrad's 1-thread call
+    _with_threads(1, lambda: reference_kernel(out, 1000))
+    one_call = _time(lambda: gradient(1))
+    probe = _with_threads(1, lambda: _time(lambda: reference_kernel(out, 100_000)))
+    steps = max(1000, int(100_000 * one_call / max(probe, 1e-9)))
+    times: dict[str, list[float]] = {"fastgrad_1": [], "fastgrad_all": [], "reference_1": [], "reference_all": []}
+
+    def experiment():
+        for _ in range(rounds):
+            result = {}
+            for key, n in (("1", 1), ("all", max_threads)):
+                start = time.perf_counter()
+                result[key] = gradient(n)
+                times[f"fastgrad_{key}"].append(time.perf_counter() - start)
+            for a, b in zip(result["1"], result["all"]):
+                assert np.array_equal(a.view(np.int64), b.view(np.int64)), "not bitwise equal across threads"
+            for key, n in (("1", 1), ("all", max_threads)):
+                times[f"reference_{key}"].append(_with_threads(n, lambda: _time(lambda: reference_kernel(out, steps))))
+
+    benchmark.group = "threads (interleaved)"
+    benchmark.pedantic(experiment, rounds=1, iterations=1)
+    med = {key: float(np.median(v)) for key, v in times.items()}
+    fastgrad_ratio = med["fastgrad_1"] / med["fastgrad_all"]
+    reference_ratio = med["reference_1"] / med["reference_all"]
+    benchmark.extra_info.update(
+        label=f"thread scaling, {label}",
+        role="scaling",
+        n_params=net.n_params,
+        n_samples=n_samples,
+        sizes="-".join(map(str, sizes)),
+        threads=max_threads,
+        rounds=rounds,
+        engine="incremental",
+        medians_seconds=med,
+        fastgrad_ratio=fastgrad_ratio,
+        reference_ratio=reference_ratio,
+        efficiency_vs_reference=fastgrad_ratio / reference_ratio,
+        reference_steps=steps,
+    )
+    assert fastgrad_ratio > 0 and reference_ratio > 0
