@@ -97,7 +97,7 @@ def _compose(c1, c2, c3, u1, u2, u3):
     return r1, r2, r3
 
 
-@jit()
+@jit(inline=True)
 def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, s_abs):
     """Loss series ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the output pre-activation series.
 
