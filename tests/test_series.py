@@ -200,3 +200,16 @@ def test_abs_only_series_is_the_series_absolute_chain(sizes, hidden, output, los
         alone = np.empty_like(E1abs)
         unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer, units, alone)
         assert np.array_equal(alone, E1abs)
+
+
+@pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=IDS)
+@pytest.mark.parametrize("engine,method", [("incremental", "central"), ("incremental", "richardson"),
+                                           ("incremental", "complex"), ("unit", "central"), ("full", "central")])
+def test_gradient_without_budget_is_check_numerical_bitwise(sizes, hidden, output, loss, engine, method):
+    # numerical_gradient skips the budget's work (budget=False); its values must not change by it
+    net, params, X, Y = _case(sizes, hidden, output, loss, N=5)
+    plain = fastgrad.numerical_gradient(net, params, X, Y, engine=engine, method=method)
+    result = fastgrad.check(net, params, X, Y, net.backprop(params, X, Y), engine=engine, method=method)
+    for a, b in zip(plain, result.numerical):
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))
+    assert all(np.isfinite(b).all() for b in result.budget)  # and check did compute its budget
