@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import time
 
-import numba
 import numpy as np
 import pytest
 from nets import make_case
 from numba import njit, prange
 
 import fastgrad
+from fastgrad._config import threads_context
 
 EPS = 1e-8
 #: (label, sizes, batch, rounds when timed)
@@ -59,12 +59,8 @@ def _time(fn) -> float:
 
 
 def _with_threads(n, fn):
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
+    with threads_context(n):
         return fn()
-    finally:
-        numba.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("label,sizes,n_samples,rounds", CASES, ids=[c[0].split()[0] for c in CASES])

@@ -2,7 +2,9 @@
 
 Every message names the argument and, where it applies, the tensor and the
 index, so that a bad value can be found without a debugger. Nothing here
-writes into the caller's arrays: conversions always produce new arrays.
+writes into the caller's arrays: conversions produce new arrays, except that
+``copy=False`` may hand back a caller's float64 array itself, for callers
+that copy it before any use (``MLP.flatten``).
 """
 
 from __future__ import annotations
