@@ -4,7 +4,8 @@ Every message names the argument and, where it applies, the tensor and the
 index, so that a bad value can be found without a debugger. Nothing here
 writes into the caller's arrays: conversions produce new arrays, except that
 ``copy=False`` may hand back a caller's float64 array itself, for callers
-that copy it before any use (``MLP.flatten``).
+that copy it before any use (:func:`flat_copy`). Large arrays are copied
+and scanned for NaN/inf in one parallel pass (:mod:`._kernels.copy`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,51 @@ from typing import Any
 
 import numpy as np
 
+from ._kernels.copy import copy_count_nonfinite, count_nonfinite
+
 
 def _index_str(index: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(int(i)) for i in index) + ("," if len(index) == 1 else "") + ")"
 
 
-def as_float_array(value: Any, argument: str, tensor: str | None = None, copy: bool = True) -> np.ndarray:
+#: Arrays at least this large are copied and scanned by a parallel kernel
+#: (below it a kernel call's overhead outweighs the work).
+PARALLEL_MIN_SIZE = 1 << 15
+
+
+def _copy_count_nonfinite(src: np.ndarray, dst: np.ndarray) -> int:
+    """Copy the 1-D ``src`` into ``dst``; return how many of its entries are NaN or infinite."""
+    if src.size >= PARALLEL_MIN_SIZE:
+        return int(copy_count_nonfinite(src, dst))
+    dst[...] = src
+    return _count_nonfinite(dst)
+
+
+def _count_nonfinite(flat: np.ndarray) -> int:
+    """How many entries of the 1-D ``flat`` are NaN or infinite."""
+    if flat.size >= PARALLEL_MIN_SIZE:
+        return int(count_nonfinite(flat))
+    # a finite sum proves every entry finite (NaN and inf propagate); only
+    # otherwise (a bad entry, or an overflowing sum) are the entries counted
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = flat.sum()
+    return 0 if math.isfinite(total) else int(flat.size - np.count_nonzero(np.isfinite(flat)))
+
+
+def raise_non_finite(arr: np.ndarray, argument: str, tensor: str | None = None) -> None:
+    """Raise the ``ValueError`` naming the first NaN or infinite entry of ``arr`` (if it has one)."""
+    where = f"{argument}: tensor {tensor!r}" if tensor else argument
+    bad = np.argwhere(~np.isfinite(arr))
+    if bad.size == 0:
+        return
+    index = tuple(int(i) for i in bad[0])
+    raw = arr[index] if arr.ndim else arr[()]
+    raise ValueError(f"{where} has a non-finite value ({raw}) at index {_index_str(index)}")
+
+
+def as_float_array(
+    value: Any, argument: str, tensor: str | None = None, copy: bool = True, finite: bool = True
+) -> np.ndarray:
     """Return a C-contiguous float64 array of a real numeric array (a new copy by default).
 
     Parameters
@@ -36,6 +76,9 @@ def as_float_array(value: Any, argument: str, tensor: str | None = None, copy: b
         Always return a new array. Without it a float64 C-contiguous input
         is returned as it is (for callers that copy it themselves and never
         write into it).
+    finite : bool
+        Check that every entry is finite. Only callers that check the copy
+        they make (``MLP.flatten``) turn this off.
 
     Raises
     ------
@@ -54,20 +97,22 @@ def as_float_array(value: Any, argument: str, tensor: str | None = None, copy: b
         raise TypeError(
             f"{where} has dtype {arr.dtype}; expected a real integer or floating dtype"
         )
-    if copy:
-        out = np.array(arr, dtype=np.float64, order="C", copy=True)
+    if arr.dtype == np.float64 and arr.flags.c_contiguous:
+        if copy and finite:
+            out = np.empty(arr.shape, dtype=np.float64)
+            bad = _copy_count_nonfinite(arr.reshape(-1), out.reshape(-1))
+        elif copy:
+            out = arr.copy()
+            bad = 0
+        else:
+            out = arr
+            bad = _count_nonfinite(arr.reshape(-1)) if finite else 0
     else:
-        out = np.ascontiguousarray(arr, dtype=np.float64)
-    # checked after the conversion: a long double can overflow float64. A
-    # finite sum proves every entry finite (NaN and inf propagate); only
-    # otherwise (a bad entry, or an overflowing sum) are the entries scanned.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = out.sum()
-    if not math.isfinite(total) and not np.isfinite(out).all():
-        bad = np.argwhere(~np.isfinite(out))[0]
-        index = tuple(int(i) for i in bad)
-        raw = out[index] if out.ndim else out[()]
-        raise ValueError(f"{where} has a non-finite value ({raw}) at index {_index_str(index)}")
+        # a conversion makes a new array; checked after it, since a long double can overflow float64
+        out = np.array(arr, dtype=np.float64, order="C", copy=True)
+        bad = _count_nonfinite(out.reshape(-1)) if finite else 0
+    if bad:
+        raise_non_finite(out, argument, tensor)
     return out
 
 
@@ -79,12 +124,15 @@ def check_shape(arr: np.ndarray, expected: tuple[int, ...], argument: str, tenso
 
 
 def tensor_list(
-    values: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], argument: str, copy: bool = True
+    values: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], argument: str, copy: bool = True,
+    finite: bool = True,
 ) -> list[np.ndarray]:
     """Validate a list of tensors (params or grads) against the model's shapes.
 
     Without ``copy``, float64 tensors come back as the caller's own arrays
-    (see :func:`as_float_array`): only for callers that copy them.
+    (see :func:`as_float_array`): only for callers that copy them. Without
+    ``finite``, NaN and inf are not looked for: only for callers that check
+    their copy (:func:`flat_copy`).
     """
     if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
         raise TypeError(
@@ -96,10 +144,28 @@ def tensor_list(
         )
     out = []
     for value, name, shape in zip(values, names, shapes):
-        arr = as_float_array(value, argument, name, copy)
+        arr = as_float_array(value, argument, name, copy, finite)
         check_shape(arr, shape, argument, name)
         out.append(arr)
     return out
+
+
+def flat_copy(
+    values: Any, names: Sequence[str], shapes: Sequence[tuple[int, ...]], argument: str
+) -> np.ndarray:
+    """Validate a list of tensors like :func:`tensor_list` and return them as one new flat float64 vector.
+
+    Copy and NaN/inf scan are one pass, in parallel for large tensors.
+    """
+    tensors = tensor_list(values, names, shapes, argument, copy=False, finite=False)
+    flat = np.empty(sum(t.size for t in tensors), dtype=np.float64)
+    start = 0
+    for t, name in zip(tensors, names):
+        stop = start + t.size
+        if _copy_count_nonfinite(t.reshape(-1), flat[start:stop]):
+            raise_non_finite(t, argument, name)
+        start = stop
+    return flat
 
 
 def batch(X: Any, Y: Any | None, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:

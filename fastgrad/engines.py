@@ -113,10 +113,10 @@ class IncrementalState:
         base_state(net.layout, Z, A, Y, self.C, self.R, self.ysum)
 
 
-def _wanted_units(net: MLP, want: np.ndarray, layer: int, every: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Units of ``layer`` with a wanted parameter, and how many each has (``every``: all are wanted)."""
+def _wanted_units(net: MLP, want: np.ndarray | None, layer: int, every: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Units of ``layer`` with a wanted parameter, and how many each has (``every`` or no ``want``: all)."""
     fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
-    if every:
+    if every or want is None:
         return np.arange(fan_out, dtype=np.int64), np.full(fan_out, fan_in + 1, dtype=np.int64)
     w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
     per_unit = want[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out).sum(axis=0)
@@ -135,14 +135,14 @@ METHOD_CODES = {"central": CENTRAL_METHOD, "richardson": RICHARDSON_METHOD, "com
 UNIT_TRUNCATION = 100.0
 
 
-def _flag_units(net: MLP, layer: int, units: np.ndarray, want: np.ndarray, kink: np.ndarray) -> None:
-    """Mark every wanted parameter of ``units`` (layer ``layer``) as kink-affected."""
+def _flag_units(net: MLP, layer: int, units: np.ndarray, want: np.ndarray | None, kink: np.ndarray) -> None:
+    """Mark every wanted parameter (``want`` None: every parameter) of ``units`` of ``layer`` as kink-affected."""
     if units.size == 0:
         return
     fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
     w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
     flat = np.concatenate([(w_off + np.arange(fan_in)[:, None] * fan_out + units[None, :]).ravel(), b_off + units])
-    kink[flat[want[flat]]] = 1
+    kink[flat if want is None else flat[want[flat]]] = 1
 
 
 @dataclass
@@ -187,15 +187,20 @@ def parameter_steps(theta: np.ndarray, eps: float, scaled: bool, method: str) ->
 
 def _incremental(
     net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, steps: np.ndarray, method: str,
-    want: np.ndarray, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray, budget: bool = True,
+    want: np.ndarray | None, progress: ProgressFn | None, Z: np.ndarray, A: np.ndarray, budget: bool = True,
+    eps: float = 0.0, scaled: bool = False,
 ) -> Numerical:
     """Run the incremental engine over the wanted entries (see :mod:`fastgrad._kernels.series`).
 
-    Without ``budget`` only the values are computed; ``absum``, ``trunc``
-    and ``kink`` are empty.
+    ``want`` None: every entry. ``steps`` may be empty: the kernel then
+    computes each step from ``eps`` and ``scaled`` (nothing P-sized is
+    allocated for them). Without ``budget`` only the values are computed;
+    ``absum``, ``trunc`` and ``kink`` are empty.
     """
     P = net.n_params
-    total = int(np.count_nonzero(want))
+    every = want is None
+    total = P if every else int(np.count_nonzero(want))
+    want_arg = np.zeros(0, dtype=np.bool_) if every else want
     # every wanted entry is written below; the others stay NaN
     out = np.empty(P) if total == P else np.full(P, np.nan)
     size = P if budget else 0
@@ -219,7 +224,7 @@ def _incremental(
             if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
                 crossed = np.empty((N, chunk.size), dtype=np.int8)
                 unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
-                            float(steps[0]), E1, crossed)
+                            float(eps), E1, crossed)
                 if budget:
                     unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer,
                                     chunk, E1abs)
@@ -229,8 +234,8 @@ def _incremental(
                 unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
                             E1, E3, E1abs, lim)
             assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
-                                 layer, chunk, E1, E3, E1abs, lim, steps, code, want, budget, out, absum, trunc,
-                                 kink)
+                                 layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code, want_arg,
+                                 budget, out, absum, trunc, kink)
             if method == "unit" and budget:
                 _flag_units(net, layer, chunk[crossed.any(axis=0)], want, kink)
             done += int(counts[start:start + block].sum())
@@ -278,9 +283,9 @@ def numerical_details(
         Scale each step by ``max(1, |w|)``.
     budget : bool
         Also compute the budget ingredients (``absum``, ``trunc``, and with
-        the incremental engines ``kink``); without it they are empty
-        arrays and only the values (and the full engine's kink flags) are
-        computed.
+        the incremental engines ``kink`` and ``steps``); without it they
+        are empty arrays and only the values (and the full engine's kink
+        flags and steps) are computed.
 
     Notes
     -----
@@ -288,19 +293,24 @@ def numerical_details(
     incremental engine's per-unit series (they are cheap), and only the
     values and kink flags from the full recomputation.
     """
-    want = np.ones(net.n_params, dtype=np.bool_)
+    P = net.n_params
+    want = None  # every entry
     if indices is not None:
-        want[:] = False
+        want = np.zeros(P, dtype=np.bool_)
         want[np.asarray(indices, dtype=np.int64)] = True
     if Z is None or A is None:
         Z, A = net._forward(theta, X)
     if engine == "unit":
-        return _incremental(net, theta, X, Y, np.full(net.n_params, float(eps)), "unit", want, progress, Z, A,
-                            budget)
+        steps = np.full(P, float(eps)) if budget else np.zeros(0)
+        return _incremental(net, theta, X, Y, steps, "unit", want, progress, Z, A, budget, eps=float(eps))
+    if engine == "incremental" and not budget:  # nobody reads the steps: the kernel computes each one
+        return _incremental(net, theta, X, Y, np.zeros(0), method, want, progress, Z, A, False, eps=float(eps),
+                            scaled=scaled)
     steps = parameter_steps(theta, eps, scaled, method)
     if engine == "incremental":
         return _incremental(net, theta, X, Y, steps, method, want, progress, Z, A, budget)
-    values, kink = _full(net, theta, X, Y, steps, method, want, progress, Z)
+    values, kink = _full(net, theta, X, Y, steps, method, np.ones(P, dtype=np.bool_) if want is None else want,
+                         progress, Z)
     if not budget:
         return Numerical(values, np.zeros(0), np.zeros(0), kink, steps)
     series = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A)

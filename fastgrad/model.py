@@ -130,9 +130,8 @@ class MLP:
 
     def flatten(self, params: Any, argument: str = "params") -> np.ndarray:
         """Validate ``params`` and return them as one new flat float64 vector."""
-        tensors = _validate.tensor_list(params, self.tensor_names, self.param_shapes, argument, copy=False)
-        # concatenate copies: the caller's arrays are read, never returned
-        return np.concatenate([t.ravel() for t in tensors]) if tensors else np.empty(0)
+        # a copy: the caller's arrays are read, never returned
+        return _validate.flat_copy(params, self.tensor_names, self.param_shapes, argument)
 
     def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
         """Split a flat vector into arrays shaped like the parameters.

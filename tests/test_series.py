@@ -62,7 +62,7 @@ def _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, lim, h, out, me
     steps = np.full(P, h)
     absum, trunc, kink = np.zeros(P), np.zeros(P), np.zeros(P, dtype=np.int8)
     assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, layer, units,
-                         E1, E3, E1abs, lim, steps, method, want, True, out, absum, trunc, kink)
+                         E1, E3, E1abs, lim, steps, 0.0, False, method, want, True, out, absum, trunc, kink)
     return absum, trunc, kink
 
 
@@ -213,3 +213,23 @@ def test_gradient_without_budget_is_check_numerical_bitwise(sizes, hidden, outpu
     for a, b in zip(plain, result.numerical):
         assert np.array_equal(a.view(np.int64), b.view(np.int64))
     assert all(np.isfinite(b).all() for b in result.budget)  # and check did compute its budget
+
+
+@pytest.mark.parametrize("method", ["central", "richardson", "complex"])
+@pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("subset", [False, True])
+def test_steps_computed_in_the_kernel_are_the_step_array_bitwise(method, scaled, subset):
+    # Without the budget the kernel computes each step itself (no P-sized
+    # steps array) and every entry is wanted without a mask; the values must
+    # be those computed from parameter_steps' array and an explicit mask.
+    net, params, X, Y = _case([4, 6, 5, 3], "tanh", "sigmoid", "mse", N=5)
+    params = [10.0 * p for p in params]  # |w| > 1: scaled steps differ from eps
+    theta = net.flatten(params)
+    idx = np.arange(0, net.n_params, 3) if subset else None
+    kwargs = dict(method=method, indices=idx, scaled=scaled)
+    inline = engines.numerical_details(net, theta, X, Y, 1e-6, "incremental", budget=False, **kwargs)
+    given = engines.numerical_details(net, theta, X, Y, 1e-6, "incremental", budget=True, **kwargs)
+    assert inline.steps.size == 0 and given.steps.size == net.n_params
+    assert np.array_equal(inline.values.view(np.int64), given.values.view(np.int64))
+    if scaled:  # and the steps really were per parameter
+        assert np.unique(given.steps).size > 10

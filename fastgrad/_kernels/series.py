@@ -46,6 +46,7 @@ from .codes import (
 from .deltas import SERIES_MAX
 from .incremental import sample_change_direct
 from .loss import loss_scale
+from .steps import step_size
 
 
 @jit()
@@ -405,8 +406,8 @@ def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an,
 
 @jit(parallel=True)
 def assemble_unit_params(
-    theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, method, want,
-    budget, out, absum_out, trunc_out, kink_out,
+    theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
+    want, budget, out, absum_out, trunc_out, kink_out,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
@@ -419,16 +420,22 @@ def assemble_unit_params(
     units : ndarray of int64, shape (B,)
     E1, E3, E1abs, lim : ndarray of float64, shape (N, B)
         From :func:`unit_series`.
-    steps : ndarray of float64, shape (P,)
-        Each parameter's step ``h`` (> 0).
+    steps : ndarray of float64, shape (P,) or (0,)
+        Each parameter's step ``h`` (> 0); empty: computed here from
+        ``eps`` and ``scaled`` (:func:`.steps.step_size`, exactly
+        representable except for the complex step), which saves a P-sized
+        array when nobody reads the steps.
+    eps : float
+    scaled : bool
+        The step rule, when ``steps`` is empty.
     method : int
         ``CENTRAL_METHOD``: ``(E(w + h) - E(w - h)) / 2h``;
         ``RICHARDSON_METHOD``: ``(4 D(h) - D(2h)) / 3`` with ``D`` the
         central difference; ``COMPLEX_METHOD``: ``Im E(w + i h) / h``;
         ``UNIT_DELTAS``: ``sum_n a E1`` (``E1`` the numerical per-unit
         deltas of :func:`unit_deltas`), truncation ``h^2 |sum_n a E3|``.
-    want : ndarray of bool, shape (P,)
-        Only these flat entries are written.
+    want : ndarray of bool, shape (P,) or (0,)
+        Only these flat entries are written; empty: every entry.
     budget : bool
         Also write ``absum_out``, ``trunc_out`` and ``kink_out``. Without
         it (a numerical gradient alone) they are not touched (pass empty
@@ -468,6 +475,9 @@ def assemble_unit_params(
     prev = layout[l - 1, U_OFF] if l > 0 else 0
     width = max_width(layout)
     scale = loss_scale(loss_code, N)
+    every = want.shape[0] == 0
+    given_steps = steps.shape[0] > 0
+    representable = method != COMPLEX_METHOD
     c3 = 1.0
     if method == RICHARDSON_METHOD or method == UNIT_DELTAS:
         c3 = 0.0
@@ -513,9 +523,9 @@ def assemble_unit_params(
         for b in range(B):
             j = units[b]
             p = b_off + j if i == fan_in else w_off + i * fan_out + j
-            if not want[p]:
+            if not (every or want[p]):
                 continue
-            h = steps[p]
+            h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
             h2 = h * h
             kink = False
             trunc = 0.0
