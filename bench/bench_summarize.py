@@ -95,3 +95,15 @@ def test_interleaved_scaling_is_reported_apart_from_the_tables():
     assert rows_of(data) == []  # the experiment's own time is not a result
     text = summarize(data)
     assert "**1.60×**" in text and "**1.78×**" in text and "efficiency relative to it 90%" in text
+
+
+def test_interleaved_scaling_reports_the_throughput_reference_when_present():
+    info = {"label": "thread scaling, ref", "role": "scaling", "n_params": 101770, "threads": 2,
+            "medians_seconds": {"fastgrad_1": 0.008, "fastgrad_all": 0.005}, "fastgrad_ratio": 1.6,
+            "reference_ratio": 1.95, "efficiency_vs_reference": 1.6 / 1.95,
+            "throughput_reference_ratio": 1.25, "efficiency_vs_throughput_reference": 1.28}
+    text = summarize({"benchmarks": [_bench("threads (interleaved)", "t", 3.0, rounds=1, **info)]})
+    assert "throughput reference (vectorised, in L1) **1.25×**, efficiency relative to it 128%" in text
+    del info["throughput_reference_ratio"]  # results recorded before it existed still print
+    text = summarize({"benchmarks": [_bench("threads (interleaved)", "t", 3.0, rounds=1, **info)]})
+    assert "**1.95×**" in text and "throughput" not in text

@@ -208,9 +208,12 @@ def interleaved_scaling(data: dict) -> list[str]:
             f"{_seconds(med.get('fastgrad_all', math.nan))} s: **{info['fastgrad_ratio']:.2f}×**; "
             f"reference kernel (ideal parallel loop) in the same rounds **{info['reference_ratio']:.2f}×**; "
             f"fastgrad's efficiency relative to it {info['efficiency_vs_reference']:.0%}"
+            + (f"; throughput reference (vectorised, in L1) **{info['throughput_reference_ratio']:.2f}×**, "
+               f"efficiency relative to it {info['efficiency_vs_throughput_reference']:.0%}"
+               if _num(info.get("throughput_reference_ratio")) is not None else "")
         )
     if lines:
-        lines.insert(0, "## threads (interleaved: 1 and all threads, fastgrad and a reference kernel, each round)")
+        lines.insert(0, "## threads (interleaved: 1 and all threads, fastgrad and two reference kernels, each round)")
         lines.insert(1, "")
     return lines
 
