@@ -24,7 +24,7 @@ from ._config import (
     threads_context,
 )
 from ._kernels.loss import loss_from_activations
-from ._kernels.verdict import budget_into, entry_errors
+from ._kernels.verdict import budget_into, entry_errors, tensor_verdicts
 from .diagnose import diagnose_tensor
 from .directional import STEP, directional_search
 from .engines import ENGINES, Numerical, numerical_details
@@ -372,42 +372,44 @@ def check(
         rel_flat = np.empty(net.n_params)
         entry_errors(analytic_flat, details.values, budget_flat, checked_flat, rtol_value, atol_value,
                      ratio_flat, rel_flat)
-    details.kink[~checked_flat] = False
+    T = len(net.tensor_names)
+    failed_flat = np.empty(net.n_params, dtype=bool)
+    kink_flat = np.empty(net.n_params, dtype=bool)
+    counts = np.empty((T, 3), dtype=np.int64)
+    maxima = np.empty((T, 2))
+    worst_at = np.empty(T, dtype=np.int64)
+    tensor_verdicts(np.asarray(net.offsets, dtype=np.int64), ratio_flat, rel_flat, details.kink, checked_flat,
+                    verdict == "budget", safety_value, rtol_value, failed_flat, kink_flat, counts, maxima, worst_at)
     analytic = net.unflatten(analytic_flat)
     numerical = net.unflatten(details.values)
     budget = net.unflatten(budget_flat)
     ratio = net.unflatten(ratio_flat)
-    kinks = net.unflatten(details.kink)
     checked = net.unflatten(checked_flat)
     rel = net.unflatten(rel_flat)
+    failed_masks = net.unflatten(failed_flat)
     summaries = []
-    failed_masks = []
     inconclusive = []
-    for name, a, n, r, q, kink, c in zip(net.tensor_names, analytic, numerical, rel, ratio, kinks, checked):
-        wrong = (q > safety_value) if verdict == "budget" else (r > rtol_value)
-        failed = wrong & ~kink
-        failed_masks.append(failed)
-        for flat_index in np.flatnonzero(kink.ravel()):
-            index = tuple(int(i) for i in np.unravel_index(flat_index, a.shape))
-            inconclusive.append(Inconclusive(name, index, "a +-h step crosses a relu/leaky_relu kink"))
-        judged_q = np.where(kink, 0.0, q)
-        judged_r = np.where(kink, 0.0, r)
-        worst = int(np.argmax(judged_q if verdict == "budget" else judged_r))
-        index = tuple(int(i) for i in np.unravel_index(worst, a.shape))
-        n_failed = int(np.count_nonzero(failed))
+    for t, (name, a, n, failed, c) in enumerate(zip(net.tensor_names, analytic, numerical, failed_masks, checked)):
+        n_failed, n_inconclusive, n_checked = (int(v) for v in counts[t])
+        if n_inconclusive:
+            lo = int(net.offsets[t])
+            for flat_index in np.flatnonzero(kink_flat[lo:lo + a.size]):
+                index = tuple(int(i) for i in np.unravel_index(flat_index, a.shape))
+                inconclusive.append(Inconclusive(name, index, "a +-h step crosses a relu/leaky_relu kink"))
+        worst = int(worst_at[t])
         summaries.append(
             TensorSummary(
                 name=name,
                 shape=a.shape,
                 passed=n_failed == 0,
                 n_failed=n_failed,
-                max_rel_error=float(np.max(judged_r)),
-                worst_index=index,
+                max_rel_error=float(maxima[t, 0]),
+                worst_index=tuple(int(i) for i in np.unravel_index(worst, a.shape)),
                 worst_analytic=float(a.flat[worst]),
                 worst_numerical=float(n.flat[worst]),
-                n_inconclusive=int(np.count_nonzero(kink)),
-                n_checked=int(np.count_nonzero(c)),
-                max_budget_ratio=float(np.max(judged_q)),
+                n_inconclusive=n_inconclusive,
+                n_checked=n_checked,
+                max_budget_ratio=float(maxima[t, 1]),
                 hint=_hint(name, a, n, failed, c, Xa.shape[0]) if n_failed else None,
             )
         )

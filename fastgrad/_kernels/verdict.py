@@ -55,3 +55,115 @@ def entry_errors(analytic, numerical, budget, checked, rtol, atol, ratio_out, re
             rel_out[p] = 0.0
         else:
             rel_out[p] = diff / max(max(abs(a), abs(n)), floor)
+
+
+#: Pieces each tensor is cut into for :func:`tensor_verdicts`: a fixed number,
+#: so that which entry wins a tie does not depend on the thread count.
+SUMMARY_PIECES = 16
+
+
+@jit(inline=True)
+def _beats(x, best):
+    """Whether ``x`` replaces ``best`` in a scan for ``np.max``/``np.argmax``.
+
+    Their order: a NaN beats everything and the first NaN stays; otherwise
+    only a strictly larger value wins, so the first of equal maxima stays.
+    """
+    if best != best:
+        return False
+    return x != x or x > best
+
+
+@jit(parallel=True)
+def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol, failed_out, kink_out, counts_out,
+                    maxima_out, worst_out):
+    """Every tensor's verdict from the per-entry errors, in one parallel pass.
+
+    Parameters
+    ----------
+    offsets : ndarray of int64, shape (T + 1,)
+        Tensor ``t`` is the flat range ``offsets[t]:offsets[t + 1]``.
+    ratio, rel : ndarray of float64, shape (P,)
+        From :func:`entry_errors`.
+    kink, checked : ndarray of bool, shape (P,)
+        Steps that crossed a kink; entries that were checked.
+    by_budget : bool
+        Judge by ``ratio > safety`` (else by ``rel > rtol``).
+    safety, rtol : float
+    failed_out : ndarray of bool, shape (P,)
+        Written: the entry fails (and is not inconclusive).
+    kink_out : ndarray of bool, shape (P,)
+        Written: the entry is inconclusive (checked, and a step crossed a kink).
+    counts_out : ndarray of int64, shape (T, 3)
+        Written: failed, inconclusive and checked entries of each tensor.
+    maxima_out : ndarray of float64, shape (T, 2)
+        Written: the largest relative error and budget ratio of each tensor,
+        inconclusive entries counted as 0.
+    worst_out : ndarray of int64, shape (T,)
+        Written: index within the tensor of its worst entry by the verdict's
+        measure (as ``np.argmax``: the first of equal maxima, or the first NaN).
+    """
+    T = offsets.shape[0] - 1
+    K = SUMMARY_PIECES
+    part_counts = np.zeros((T * K, 3), dtype=np.int64)
+    part_max = np.full((T * K, 3), -np.inf)  # rel, ratio, the verdict's measure
+    part_worst = np.zeros(T * K, dtype=np.int64)
+    for task in prange(T * K):
+        t = task // K
+        k = task % K
+        lo = offsets[t]
+        size = offsets[t + 1] - lo
+        failed = 0
+        inconclusive = 0
+        n_checked = 0
+        max_r = -np.inf
+        max_q = -np.inf
+        best = -np.inf
+        worst = 0
+        for p in range(lo + size * k // K, lo + size * (k + 1) // K):
+            on_kink = kink[p] and checked[p]
+            kink_out[p] = on_kink
+            if checked[p]:
+                n_checked += 1
+            if on_kink:
+                inconclusive += 1
+            q = 0.0 if on_kink else ratio[p]
+            r = 0.0 if on_kink else rel[p]
+            measure = q if by_budget else r
+            wrong = measure > safety if by_budget else measure > rtol
+            failed_out[p] = wrong
+            if wrong:
+                failed += 1
+            if _beats(r, max_r):
+                max_r = r
+            if _beats(q, max_q):
+                max_q = q
+            if _beats(measure, best):
+                best = measure
+                worst = p - lo
+        part_counts[task, 0] = failed
+        part_counts[task, 1] = inconclusive
+        part_counts[task, 2] = n_checked
+        part_max[task, 0] = max_r
+        part_max[task, 1] = max_q
+        part_max[task, 2] = best
+        part_worst[task] = worst
+    for t in range(T):  # pieces in order: the first maximum wins, as in one scan
+        counts_out[t, :] = 0
+        max_r = -np.inf
+        max_q = -np.inf
+        best = -np.inf
+        worst = 0
+        for task in range(t * K, (t + 1) * K):
+            for c in range(3):
+                counts_out[t, c] += part_counts[task, c]
+            if _beats(part_max[task, 0], max_r):
+                max_r = part_max[task, 0]
+            if _beats(part_max[task, 1], max_q):
+                max_q = part_max[task, 1]
+            if _beats(part_max[task, 2], best):
+                best = part_max[task, 2]
+                worst = part_worst[task]
+        maxima_out[t, 0] = max_r
+        maxima_out[t, 1] = max_q
+        worst_out[t] = worst
