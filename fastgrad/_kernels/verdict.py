@@ -57,9 +57,10 @@ def entry_errors(analytic, numerical, budget, checked, rtol, atol, ratio_out, re
             rel_out[p] = diff / max(max(abs(a), abs(n)), floor)
 
 
-#: Pieces each tensor is cut into for :func:`tensor_verdicts`: a fixed number,
-#: so that which entry wins a tie does not depend on the thread count.
-SUMMARY_PIECES = 16
+#: Entries per piece of :func:`tensor_verdicts` (each tensor is cut into
+#: pieces of this size, whatever the thread count: which entry wins a tie
+#: does not depend on it).
+SUMMARY_PIECE = 4096
 
 
 @jit(inline=True)
@@ -104,15 +105,22 @@ def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol,
         measure (as ``np.argmax``: the first of equal maxima, or the first NaN).
     """
     T = offsets.shape[0] - 1
-    K = SUMMARY_PIECES
-    part_counts = np.zeros((T * K, 3), dtype=np.int64)
-    part_max = np.full((T * K, 3), -np.inf)  # rel, ratio, the verdict's measure
-    part_worst = np.zeros(T * K, dtype=np.int64)
-    for task in prange(T * K):
-        t = task // K
-        k = task % K
+    first_piece = np.empty(T + 1, dtype=np.int64)  # tensor t's pieces: first_piece[t]:first_piece[t + 1]
+    first_piece[0] = 0
+    for t in range(T):
+        first_piece[t + 1] = first_piece[t] + max(1, (offsets[t + 1] - offsets[t] + SUMMARY_PIECE - 1) // SUMMARY_PIECE)
+    n_pieces = first_piece[T]
+    piece_tensor = np.empty(n_pieces, dtype=np.int64)
+    for t in range(T):
+        piece_tensor[first_piece[t]:first_piece[t + 1]] = t
+    part_counts = np.zeros((n_pieces, 3), dtype=np.int64)
+    part_max = np.full((n_pieces, 3), -np.inf)  # rel, ratio, the verdict's measure
+    part_worst = np.zeros(n_pieces, dtype=np.int64)
+    for task in prange(n_pieces):
+        t = piece_tensor[task]
         lo = offsets[t]
-        size = offsets[t + 1] - lo
+        start = lo + (task - first_piece[t]) * SUMMARY_PIECE
+        stop = min(offsets[t + 1], start + SUMMARY_PIECE)
         failed = 0
         inconclusive = 0
         n_checked = 0
@@ -120,7 +128,7 @@ def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol,
         max_q = -np.inf
         best = -np.inf
         worst = 0
-        for p in range(lo + size * k // K, lo + size * (k + 1) // K):
+        for p in range(start, stop):
             on_kink = kink[p] and checked[p]
             kink_out[p] = on_kink
             if checked[p]:
@@ -154,7 +162,7 @@ def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol,
         max_q = -np.inf
         best = -np.inf
         worst = 0
-        for task in range(t * K, (t + 1) * K):
+        for task in range(first_piece[t], first_piece[t + 1]):
             for c in range(3):
                 counts_out[t, c] += part_counts[task, c]
             if _beats(part_max[task, 0], max_r):
