@@ -162,7 +162,8 @@ class Numerical:
     kink : ndarray of bool
         True where a step crossed a relu/leaky_relu kink.
     steps : ndarray of float64
-        The step used for each parameter.
+        The step used for each parameter (empty when the incremental
+        engine computed each step in its kernel: no budget was asked for).
     """
 
     values: np.ndarray
