@@ -64,6 +64,7 @@ import fastgrad
 from . import engines
 from ._config import threads_context
 from .check import default_eps
+from ._kernels.numgrad import differences_cost
 from .model import MLP
 
 #: Input and output widths of the sweep's 1-hidden-layer nets (MNIST-like).
@@ -623,6 +624,20 @@ def _subset_size(case: Case, passes_per_param: float, budget: float) -> int:
     return int(max(16, min(case.net.n_params, budget / max(per_param, 1e-9))))
 
 
+def _full_engine_floor(case: Case, method: str, threads: int) -> int:
+    """Parameters enough for the full engine to give each of ``threads`` threads a chunk.
+
+    The full engine splits its work into chunks that each start with a
+    forward pass of the batch, and does not split work worth less than
+    ``FULL_CHUNK_PASSES`` forward passes per chunk (see
+    :func:`fastgrad.engines._full`). A smaller subset would run as one
+    serial chunk: its time, extrapolated to every parameter, would misstate
+    the thread scaling of a whole check.
+    """
+    per_param, per_chunk = differences_cost(case.net.layout, case.X.shape[0], engines.METHOD_CODES[method])
+    return int(math.ceil(engines.FULL_CHUNK_PASSES * per_chunk * threads / max(float(np.mean(per_param)), 1.0)))
+
+
 def _tolerance_check(case: Case, tol: float, idx: np.ndarray | None = None) -> Callable[[Any], tuple[float, bool]]:
     def check(values: Any) -> tuple[float, bool]:
         if isinstance(values, list):
@@ -642,6 +657,7 @@ def _fastgrad_row(case: Case, engine: str, method: str, threads: int, opts: Opti
     idx = None
     if engine == "full":
         k = _subset_size(case, _PASSES_PER_PARAM["full"] * (2.0 if method == "richardson" else 1.0), opts.budget)
+        k = max(k, _full_engine_floor(case, method, max(opts.threads)))  # the same subset for every thread count
         if k < P:
             idx = spread_indices(net, k, seed=opts.seed)
     if idx is None:

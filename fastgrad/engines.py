@@ -47,6 +47,9 @@ ENGINES = ("incremental", "full", "unit")
 BLOCK_FLOPS = 2e8
 #: ``prange`` chunks per thread within a block (load balance).
 CHUNKS_PER_THREAD = 4
+#: The full engine's smallest chunk, in forward passes of the batch (each
+#: chunk starts with one).
+FULL_CHUNK_PASSES = 8.0
 
 ProgressFn = Callable[[int, int], Any]
 
@@ -337,7 +340,7 @@ def _full(
     units = n_units(net.layout)
     for lo, hi in _blocks(cum, block_flops):
         work = cum[hi - 1] - (cum[lo - 1] if lo > 0 else 0.0)
-        parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // (8.0 * per_chunk))))
+        parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // (FULL_CHUNK_PASSES * per_chunk))))
         bounds = _split_by_cost(cum, lo, hi, parts)
         full_differences(theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z, order, bounds,
                          units, out, kink)

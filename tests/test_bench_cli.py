@@ -176,3 +176,25 @@ def test_cost_model_terms():
     assert deep_work["units"] > 50 * deep_work["forward"]  # README: about 216 F of series
     model = bench.CostModel(threads=1, fixed_seconds=1e-3, rate=1e9, calibration="784-64-10")
     assert bench.predict_incremental_seconds(net, 64, model) == pytest.approx(1e-3 + work["total"] / 1e9)
+
+
+@pytest.mark.parametrize("sizes", [[784, 40, 10], [784, 400, 10], [100, 50, 50, 10]])
+def test_full_engine_subset_gives_every_thread_a_chunk(sizes):
+    # A subset of the full engine smaller than this would run as one serial
+    # chunk, and its 2-thread time, extrapolated, would show no speedup.
+    from fastgrad import engines
+    from fastgrad._kernels.numgrad import differences_cost
+
+    net = fastgrad.MLP(sizes)
+    X = np.zeros((64, sizes[0]))
+    case = bench.Case(net=net, params=[], X=X, Y=np.zeros((64, sizes[-1])), theta=np.zeros(0),
+                      analytic=np.zeros(0), scale=1.0, forward_s=1e-3)
+    per_param, per_chunk = differences_cost(net.layout, 64, engines.METHOD_CODES["central"])
+    for threads in (1, 2, 4):
+        k = bench._full_engine_floor(case, "central", threads)
+        idx = bench.spread_indices(net, k, seed=0)
+        work = per_param[idx].sum()
+        parts = min(threads * engines.CHUNKS_PER_THREAD, work // (engines.FULL_CHUNK_PASSES * per_chunk))
+        assert parts >= threads or idx.size == net.n_params, (threads, k, parts)
+        # and not much larger than needed
+        assert k <= 2 * threads * engines.FULL_CHUNK_PASSES * per_chunk / per_param.min() + 16
