@@ -78,7 +78,7 @@ def as_float_array(
         write into it).
     finite : bool
         Check that every entry is finite. Only callers that check the copy
-        they make (``MLP.flatten``) turn this off.
+        they make (:func:`flat_copy`) turn this off.
 
     Raises
     ------
