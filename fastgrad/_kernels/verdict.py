@@ -75,7 +75,7 @@ def _beats(x, best):
     return x != x or x > best
 
 
-@jit(parallel=True)
+@jit()
 def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol, failed_out, kink_out, counts_out,
                     maxima_out, worst_out):
     """Every tensor's verdict from the per-entry errors, in one parallel pass.
@@ -103,20 +103,58 @@ def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol,
     worst_out : ndarray of int64, shape (T,)
         Written: index within the tensor of its worst entry by the verdict's
         measure (as ``np.argmax``: the first of equal maxima, or the first NaN).
+
+    Notes
+    -----
+    Each tensor is cut into pieces of ``SUMMARY_PIECE`` entries, scanned in
+    parallel (:func:`_scan_pieces`), and the pieces' results are combined in
+    order. Only the scan is a parallel function: Numba compiles every array
+    expression of a parallel function as a parallel loop of its own, which
+    made the first call several seconds slower.
     """
     T = offsets.shape[0] - 1
     first_piece = np.empty(T + 1, dtype=np.int64)  # tensor t's pieces: first_piece[t]:first_piece[t + 1]
     first_piece[0] = 0
     for t in range(T):
-        first_piece[t + 1] = first_piece[t] + max(1, (offsets[t + 1] - offsets[t] + SUMMARY_PIECE - 1) // SUMMARY_PIECE)
+        size = offsets[t + 1] - offsets[t]
+        first_piece[t + 1] = first_piece[t] + max(1, (size + SUMMARY_PIECE - 1) // SUMMARY_PIECE)
     n_pieces = first_piece[T]
     piece_tensor = np.empty(n_pieces, dtype=np.int64)
     for t in range(T):
-        piece_tensor[first_piece[t]:first_piece[t + 1]] = t
-    part_counts = np.zeros((n_pieces, 3), dtype=np.int64)
-    part_max = np.full((n_pieces, 3), -np.inf)  # rel, ratio, the verdict's measure
-    part_worst = np.zeros(n_pieces, dtype=np.int64)
-    for task in prange(n_pieces):
+        for task in range(first_piece[t], first_piece[t + 1]):
+            piece_tensor[task] = t
+    part_counts = np.empty((n_pieces, 3), dtype=np.int64)
+    part_max = np.empty((n_pieces, 3), dtype=np.float64)  # rel, ratio, the verdict's measure
+    part_worst = np.empty(n_pieces, dtype=np.int64)
+    _scan_pieces(offsets, first_piece, piece_tensor, ratio, rel, kink, checked, by_budget, safety, rtol, failed_out,
+                 kink_out, part_counts, part_max, part_worst)
+    for t in range(T):  # pieces in order: the first maximum wins, as in one scan
+        for c in range(3):
+            counts_out[t, c] = 0
+        max_r = -np.inf
+        max_q = -np.inf
+        best = -np.inf
+        worst = 0
+        for task in range(first_piece[t], first_piece[t + 1]):
+            for c in range(3):
+                counts_out[t, c] += part_counts[task, c]
+            if _beats(part_max[task, 0], max_r):
+                max_r = part_max[task, 0]
+            if _beats(part_max[task, 1], max_q):
+                max_q = part_max[task, 1]
+            if _beats(part_max[task, 2], best):
+                best = part_max[task, 2]
+                worst = part_worst[task]
+        maxima_out[t, 0] = max_r
+        maxima_out[t, 1] = max_q
+        worst_out[t] = worst
+
+
+@jit(parallel=True)
+def _scan_pieces(offsets, first_piece, piece_tensor, ratio, rel, kink, checked, by_budget, safety, rtol, failed_out,
+                 kink_out, part_counts, part_max, part_worst):
+    """The pieces of :func:`tensor_verdicts`, in parallel: each piece's counts, maxima and first worst entry."""
+    for task in prange(piece_tensor.shape[0]):
         t = piece_tensor[task]
         lo = offsets[t]
         start = lo + (task - first_piece[t]) * SUMMARY_PIECE
@@ -156,22 +194,3 @@ def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol,
         part_max[task, 1] = max_q
         part_max[task, 2] = best
         part_worst[task] = worst
-    for t in range(T):  # pieces in order: the first maximum wins, as in one scan
-        counts_out[t, :] = 0
-        max_r = -np.inf
-        max_q = -np.inf
-        best = -np.inf
-        worst = 0
-        for task in range(first_piece[t], first_piece[t + 1]):
-            for c in range(3):
-                counts_out[t, c] += part_counts[task, c]
-            if _beats(part_max[task, 0], max_r):
-                max_r = part_max[task, 0]
-            if _beats(part_max[task, 1], max_q):
-                max_q = part_max[task, 1]
-            if _beats(part_max[task, 2], best):
-                best = part_max[task, 2]
-                worst = part_worst[task]
-        maxima_out[t, 0] = max_r
-        maxima_out[t, 1] = max_q
-        worst_out[t] = worst
