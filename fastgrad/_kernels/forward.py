@@ -5,7 +5,7 @@ from numba import prange
 
 from ._jit import jit
 from .activations import activate
-from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, U_OFF, W_OFF
+from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, SOFTMAX, U_OFF, W_OFF
 
 
 @jit()
@@ -55,18 +55,25 @@ SAMPLE_TILE = 8
 
 
 @jit()
-def forward_rows(theta, layout, X, lo, hi, Z_out, A_out):
-    """Forward pass of samples ``lo..hi-1``, reading each weight row once.
+def forward_layers(theta, layout, X, lo, hi, first, softmax, Z_out, A_out):
+    """Forward pass of samples ``lo..hi-1`` through layers ``first`` and on, reading each weight row once.
 
     Parameters
     ----------
     theta, layout
         As in :func:`forward_sample`.
     X : ndarray of float64, shape (N, D)
+        Read only when ``first`` is 0.
     lo, hi : int
         The samples.
+    first : int
+        The first layer computed; the rows already hold every layer before
+        it.
+    softmax : bool
+        Compute a softmax layer's activations (a cross-entropy loss reads
+        only its pre-activations, and can do without).
     Z_out, A_out : ndarray of float64, shape (N, U)
-        Written at rows ``lo..hi-1``.
+        Written at rows ``lo..hi-1``, layers ``first`` and on.
 
     Notes
     -----
@@ -75,7 +82,7 @@ def forward_rows(theta, layout, X, lo, hi, Z_out, A_out):
     function's; only the loop order differs, so that a wide layer's ``W`` is
     streamed from memory once per group of samples, not once per sample.
     """
-    for l in range(layout.shape[0]):
+    for l in range(first, layout.shape[0]):
         fan_in = layout[l, FAN_IN]
         fan_out = layout[l, FAN_OUT]
         w_off = layout[l, W_OFF]
@@ -94,8 +101,15 @@ def forward_rows(theta, layout, X, lo, hi, Z_out, A_out):
                 z = Z_out[n, u_off:u_off + fan_out]
                 for j in range(fan_out):
                     z[j] += ai * w[j]
-        for n in range(lo, hi):
-            activate(Z_out[n], A_out[n], u_off, fan_out, layout[l, ACT])
+        if softmax or layout[l, ACT] != SOFTMAX:
+            for n in range(lo, hi):
+                activate(Z_out[n], A_out[n], u_off, fan_out, layout[l, ACT])
+
+
+@jit()
+def forward_rows(theta, layout, X, lo, hi, Z_out, A_out):
+    """Forward pass of samples ``lo..hi-1``, every layer (:func:`forward_layers` from layer 0)."""
+    forward_layers(theta, layout, X, lo, hi, 0, True, Z_out, A_out)
 
 
 #: Samples that share one pass over a weight row.

@@ -26,7 +26,7 @@ from .codes import (
     W_OFF,
 )
 from .complex_forward import complex_suffix_loss
-from .forward import SAMPLE_TILE, forward_rows
+from .forward import SAMPLE_TILE, forward_layers, forward_rows
 from .loss import batch_loss, loss_from_activations
 
 
@@ -103,13 +103,15 @@ def locate_param(layout, p):
 
 
 @jit()
-def _real_suffix_loss(th, layout, loss_code, Y, l, j, inT, row0, acc, Zw, Aw):
+def _real_suffix_loss(th, layout, loss_code, X, Y, l, j, inT, row0, acc, Zw, Aw):
     """Loss ``E(th)`` where ``th`` differs from the base only in unit ``j`` of layer ``l``.
 
     ``Zw``/``Aw`` (N, U) hold the base forward pass; unit ``j`` of layer ``l``
     and every later layer are overwritten with the pass at ``th``. ``inT``
     holds the layer's inputs transposed (row ``row0 + q`` is input ``q``
-    for every sample), ``acc`` (N,) is scratch.
+    for every sample), ``acc`` (N,) is scratch. The layers after ``l`` are
+    :func:`fastgrad._kernels.forward.forward_layers`' (``X``, the batch, is
+    only its argument: a layer after ``l`` never reads it).
 
     Every value is bitwise the one a whole forward pass
     (:func:`fastgrad._kernels.forward.forward_rows`) computes: the same
@@ -141,32 +143,8 @@ def _real_suffix_loss(th, layout, loss_code, Y, l, j, inT, row0, acc, Zw, Aw):
     elif loss_code != CROSS_ENTROPY:
         for n in range(N):
             activate(Zw[n], Aw[n], u_off, fan_out, code)
-    L = layout.shape[0]
     for lo in range(0, N, SAMPLE_TILE):
-        hi = min(N, lo + SAMPLE_TILE)
-        for m in range(l + 1, L):
-            fan_in = layout[m, FAN_IN]
-            fan_out = layout[m, FAN_OUT]
-            w_off = layout[m, W_OFF]
-            b_off = layout[m, B_OFF]
-            u_off = layout[m, U_OFF]
-            code = layout[m, ACT]
-            pm = layout[m - 1, U_OFF]
-            for n in range(lo, hi):
-                for k in range(fan_out):
-                    Zw[n, u_off + k] = th[b_off + k]
-            for q in range(fan_in):
-                w_row = th[w_off + q * fan_out:w_off + (q + 1) * fan_out]
-                for n in range(lo, hi):
-                    x = Aw[n, pm + q]
-                    if x == 0.0:
-                        continue
-                    z = Zw[n, u_off:u_off + fan_out]
-                    for k in range(fan_out):
-                        z[k] += x * w_row[k]
-            if code != SOFTMAX or loss_code != CROSS_ENTROPY:
-                for n in range(lo, hi):
-                    activate(Zw[n], Aw[n], u_off, fan_out, code)
+        forward_layers(th, layout, X, lo, min(N, lo + SAMPLE_TILE), l + 1, loss_code != CROSS_ENTROPY, Zw, Aw)
     return loss_from_activations(Zw, Aw, Y, layout, loss_code)
 
 
@@ -273,7 +251,7 @@ def _chunk_real(theta, layout, loss_code, X, Y, steps, method, Z_base, kinked, o
         for k in range(n_evals):
             # saved + h, saved - h, saved + 2h, saved - 2h
             th[p] = saved + (h if k < 2 else 2.0 * h) * (1.0 if k % 2 == 0 else -1.0)
-            e[k] = _real_suffix_loss(th, layout, loss_code, Y, l, j, inT, row0, acc, Zw, Aw)
+            e[k] = _real_suffix_loss(th, layout, loss_code, X, Y, l, j, inT, row0, acc, Zw, Aw)
             if check_kinks and not crossed:
                 crossed = _crosses(layout, kinked, l, j, Zw, Z_base)
         th[p] = saved
