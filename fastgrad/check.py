@@ -24,7 +24,17 @@ from ._config import (
     threads_context,
 )
 from ._kernels.loss import loss_from_activations
-from ._kernels.verdict import budget_into, entry_errors, tensor_verdicts
+from ._kernels.verdict import (
+    FAILED,
+    KINK,
+    N_COUNTS,
+    NONFINITE,
+    UNRESOLVED,
+    budget_into,
+    entry_errors,
+    tensor_scales,
+    tensor_verdicts,
+)
 from .diagnose import diagnose_tensor
 from .directional import STEP, directional_search
 from .engines import ENGINES, Numerical, numerical_details
@@ -38,6 +48,21 @@ METHODS = ("central", "richardson", "complex")
 CHECK_METHODS = METHODS + ("directional",)
 
 ProgressFn = Callable[[int, int], Any]
+
+#: Why an entry is inconclusive, by its verdict code.
+INCONCLUSIVE_REASONS = {
+    KINK: "a +-h step crosses a relu/leaky_relu kink",
+    UNRESOLVED: "its error budget is as large as the value itself (the step is too small or too large "
+                "for this entry): the check cannot tell it from zero",
+    NONFINITE: "the loss is not finite at w +- h (the forward pass overflows)",
+}
+#: A budget below this fraction of its tensor's largest gradient resolves an
+#: entry however small the entry is (an exact zero confirmed to 1e-6 of the
+#: tensor's scale is a zero); above it, an entry whose value is within its
+#: budget of zero is unresolved.
+NEGLIGIBLE_BUDGET = 1e-6
+#: Entries per tensor whose terms' size sets the budget of ``method="directional"``'s projections.
+DIRECTIONAL_SAMPLE = 64
 
 
 def default_eps(engine: str, method: str) -> float:
@@ -227,33 +252,93 @@ def error_budget(
 
 def _directional(
     net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, g: np.ndarray, user_u: float, safety: float,
-    seed: int | None, notes: list[str],
-) -> tuple[Numerical, np.ndarray, np.ndarray, int]:
-    """``method="directional"``: projections, bisection, and the entries checked one by one."""
-    found = directional_search(net, theta, X, Y, g, user_u, safety, seed)
+    seed: int | None, Z: np.ndarray, A: np.ndarray, loss: float,
+) -> tuple[Numerical, np.ndarray, np.ndarray, int, list[str]]:
+    """``method="directional"``: projections, bisection, and the entries it narrows down to checked one by one.
+
+    The entries are checked by central differences with the incremental
+    engine, so that each gets exactly the value and budget
+    ``method="central"`` would give it. The projections' budgets use the
+    size of the terms each derivative sums, estimated on a sample of every
+    tensor (``DIRECTIONAL_SAMPLE`` entries, by the same engine).
+    """
     P = net.n_params
-    values = np.full(P, np.nan)
-    budget = np.full(P, np.inf)
+    rng = np.random.default_rng(seed)
+    sample = np.concatenate([
+        lo + np.sort(rng.choice(hi - lo, size=min(hi - lo, DIRECTIONAL_SAMPLE), replace=False))
+        for lo, hi in zip(net.offsets[:-1], net.offsets[1:])
+    ]).astype(np.int64)
+    probe = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
+                              indices=sample, Z=Z, A=A, scaled=True)
+    term_scale = np.array([float(np.mean(probe.absum[sample[(sample >= lo) & (sample < hi)]]))
+                           for lo, hi in zip(net.offsets[:-1], net.offsets[1:])])
+    del probe
+    found = directional_search(net, theta, X, Y, g, user_u, safety, seed, term_scale)
+    leaves = np.array(sorted(set(found.leaves)), dtype=np.int64)
     checked = np.zeros(P, dtype=bool)
-    for p, (value, entry_budget) in found.entries.items():
-        values[p], budget[p], checked[p] = value, entry_budget, True
-    located = {net.locate(p)[0] for p in found.wrong}
-    for name in found.failed_tensors:
-        if name not in located:
-            notes.append(f"the projection of {name} disagrees with the gradient, but no single entry does "
-                         "(errors spread thinly over many entries?): check it with method='central'")
-    details = Numerical(values, np.zeros(P), np.zeros(P), np.zeros(P, dtype=bool), np.full(P, STEP))
-    return details, budget, checked, found.evaluations
+    checked[leaves] = True
+    if leaves.size:
+        details = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
+                                    indices=leaves, Z=Z, A=A, scaled=True)
+        budget = error_budget(net, details, Z, loss, "incremental", "central", user_u)
+    else:
+        details = Numerical(np.full(P, np.nan), np.zeros(P), np.zeros(P), np.zeros(P, dtype=bool), np.full(P, STEP))
+        budget = np.full(P, np.inf)
+    return details, budget, checked, found.evaluations, found.failed_tensors
 
 
-def _hint(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, checked: np.ndarray, N: int) -> str | None:
+def _hint(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, checked: np.ndarray, N: int,
+          w: np.ndarray) -> str | None:
     """A diagnosis of a failing tensor; for a sampled one, only the patterns a sample can show."""
     if checked.all():
-        return diagnose_tensor(name, a, n, failed, N)
-    hint = diagnose_tensor(name, a[checked], n[checked], failed[checked], N)
+        return diagnose_tensor(name, a, n, failed, N, param=w)
+    hint = diagnose_tensor(name, a[checked], n[checked], failed[checked], N, param=w[checked])
     if hint is None or hint.startswith("only ") or "transposed" in hint:
         return None  # positions within the sample are not positions in the tensor
     return hint + " (over the sampled entries)"
+
+
+def _judge(
+    net: MLP, analytic: np.ndarray, details: Numerical, budget: np.ndarray, checked: np.ndarray | None,
+    user_u: float, N: int, by_budget: bool, safety: float, rtol: float, atol: float, scale_from_analytic: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every entry's verdict code and the per-tensor counts, maxima and worst entries.
+
+    Before judging, ``budget`` gets, per tensor, the rounding the checked
+    gradient's own arithmetic can leave at the scale of that tensor:
+    ``u_user (L + 2 + sqrt(N)) max |g|`` (``g - alpha W / N`` leaves
+    ~1e-17 where the true value is exactly 0; an entry's own terms do not
+    bound that residue, the tensor's largest entry does).
+    """
+    T = len(net.tensor_names)
+    offsets = np.asarray(net.offsets, dtype=np.int64)
+    checked_arr = np.empty(0, dtype=bool) if checked is None else checked
+    kink = details.kink if details.kink.size else np.empty(0, dtype=bool)
+    scales = np.empty(T)
+    tensor_scales(offsets, analytic if scale_from_analytic else details.values, kink, checked_arr, scales)
+    c_user_scale = user_u * (net.n_layers + 2 + math.sqrt(N))
+    for t in range(T):
+        if scales[t] > 0.0:
+            budget[offsets[t]:offsets[t + 1]] += c_user_scale * scales[t]
+    overall = float(scales.max(initial=0.0))
+    tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
+    negligible = np.maximum(NEGLIGIBLE_BUDGET * np.where(scales > 0.0, scales, overall), 2.0 * tiny)
+    status = np.empty(net.n_params, dtype=np.uint8)
+    counts = np.empty((T, N_COUNTS), dtype=np.int64)
+    maxima = np.empty((T, 2))
+    worst_at = np.empty(T, dtype=np.int64)
+    tensor_verdicts(offsets, analytic, details.values, budget, kink, checked_arr, negligible, by_budget, safety,
+                    rtol, atol, status, counts, maxima, worst_at)
+    return status, counts, maxima, worst_at
+
+
+def _zero_bias_advice(net: MLP, params: Any) -> list[str]:
+    """Advice (not a failure) when every bias is exactly zero: bias gradients are then checked at a special point."""
+    biases = [np.asarray(p) for name, p in zip(net.tensor_names, params) if name.startswith("b")]
+    if biases and all(b.size and not np.any(b) for b in biases):
+        return ["every bias is exactly 0: a gradient code whose own forward pass leaves a bias out matches "
+                "exactly there; check again at nonzero biases too (MLP.init gives small random ones)"]
+    return []
 
 
 def check(
@@ -357,29 +442,30 @@ def check(
         loss = _finite_loss(net, Z, A, Ya)
         analytic_flat = net._backprop_flat(theta, Xa, Ya, Z, A) if given is None else given
         if method == "directional":
-            details, budget_flat, checked_flat, forward_passes = _directional(
-                net, theta, Xa, Ya, analytic_flat, user_u, safety_value, seed, notes
+            details, budget_flat, checked_flat, forward_passes, disagreeing = _directional(
+                net, theta, Xa, Ya, analytic_flat, user_u, safety_value, seed, Z, A, loss
             )
         else:
             details = numerical_details(
                 net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
             )
             budget_flat = error_budget(net, details, Z, loss, engine, method, user_u)
-            forward_passes = None
+            forward_passes, disagreeing = None, []
+        judged = _judge(net, analytic_flat, details, budget_flat, checked_flat, user_u, Xa.shape[0],
+                        verdict == "budget", safety_value, rtol_value, atol_value,
+                        scale_from_analytic=method == "directional")
+        status_flat, counts, maxima, worst_at = judged
         if checked_flat is None:
             checked_flat = np.ones(net.n_params, dtype=bool)
         ratio_flat = np.empty(net.n_params)
         rel_flat = np.empty(net.n_params)
         entry_errors(analytic_flat, details.values, budget_flat, checked_flat, rtol_value, atol_value,
                      ratio_flat, rel_flat)
-    T = len(net.tensor_names)
-    failed_flat = np.empty(net.n_params, dtype=bool)
-    kink_flat = np.empty(net.n_params, dtype=bool)
-    counts = np.empty((T, 3), dtype=np.int64)
-    maxima = np.empty((T, 2))
-    worst_at = np.empty(T, dtype=np.int64)
-    tensor_verdicts(np.asarray(net.offsets, dtype=np.int64), ratio_flat, rel_flat, details.kink, checked_flat,
-                    verdict == "budget", safety_value, rtol_value, failed_flat, kink_flat, counts, maxima, worst_at)
+    failed_flat = status_flat == FAILED
+    for t, name in enumerate(net.tensor_names):
+        if name in disagreeing and counts[t, 0] == 0:
+            notes.append(f"the projection of {name} disagrees with the gradient, but no single entry does "
+                         "(errors spread thinly over many entries?): check it with method='central'")
     analytic = net.unflatten(analytic_flat)
     numerical = net.unflatten(details.values)
     budget = net.unflatten(budget_flat)
@@ -387,15 +473,18 @@ def check(
     checked = net.unflatten(checked_flat)
     rel = net.unflatten(rel_flat)
     failed_masks = net.unflatten(failed_flat)
+    param_values = net.unflatten(theta)
     summaries = []
     inconclusive = []
     for t, (name, a, n, failed, c) in enumerate(zip(net.tensor_names, analytic, numerical, failed_masks, checked)):
-        n_failed, n_inconclusive, n_checked = (int(v) for v in counts[t])
+        n_failed, n_kink, n_unresolved, n_nonfinite, n_checked = (int(v) for v in counts[t])
+        n_inconclusive = n_kink + n_unresolved + n_nonfinite
         if n_inconclusive:
             lo = int(net.offsets[t])
-            for flat_index in np.flatnonzero(kink_flat[lo:lo + a.size]):
+            status_t = status_flat[lo:lo + a.size]
+            for flat_index in np.flatnonzero((status_t >= KINK) & (status_t <= NONFINITE)):
                 index = tuple(int(i) for i in np.unravel_index(flat_index, a.shape))
-                inconclusive.append(Inconclusive(name, index, "a +-h step crosses a relu/leaky_relu kink"))
+                inconclusive.append(Inconclusive(name, index, INCONCLUSIVE_REASONS[int(status_t[flat_index])]))
         worst = int(worst_at[t])
         summaries.append(
             TensorSummary(
@@ -410,11 +499,14 @@ def check(
                 n_inconclusive=n_inconclusive,
                 n_checked=n_checked,
                 max_budget_ratio=float(maxima[t, 1]),
-                hint=_hint(name, a, n, failed, c, Xa.shape[0]) if n_failed else None,
+                hint=_hint(name, a, n, failed, c, Xa.shape[0], param_values[t]) if n_failed else None,
             )
         )
+    advice = _zero_bias_advice(net, params)
+    n_judged = int(counts[:, 4].sum())
+    mostly_inconclusive = 2 * int(counts[:, 1:4].sum()) > n_judged
     return CheckResult(
-        passed=all(s.passed for s in summaries) and not notes,
+        passed=all(s.passed for s in summaries) and not notes and not mostly_inconclusive,
         max_rel_error=max(s.max_rel_error for s in summaries),
         tensors=summaries,
         analytic=analytic,
@@ -438,4 +530,6 @@ def check(
         notes=notes,
         checked=checked,
         forward_passes=forward_passes,
+        mostly_inconclusive=mostly_inconclusive,
+        advice=advice,
     )

@@ -33,6 +33,7 @@ def diagnose_tensor(
     numerical: np.ndarray,
     failed_mask: np.ndarray,
     n_samples: int,
+    param: np.ndarray | None = None,
 ) -> str | None:
     """Return a short hint about what is wrong with one tensor, or None.
 
@@ -47,6 +48,10 @@ def diagnose_tensor(
     4. all failing entries in one column, or in one row, of a 2-D tensor;
     5. a single failing entry.
 
+    When ``param`` (the tensor's values) is given, one more pattern is
+    tried after 2: analytic - numerical = c x param over the whole tensor,
+    a weight-decay (L2) term in one gradient and not in the other.
+
     Parameters
     ----------
     name : str
@@ -59,6 +64,9 @@ def diagnose_tensor(
         Same shape; True where the entry was judged wrong.
     n_samples : int
         Batch size N, to recognise the factors N and 1/N.
+    param : ndarray, optional
+        The parameter tensor itself, same shape, to recognise an error
+        proportional to it; not modified.
 
     Returns
     -------
@@ -101,6 +109,10 @@ def diagnose_tensor(
         hint = detect(name, a, n, failed, int(n_samples))
         if hint is not None:
             return hint
+        if detect is _constant_factor and param is not None:
+            hint = _proportional_to_param(name, a, n, np.asarray(param, dtype=np.float64))
+            if hint is not None:
+                return hint
     return None
 
 
@@ -140,6 +152,29 @@ def _constant_factor(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray
     if not _close(a, factor * n):
         return None
     return _factor_hint(factor, n_samples)
+
+
+def _proportional_to_param(name: str, a: np.ndarray, n: np.ndarray, w: np.ndarray) -> str | None:
+    """``a - n = c w`` over the whole tensor: an L2 term ``(c/2)|w|^2`` differentiated in one gradient only."""
+    if w.shape != a.shape or not np.isfinite(w).all():
+        return None
+    w_scale = float(np.max(np.abs(w), initial=0.0))
+    if w_scale == 0.0:
+        return None
+    d = a - n
+    ws = w / w_scale  # scaled first: <w, w> of tiny parameters would underflow
+    c = float(np.dot(d.ravel(), ws.ravel()) / np.dot(ws.ravel(), ws.ravel())) / w_scale
+    if not np.isfinite(c) or c == 0.0 or not _close(d, c * w):
+        return None
+    if np.count_nonzero(w) < 2 and a.size > 1:
+        return None  # one nonzero parameter fits any single wrong entry
+    shown = _format_factor(abs(c))
+    if c > 0:
+        cause = f"the analytic gradient has a weight-decay term {shown} x {name} that the loss does not"
+    else:
+        cause = f"the analytic gradient lacks the weight-decay term {shown} x {name} that the loss has"
+    return f"analytic - numerical = {_format_factor(c)} x {name} over the whole tensor ({cause}: L2 penalty " \
+           f"(lambda/2)|{name}|^2 with lambda = {shown}?)"
 
 
 def _transposed(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, n_samples: int) -> str | None:

@@ -5,8 +5,9 @@ small tensor's error is not swamped by a big one's) and one complex-step
 directional derivative ``Im E(w + i h v) / h`` (one complex forward pass,
 nothing subtracted) are compared with ``v . g``. A tensor whose projection
 disagrees is bisected: each half's projection is checked, the failing
-halves split again, down to a few entries, which are then checked one by
-one. A single wrong entry among P is found in about ``2 log2(P)`` forward
+halves split again, down to a few entries, which the caller then checks
+one by one by central differences (with the budget ``method="central"``
+gives them: the projections' own rounding bound is rougher). A single wrong entry among P is found in about ``2 log2(P)`` forward
 passes instead of the ``2 P`` of a per-parameter check.
 """
 
@@ -35,20 +36,17 @@ class Projection:
     ----------
     evaluations : int
         Complex forward passes of the batch used.
-    entries : dict of int to (float, float)
-        Flat index -> (its numerical derivative, its budget), for every
-        entry checked one by one (the leaves of the bisection); the entry
-        fails when ``|a - n|`` exceeds the budget times ``safety``.
+    leaves : list of int
+        Flat indices the bisection narrowed a disagreement down to; the
+        caller checks them one by one, by central differences, with the
+        budget ``method="central"`` gives them.
     failed_tensors : list of str
         Tensors whose whole-tensor projection disagreed.
-    wrong : list of int
-        Flat indices judged wrong one by one.
     """
 
     evaluations: int = 0
-    entries: dict[int, tuple[float, float]] = field(default_factory=dict)
+    leaves: list[int] = field(default_factory=list)
     failed_tensors: list[str] = field(default_factory=list)
-    wrong: list[int] = field(default_factory=list)
 
 
 class _Search:
@@ -59,7 +57,7 @@ class _Search:
         self.Zc = np.empty(shape, dtype=np.complex128)
         self.Ac = np.empty(shape, dtype=np.complex128)
         self.v = np.zeros(net.n_params)
-        # rounding of both sides, per unit of sum |v| (|g| + mean |g| of the tensor)
+        # rounding of both sides, per unit of sum |v| (|g| + the tensor's floor)
         self.factor = (2.0**-53 + user_u) * (net.n_layers + 2 + np.sqrt(X.shape[0])) * 4.0
         self.safety = safety
         self.out = Projection()
@@ -71,33 +69,27 @@ class _Search:
         return float(directional_derivative(self.theta, self.v, STEP, self.net.layout, self.net.loss_code,
                                             self.X, self.Y, self.Zc, self.Ac))
 
-    def agrees(self, indices: np.ndarray, weights: np.ndarray, floor: float) -> tuple[bool, float, float]:
+    def agrees(self, indices: np.ndarray, weights: np.ndarray, floor: float) -> bool:
         numerical = self.numerical(indices, weights)
         analytic = float(weights @ self.g[indices])
         budget = self.factor * float(np.abs(weights) @ (np.abs(self.g[indices]) + floor)) + 1e-300
-        return abs(numerical - analytic) <= self.safety * budget, numerical, budget
+        return abs(numerical - analytic) <= self.safety * budget
 
     def bisect(self, indices: np.ndarray, weights: np.ndarray, floor: float) -> None:
         if indices.size <= LEAF:
-            for k in range(indices.size):
-                one = indices[k:k + 1]
-                ok, value, budget = self.agrees(one, np.ones(1), floor)
-                self.out.entries[int(one[0])] = (value, budget)
-                if not ok:
-                    self.out.wrong.append(int(one[0]))
+            self.out.leaves.extend(int(p) for p in indices)
             return
         half = indices.size // 2
         for part, w in ((indices[:half], weights[:half]), (indices[half:], weights[half:])):
-            ok, _, _ = self.agrees(part, w, floor)
-            if not ok:
+            if not self.agrees(part, w, floor):
                 self.bisect(part, w, floor)
 
 
 def directional_search(
     net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, g: np.ndarray,
-    user_u: float, safety: float, seed: int | None,
+    user_u: float, safety: float, seed: int | None, term_scale: np.ndarray | None = None,
 ) -> Projection:
-    """Check ``g`` by per-tensor projections, and name the wrong entries by bisection.
+    """Check ``g`` by per-tensor projections, and narrow disagreements down by bisection.
 
     Parameters
     ----------
@@ -112,6 +104,11 @@ def directional_search(
         rounding budget.
     seed : int or None
         Seed of the directions.
+    term_scale : ndarray of float64, shape (T,), optional
+        Per tensor, the typical size of the terms an entry's derivative sums
+        (the mean of the incremental engine's ``absum`` over a sample of the
+        tensor): in a saturated net these are far larger than the gradient
+        they cancel down to, and the projection's rounding scales with them.
     """
     search = _Search(net, theta, X, Y, g, user_u, safety)
     rng = np.random.default_rng(seed)
@@ -120,8 +117,9 @@ def directional_search(
         indices = np.arange(lo, hi)
         weights = rng.choice([-1.0, 1.0], size=indices.size) * rng.uniform(0.5, 1.5, size=indices.size)
         floor = float(np.mean(np.abs(g[lo:hi])))  # per-sample terms may cancel inside an entry
-        ok, _, _ = search.agrees(indices, weights, floor)
-        if not ok:
+        if term_scale is not None:
+            floor = max(floor, float(term_scale[t]))
+        if not search.agrees(indices, weights, floor):
             search.out.failed_tensors.append(name)
             search.bisect(indices, weights, floor)
     return search.out

@@ -22,7 +22,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _headline(result: CheckResult) -> list[str]:
-    verdict = "PASSED" if result.passed else "FAILED"
+    verdict = result.status.upper()
     run = (
         f"  {result.model}, N={result.n_samples}, loss={result.loss:.6g}, "
         f"method={result.method}, engine={result.engine}, eps={result.eps:g}, {result.seconds:.3g} s"
@@ -51,12 +51,15 @@ def _headline(result: CheckResult) -> list[str]:
     if result.n_checked < result.n_params:
         lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
-        lines.append(
-            f"  {len(result.inconclusive)} inconclusive entries (a +-h step crosses a relu kink), "
-            "left out of the verdict: see result.inconclusive"
-        )
+        reasons = sorted({c.reason for c in result.inconclusive})
+        lines.append(f"  {len(result.inconclusive)} of {result.n_checked} checked entries inconclusive"
+                     f"{' (MOST of them: the check cannot vouch for this gradient)' if result.mostly_inconclusive else ''},"
+                     " left out of the verdict: see result.inconclusive")
+        lines += [f"    - {reason}" for reason in reasons]
     for note in result.notes:
         lines.append(f"  NOTE: {note}")
+    for remark in result.advice:
+        lines.append(f"  advice: {remark}")
     return lines + [""]
 
 
@@ -102,6 +105,8 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
     """Plain-Python view of a result (``json.dumps`` accepts it)."""
     return {
         "passed": bool(result.passed),
+        "status": result.status,
+        "advice": list(result.advice),
         "max_rel_error": _num(result.max_rel_error),
         "n_params": result.n_params,
         "n_failed": result.n_failed,

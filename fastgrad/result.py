@@ -115,6 +115,12 @@ class CheckResult:
         for; unchecked entries have a NaN numerical value).
     forward_passes : int or None
         ``method="directional"``: complex forward passes of the batch used.
+    mostly_inconclusive : bool
+        More than half of the checked entries are inconclusive: the check
+        says so in its headline and ``passed`` is False (``status`` is
+        ``"inconclusive"`` unless an entry failed).
+    advice : list of str
+        Remarks that do not fail the check (e.g. every bias is exactly 0).
     """
 
     passed: bool
@@ -141,6 +147,17 @@ class CheckResult:
     notes: list[str] = field(default_factory=list)
     checked: list[np.ndarray] = field(default_factory=list, repr=False)
     forward_passes: int | None = None
+    mostly_inconclusive: bool = False
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` (an entry failed, or a note) or ``"inconclusive"`` (mostly inconclusive)."""
+        if self.passed:
+            return "passed"
+        if self.n_failed or self.notes or not self.mostly_inconclusive:
+            return "failed"
+        return "inconclusive"
 
     @property
     def n_checked(self) -> int:

@@ -116,8 +116,10 @@ def test_no_false_alarm_on_correct_gradients(dtype, saturate):
     # 4 x 60 = 240 random networks: depth 1-4, every activation and loss,
     # N from 1 to 64, weights at normal scale and x6 into saturation, the
     # user's backprop in float64 or in float32 arithmetic.
+    # A saturated net can leave the check unable to tell the gradient from zero
+    # (everything is ~1e-100): "inconclusive" then, never "failed".
     rng = np.random.default_rng(1000 + 2 * int(saturate) + (dtype is np.float32))
-    checked = 0
+    checked = inconclusive = 0
     for _ in range(60):
         sizes, hidden, output, loss, params, X, Y = _random_case(rng, dtype, saturate)
         net = fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss)
@@ -125,9 +127,12 @@ def test_no_false_alarm_on_correct_gradients(dtype, saturate):
         if not all(np.all(np.isfinite(g)) for g in grads):
             continue  # float32 overflow in the user's own arithmetic: nothing to check
         result = fastgrad.check(net, params, X, Y, grads)
-        assert result.passed, f"{sizes} {hidden} {output} {loss} N={X.shape[0]}\n{result}"
+        assert result.status != "failed", f"{sizes} {hidden} {output} {loss} N={X.shape[0]}\n{result}"
+        assert result.passed or saturate, f"{sizes} {hidden} {output} {loss} N={X.shape[0]}\n{result}"
+        inconclusive += result.status == "inconclusive"
         checked += 1
     assert checked >= 55
+    assert inconclusive <= checked // 3, inconclusive
 
 
 @pytest.fixture

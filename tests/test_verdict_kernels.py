@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastgrad
+from fastgrad._kernels import verdict as V
 from fastgrad._kernels.verdict import budget_into, entry_errors
 
 P = 5000
@@ -84,19 +85,37 @@ def test_entry_errors_flags_a_wrong_entry():
     assert rel[1] == pytest.approx(1e-6 / (1.0 + 1e-6), rel=1e-9)
 
 
-def numpy_tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol):
-    """Per-tensor verdicts the way check() computed them in NumPy, tensor by tensor."""
-    kink = kink & checked
+def numpy_statuses(a, n, b, kink, checked, negligible, by_budget, safety, rtol, atol):
+    """Every entry's verdict code, written out in NumPy (the rules of tensor_verdicts' Notes)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        diff = np.abs(a - n)
+        ratio = diff / b
+        rel = np.where(diff == 0.0, 0.0, diff / np.maximum(np.maximum(np.abs(a), np.abs(n)), atol / rtol))
+        wrong = ratio > safety if by_budget else rel > rtol
+        unresolved = (safety * b >= np.maximum(np.abs(a), np.abs(n))) & (b > negligible) & by_budget
+    status = np.where(wrong, V.FAILED, np.where(unresolved, V.UNRESOLVED, V.PASSED))
+    status = np.where(~np.isfinite(diff), V.FAILED, status)  # a - n overflows
+    status = np.where(~np.isfinite(n), V.NONFINITE, status)
+    status = np.where(kink, V.KINK, status)
+    status = np.where(~np.isfinite(a), V.FAILED, status)
+    status = np.where(checked, status, V.UNCHECKED).astype(np.uint8)
+    judged = status <= V.FAILED
+    ratio = np.where(judged & checked, np.where(np.isfinite(diff) & np.isfinite(a), ratio, np.inf), 0.0)
+    rel = np.where(judged & checked, np.where(np.isfinite(diff) & np.isfinite(a), rel, np.inf), 0.0)
+    return status, ratio, rel
+
+
+def numpy_tensor_verdicts(offsets, a, n, b, kink, checked, negligible, by_budget, safety, rtol, atol):
+    """Per-tensor verdicts tensor by tensor, in NumPy."""
     rows = []
-    for lo, hi in zip(offsets[:-1], offsets[1:]):
-        q, r, k, c = ratio[lo:hi], rel[lo:hi], kink[lo:hi], checked[lo:hi]
-        wrong = (q > safety) if by_budget else (r > rtol)
-        failed = wrong & ~k
-        judged_q = np.where(k, 0.0, q)
-        judged_r = np.where(k, 0.0, r)
-        worst = int(np.argmax(judged_q if by_budget else judged_r))
-        rows.append((failed, k, (int(failed.sum()), int(k.sum()), int(c.sum())),
-                     (float(np.max(judged_r)), float(np.max(judged_q))), worst))
+    for t, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
+        status, ratio, rel = numpy_statuses(a[lo:hi], n[lo:hi], b[lo:hi], kink[lo:hi], checked[lo:hi],
+                                            negligible[t], by_budget, safety, rtol, atol)
+        counts = tuple(int(np.count_nonzero(status == code)) for code in (V.FAILED, V.KINK, V.UNRESOLVED,
+                                                                          V.NONFINITE))
+        counts += (int(np.count_nonzero(checked[lo:hi])),)
+        worst = int(np.argmax(ratio if by_budget else rel))
+        rows.append((status, counts, (float(np.max(rel)), float(np.max(ratio))), worst))
     return rows
 
 
@@ -104,62 +123,108 @@ def _verdict_inputs(seed):
     rng = np.random.default_rng(seed)
     offsets = np.array([0, 3, 4, 1004, 1010, 1010 + 3 * 997])  # tensors smaller and larger than the pieces
     P = int(offsets[-1])
-    ratio = np.abs(rng.standard_normal(P)) * 10.0 ** rng.integers(-3, 3, P)
-    rel = np.abs(rng.standard_normal(P)) * 10.0 ** rng.integers(-12, 0, P)
-    ratio[rng.random(P) < 0.1] = 0.0
-    ratio[100] = ratio[900] = 1e9  # a tie for the worst: the first must win
-    rel[200] = rel[950] = 0.5
-    ratio[1500] = np.inf
-    rel[1600] = np.nan  # np.max / np.argmax: the first NaN wins
-    rel[2500] = np.nan
+    a = rng.standard_normal(P) * 10.0 ** rng.integers(-12, 3, P)
+    n = a * (1.0 + rng.standard_normal(P) * 10.0 ** rng.integers(-16, -2, P))
+    b = np.abs(a) * 10.0 ** rng.uniform(-16, 1, P) + 1e-300
+    a[rng.random(P) < 0.05] = 0.0
+    n[rng.random(P) < 0.02] = 0.0
+    a[100], n[100], b[100] = 2.0, 1.0, 1e-30  # a tie for the worst: the first must win
+    a[900], n[900], b[900] = 2.0, 1.0, 1e-30
+    n[1500], a[1600], n[1700], a[1800] = np.nan, np.inf, -np.inf, np.nan
+    a[1900], n[1900] = 1e308, -1e308  # a - n overflows
     kink = rng.random(P) < 0.05
-    kink[[100, 1600]] = False
+    kink[[100, 900, 1600, 1800, 1900]] = False
+    kink[2000] = True
+    a[2000] = np.nan  # a non-finite gradient fails even across a kink
     checked = rng.random(P) > 0.1
-    return offsets, ratio, rel, kink, checked
+    checked[[100, 900, 1500, 1600, 1700, 1800, 1900, 2000]] = True
+    negligible = 10.0 ** rng.uniform(-14, -4, offsets.size - 1)
+    return offsets, a, n, b, kink, checked, negligible
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("by_budget", [True, False])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_tensor_verdicts_match_numpy(seed, by_budget, threads):
-    from fastgrad._kernels.verdict import tensor_verdicts
-
-    offsets, ratio, rel, kink, checked = _verdict_inputs(seed)
+    offsets, a, n, b, kink, checked, negligible = _verdict_inputs(seed)
     P, T = int(offsets[-1]), offsets.size - 1
-    failed, on_kink = np.empty(P, dtype=bool), np.empty(P, dtype=bool)
-    counts, maxima, worst = np.empty((T, 3), dtype=np.int64), np.empty((T, 2)), np.empty(T, dtype=np.int64)
+    status = np.empty(P, dtype=np.uint8)
+    counts, maxima, worst = np.empty((T, V.N_COUNTS), dtype=np.int64), np.empty((T, 2)), np.empty(T, dtype=np.int64)
     with fastgrad._config.threads_context(min(threads, numba.config.NUMBA_NUM_THREADS)):
-        tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, 10.0, 1e-3, failed, on_kink, counts, maxima,
-                        worst)
-    for t, (want_failed, want_kink, want_counts, want_maxima, want_worst) in enumerate(
-            numpy_tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, 10.0, 1e-3)):
+        V.tensor_verdicts(offsets, a, n, b, kink, checked, negligible, by_budget, 10.0, 1e-3, 1e-5, status, counts,
+                          maxima, worst)
+    for t, (want_status, want_counts, want_maxima, want_worst) in enumerate(
+            numpy_tensor_verdicts(offsets, a, n, b, kink, checked, negligible, by_budget, 10.0, 1e-3, 1e-5)):
         lo, hi = offsets[t], offsets[t + 1]
-        assert np.array_equal(failed[lo:hi], want_failed)
-        assert np.array_equal(on_kink[lo:hi], want_kink)
+        assert np.array_equal(status[lo:hi], want_status), t
         assert tuple(counts[t]) == want_counts
         assert np.array_equal(maxima[t], np.array(want_maxima), equal_nan=True)
         assert worst[t] == want_worst, (t, worst[t], want_worst)
-    # the inputs did exercise ties and NaN: tensor 2 has the tied ratio, tensor 4 NaN rel entries
+    # the inputs did exercise every code, and the tie: tensor 2 has the tied entries
+    assert {V.PASSED, V.FAILED, V.KINK, V.NONFINITE, V.UNCHECKED} <= set(np.unique(status).tolist())
+    assert (V.UNRESOLVED in status) == by_budget
+    assert status[2000] == V.FAILED and status[1500] == V.NONFINITE and status[1900] == V.FAILED
     if by_budget:
         assert worst[2] == 100 - 4
-    else:
-        assert np.isnan(maxima[4, 0]) and worst[4] == 1600 - 1010
+
+
+def test_empty_kink_and_checked_mean_none_and_all():
+    offsets, a, n, b, kink, checked, negligible = _verdict_inputs(3)
+    P, T = int(offsets[-1]), offsets.size - 1
+    outs = []
+    for k, c in ((np.empty(0, bool), np.empty(0, bool)), (np.zeros(P, bool), np.ones(P, bool))):
+        status = np.empty(P, dtype=np.uint8)
+        counts, maxima, worst = np.empty((T, V.N_COUNTS), np.int64), np.empty((T, 2)), np.empty(T, np.int64)
+        V.tensor_verdicts(offsets, a, n, b, k, c, negligible, True, 10.0, 1e-3, 1e-5, status, counts, maxima, worst)
+        scales = np.empty(T)
+        V.tensor_scales(offsets, n, k, c, scales)
+        outs.append((status, counts, maxima, worst, scales))
+    for x, y in zip(*outs):
+        assert np.array_equal(x, y, equal_nan=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tensor_scales_match_numpy(threads):
+    offsets, a, n, b, kink, checked, negligible = _verdict_inputs(4)
+    scales = np.empty(offsets.size - 1)
+    with fastgrad._config.threads_context(min(threads, numba.config.NUMBA_NUM_THREADS)):
+        V.tensor_scales(offsets, n, kink, checked, scales)
+    for t, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
+        judged = checked[lo:hi] & ~kink[lo:hi] & np.isfinite(n[lo:hi])
+        assert scales[t] == np.max(np.abs(n[lo:hi][judged]), initial=0.0)
+
+
+def _one_tensor_verdict(a, n, b, negligible=1e-300, by_budget=True):
+    P = a.size
+    offsets = np.array([0, P])
+    status = np.empty(P, dtype=np.uint8)
+    counts, maxima, worst = np.empty((1, V.N_COUNTS), np.int64), np.empty((1, 2)), np.empty(1, np.int64)
+    V.tensor_verdicts(offsets, a, n, b, np.empty(0, bool), np.empty(0, bool), np.array([negligible]), by_budget,
+                      10.0, 1e-3, 1e-5, status, counts, maxima, worst)
+    return status, counts[0], worst[0]
 
 
 def test_tensor_verdicts_fail_a_wrong_entry():
     # a check of the check: one entry far outside its budget fails its tensor, and is the worst
-    from fastgrad._kernels.verdict import tensor_verdicts
+    a = np.full(60, 1.0)
+    n = a.copy()
+    n[37] = 1.0 + 1e-6
+    b = np.full(60, 1e-15)
+    status, counts, worst = _one_tensor_verdict(a, n, b)
+    assert counts[0] == 1 and np.flatnonzero(status == V.FAILED).tolist() == [37] and worst == 37
 
-    offsets = np.array([0, 50, 60])
-    ratio = np.full(60, 0.5)
-    ratio[37] = 1e6
-    rel = np.full(60, 1e-12)
-    kink, checked = np.zeros(60, dtype=bool), np.ones(60, dtype=bool)
-    failed, on_kink = np.empty(60, dtype=bool), np.empty(60, dtype=bool)
-    counts, maxima, worst = np.empty((2, 3), dtype=np.int64), np.empty((2, 2)), np.empty(2, dtype=np.int64)
-    tensor_verdicts(offsets, ratio, rel, kink, checked, True, 10.0, 1e-3, failed, on_kink, counts, maxima, worst)
-    assert counts[0, 0] == 1 and counts[1, 0] == 0 and np.flatnonzero(failed).tolist() == [37]
-    assert worst[0] == 37 and maxima[0, 1] == 1e6
-    kink[37] = True  # the same entry across a kink is inconclusive, not failed
-    tensor_verdicts(offsets, ratio, rel, kink, checked, True, 10.0, 1e-3, failed, on_kink, counts, maxima, worst)
-    assert counts[0, 0] == 0 and counts[0, 1] == 1 and maxima[0, 1] == 0.5
+
+def test_a_budget_as_large_as_the_value_is_unresolved_not_passed():
+    # item 1 of issue 12: with a huge budget, an all-zero gradient used to pass
+    n = np.linspace(0.1, 1.0, 10)
+    a = np.zeros(10)
+    status, counts, _ = _one_tensor_verdict(a, n, np.full(10, 0.5))
+    assert (status == V.UNRESOLVED).all() and counts[0] == 0 and counts[2] == 10
+    # ... unless the budget is negligible for the tensor: an exact zero is then a confirmed zero
+    status, _, _ = _one_tensor_verdict(np.zeros(3), np.zeros(3), np.full(3, 1e-20), negligible=1e-12)
+    assert (status == V.PASSED).all()
+    # ... and a value far above its budget is judged as usual
+    status, _, _ = _one_tensor_verdict(n * 1.5, n, np.full(10, 1e-12))
+    assert (status == V.FAILED).all()
+    status, _, _ = _one_tensor_verdict(n * 1.5, n, np.full(10, 0.5), by_budget=False)
+    assert (status == V.FAILED).all()

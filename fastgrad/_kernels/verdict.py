@@ -1,4 +1,4 @@
-"""Per-entry error budgets, budget ratios and relative errors, in one parallel pass.
+"""Per-entry error budgets, the verdict of every entry, and per-tensor summaries, in parallel passes.
 
 :func:`fastgrad.check` judges every entry; on a large net the NumPy version
 of these elementwise formulas (a dozen temporaries of P doubles) cost as much
@@ -35,11 +35,13 @@ def entry_errors(analytic, numerical, budget, checked, rtol, atol, ratio_out, re
 
     The relative error is ``|a - n| / max(|a|, |n|, atol / rtol)`` (0 where
     ``a == n``). A non-finite value on either side gives ``inf`` in both;
-    an entry that is not ``checked`` gives 0 in both.
+    an entry that is not ``checked`` gives 0 in both (``checked`` empty:
+    every entry is). :class:`fastgrad.CheckResult` computes its ``rel_error``
+    and ``budget_ratio`` with it on demand instead of keeping them.
     """
     floor = atol / rtol
     for p in prange(analytic.shape[0]):
-        if not checked[p]:
+        if checked.shape[0] != 0 and not checked[p]:
             ratio_out[p] = 0.0
             rel_out[p] = 0.0
             continue
@@ -62,6 +64,16 @@ def entry_errors(analytic, numerical, budget, checked, rtol, atol, ratio_out, re
 #: does not depend on it).
 SUMMARY_PIECE = 4096
 
+# Entry verdicts (``status_out`` of :func:`tensor_verdicts`).
+PASSED = 0
+FAILED = 1
+KINK = 2  # a +-h step crossed a relu/leaky_relu kink
+UNRESOLVED = 3  # the budget cannot tell the value from zero (see tensor_verdicts)
+NONFINITE = 4  # the numerical value is not finite (the loss overflows near w)
+UNCHECKED = 5
+#: Columns of ``counts_out``: failed, the three inconclusive kinds, checked.
+N_COUNTS = 5
+
 
 @jit(inline=True)
 def _beats(x, best):
@@ -75,68 +87,120 @@ def _beats(x, best):
     return x != x or x > best
 
 
-@jit()
-def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol, failed_out, kink_out, counts_out,
-                    maxima_out, worst_out):
-    """Every tensor's verdict from the per-entry errors, in one parallel pass.
-
-    Parameters
-    ----------
-    offsets : ndarray of int64, shape (T + 1,)
-        Tensor ``t`` is the flat range ``offsets[t]:offsets[t + 1]``.
-    ratio, rel : ndarray of float64, shape (P,)
-        From :func:`entry_errors`.
-    kink, checked : ndarray of bool, shape (P,)
-        Steps that crossed a kink; entries that were checked.
-    by_budget : bool
-        Judge by ``ratio > safety`` (else by ``rel > rtol``).
-    safety, rtol : float
-    failed_out : ndarray of bool, shape (P,)
-        Written: the entry fails (and is not inconclusive).
-    kink_out : ndarray of bool, shape (P,)
-        Written: the entry is inconclusive (checked, and a step crossed a kink).
-    counts_out : ndarray of int64, shape (T, 3)
-        Written: failed, inconclusive and checked entries of each tensor.
-    maxima_out : ndarray of float64, shape (T, 2)
-        Written: the largest relative error and budget ratio of each tensor,
-        inconclusive entries counted as 0.
-    worst_out : ndarray of int64, shape (T,)
-        Written: index within the tensor of its worst entry by the verdict's
-        measure (as ``np.argmax``: the first of equal maxima, or the first NaN).
-
-    Notes
-    -----
-    Each tensor is cut into pieces of ``SUMMARY_PIECE`` entries, scanned in
-    parallel (:func:`_scan_pieces`), and the pieces' results are combined in
-    order. Only the scan is a parallel function: Numba compiles every array
-    expression of a parallel function as a parallel loop of its own, which
-    made the first call several seconds slower.
-    """
+@jit(inline=True)
+def _pieces(offsets):
+    """Cut every tensor into pieces of ``SUMMARY_PIECE``: each tensor's first piece, and each piece's tensor."""
     T = offsets.shape[0] - 1
     first_piece = np.empty(T + 1, dtype=np.int64)  # tensor t's pieces: first_piece[t]:first_piece[t + 1]
     first_piece[0] = 0
     for t in range(T):
         size = offsets[t + 1] - offsets[t]
         first_piece[t + 1] = first_piece[t] + max(1, (size + SUMMARY_PIECE - 1) // SUMMARY_PIECE)
-    n_pieces = first_piece[T]
-    piece_tensor = np.empty(n_pieces, dtype=np.int64)
+    piece_tensor = np.empty(first_piece[T], dtype=np.int64)
     for t in range(T):
         for task in range(first_piece[t], first_piece[t + 1]):
             piece_tensor[task] = t
-    part_counts = np.empty((n_pieces, 3), dtype=np.int64)
+    return first_piece, piece_tensor
+
+
+@jit()
+def tensor_scales(offsets, numerical, kink, checked, scales_out):
+    """Largest ``|numerical|`` of each tensor over its judged entries (checked, finite, no kink).
+
+    ``kink`` and ``checked`` may be empty: no kinks, every entry checked.
+    The maximum does not depend on the order, so neither on the thread count.
+    """
+    first_piece, piece_tensor = _pieces(offsets)
+    part = np.empty(piece_tensor.shape[0])
+    _scale_pieces(offsets, first_piece, piece_tensor, numerical, kink, checked, part)
+    for t in range(offsets.shape[0] - 1):
+        best = 0.0
+        for task in range(first_piece[t], first_piece[t + 1]):
+            best = max(best, part[task])
+        scales_out[t] = best
+
+
+@jit(parallel=True)
+def _scale_pieces(offsets, first_piece, piece_tensor, numerical, kink, checked, part):
+    for task in prange(piece_tensor.shape[0]):
+        t = piece_tensor[task]
+        start = offsets[t] + (task - first_piece[t]) * SUMMARY_PIECE
+        stop = min(offsets[t + 1], start + SUMMARY_PIECE)
+        best = 0.0
+        for p in range(start, stop):
+            if checked.shape[0] != 0 and not checked[p]:
+                continue
+            if kink.shape[0] != 0 and kink[p]:
+                continue
+            x = abs(numerical[p])
+            if x <= 1.7976931348623157e308 and x > best:  # finite (NaN compares False)
+                best = x
+        part[task] = best
+
+
+@jit()
+def tensor_verdicts(offsets, analytic, numerical, budget, kink, checked, negligible, by_budget, safety, rtol, atol,
+                    status_out, counts_out, maxima_out, worst_out):
+    """Every entry's verdict and every tensor's summary, in one parallel pass.
+
+    Parameters
+    ----------
+    offsets : ndarray of int64, shape (T + 1,)
+        Tensor ``t`` is the flat range ``offsets[t]:offsets[t + 1]``.
+    analytic, numerical, budget : ndarray of float64, shape (P,)
+        The gradient checked, the numerical gradient and its error budget.
+    kink, checked : ndarray of bool, shape (P,) or (0,)
+        Steps that crossed a kink (empty: none); entries that were checked
+        (empty: all).
+    negligible : ndarray of float64, shape (T,)
+        Per tensor: a budget at or below this resolves an entry however
+        small its value (see Notes).
+    by_budget : bool
+        Judge by ``|a - n| > safety budget`` (else by ``rel > rtol``).
+    safety, rtol, atol : float
+    status_out : ndarray of uint8, shape (P,)
+        Written: ``PASSED``, ``FAILED``, ``KINK``, ``UNRESOLVED``,
+        ``NONFINITE`` or ``UNCHECKED``.
+    counts_out : ndarray of int64, shape (T, N_COUNTS)
+        Written: failed, kink, unresolved, non-finite and checked entries.
+    maxima_out : ndarray of float64, shape (T, 2)
+        Written: the largest relative error and budget ratio of each tensor
+        over its judged entries (inconclusive ones count as 0).
+    worst_out : ndarray of int64, shape (T,)
+        Written: index within the tensor of its worst entry by the verdict's
+        measure (as ``np.argmax``: the first of equal maxima, or the first NaN).
+
+    Notes
+    -----
+    An entry fails when ``|a - n|`` exceeds ``safety`` budgets, whatever
+    else holds. One that does not fail is *unresolved* (inconclusive, never
+    passed) when the budget cannot tell its value from zero,
+    ``safety budget >= max(|a|, |n|)``, unless that budget is negligible for
+    its tensor (``budget <= negligible[t]``: exact zeros of dead units are
+    confirmed to far below the tensor's gradients). A non-finite analytic
+    value fails; a non-finite numerical value with a finite analytic one is
+    inconclusive (the loss overflows near ``w``). Each tensor is cut into
+    pieces of ``SUMMARY_PIECE`` entries, scanned in parallel, and the
+    pieces' results are combined in order, so the result does not depend on
+    the thread count.
+    """
+    T = offsets.shape[0] - 1
+    first_piece, piece_tensor = _pieces(offsets)
+    n_pieces = piece_tensor.shape[0]
+    part_counts = np.empty((n_pieces, N_COUNTS), dtype=np.int64)
     part_max = np.empty((n_pieces, 3), dtype=np.float64)  # rel, ratio, the verdict's measure
     part_worst = np.empty(n_pieces, dtype=np.int64)
-    _scan_pieces(offsets, first_piece, piece_tensor, ratio, rel, kink, checked, by_budget, safety, rtol, failed_out,
-                 kink_out, part_counts, part_max, part_worst)
+    _verdict_pieces(offsets, first_piece, piece_tensor, analytic, numerical, budget, kink, checked, negligible,
+                    by_budget, safety, rtol, atol, status_out, part_counts, part_max, part_worst)
     for t in range(T):  # pieces in order: the first maximum wins, as in one scan
-        for c in range(3):
+        for c in range(N_COUNTS):
             counts_out[t, c] = 0
         max_r = -np.inf
         max_q = -np.inf
         best = -np.inf
         worst = 0
         for task in range(first_piece[t], first_piece[t + 1]):
-            for c in range(3):
+            for c in range(N_COUNTS):
                 counts_out[t, c] += part_counts[task, c]
             if _beats(part_max[task, 0], max_r):
                 max_r = part_max[task, 0]
@@ -150,36 +214,58 @@ def tensor_verdicts(offsets, ratio, rel, kink, checked, by_budget, safety, rtol,
         worst_out[t] = worst
 
 
+@jit(inline=True)
+def entry_verdict(a, n, b, on_kink, negligible, by_budget, safety, rtol, floor):
+    """``(status, budget ratio, relative error)`` of one checked entry (ratio and error 0 when inconclusive)."""
+    if not np.isfinite(a):
+        return FAILED, np.inf, np.inf
+    if on_kink:
+        return KINK, 0.0, 0.0
+    if not np.isfinite(n):
+        return NONFINITE, 0.0, 0.0
+    diff = abs(a - n)
+    if not np.isfinite(diff):  # a - n overflows
+        return FAILED, np.inf, np.inf
+    ratio = diff / b
+    rel = 0.0 if diff == 0.0 else diff / max(max(abs(a), abs(n)), floor)
+    if by_budget:
+        if ratio > safety:
+            return FAILED, ratio, rel
+        if safety * b >= max(abs(a), abs(n)) and b > negligible:
+            return UNRESOLVED, 0.0, 0.0
+        return PASSED, ratio, rel
+    return (FAILED if rel > rtol else PASSED), ratio, rel
+
+
 @jit(parallel=True)
-def _scan_pieces(offsets, first_piece, piece_tensor, ratio, rel, kink, checked, by_budget, safety, rtol, failed_out,
-                 kink_out, part_counts, part_max, part_worst):
+def _verdict_pieces(offsets, first_piece, piece_tensor, analytic, numerical, budget, kink, checked, negligible,
+                    by_budget, safety, rtol, atol, status_out, part_counts, part_max, part_worst):
     """The pieces of :func:`tensor_verdicts`, in parallel: each piece's counts, maxima and first worst entry."""
+    floor = atol / rtol
     for task in prange(piece_tensor.shape[0]):
         t = piece_tensor[task]
         lo = offsets[t]
         start = lo + (task - first_piece[t]) * SUMMARY_PIECE
         stop = min(offsets[t + 1], start + SUMMARY_PIECE)
-        failed = 0
-        inconclusive = 0
-        n_checked = 0
+        counts = np.zeros(N_COUNTS, dtype=np.int64)
         max_r = -np.inf
         max_q = -np.inf
         best = -np.inf
         worst = 0
         for p in range(start, stop):
-            on_kink = kink[p] and checked[p]
-            kink_out[p] = on_kink
-            if checked[p]:
-                n_checked += 1
-            if on_kink:
-                inconclusive += 1
-            q = 0.0 if on_kink else ratio[p]
-            r = 0.0 if on_kink else rel[p]
+            if checked.shape[0] != 0 and not checked[p]:
+                status_out[p] = UNCHECKED
+                q = 0.0
+                r = 0.0
+            else:
+                on_kink = kink.shape[0] != 0 and kink[p]
+                status, q, r = entry_verdict(analytic[p], numerical[p], budget[p], on_kink, negligible[t],
+                                             by_budget, safety, rtol, floor)
+                status_out[p] = status
+                counts[N_COUNTS - 1] += 1
+                if status != PASSED:
+                    counts[status - 1] += 1
             measure = q if by_budget else r
-            wrong = measure > safety if by_budget else measure > rtol
-            failed_out[p] = wrong
-            if wrong:
-                failed += 1
             if _beats(r, max_r):
                 max_r = r
             if _beats(q, max_q):
@@ -187,9 +273,8 @@ def _scan_pieces(offsets, first_piece, piece_tensor, ratio, rel, kink, checked, 
             if _beats(measure, best):
                 best = measure
                 worst = p - lo
-        part_counts[task, 0] = failed
-        part_counts[task, 1] = inconclusive
-        part_counts[task, 2] = n_checked
+        for c in range(N_COUNTS):
+            part_counts[task, c] = counts[c]
         part_max[task, 0] = max_r
         part_max[task, 1] = max_q
         part_max[task, 2] = best
