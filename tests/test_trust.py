@@ -1,0 +1,145 @@
+"""Issue 12, wrong verdicts on legitimate inputs: each test failed on the code before the fix.
+
+1. a budget that swamps the values (tiny eps, full engine) made everything pass;
+3. method="directional" failed correct saturated nets (leaf budgets of ~1e-22);
+4. exact zeros with a rounding residue in the user's gradient failed;
+6. an error proportional to the parameter (a weight-decay term) had no hint.
+Each also shows that a wrong gradient still fails.
+"""
+
+import numpy as np
+import pytest
+
+import fastgrad
+import reference as ref
+from test_verdict import OUTPUTS, ACTS
+
+
+@pytest.fixture
+def small_case():
+    rng = np.random.default_rng(0)
+    net = fastgrad.MLP([4, 6, 3])
+    params = net.init(seed=1)
+    X, Y = rng.standard_normal((8, 4)), rng.random((8, 3))
+    return net, params, X, Y, net.backprop(params, X, Y)
+
+
+@pytest.mark.parametrize("method, eps", [("central", 1e-15), ("central", 1e-14), ("richardson", 3e-14)])
+@pytest.mark.parametrize("wrong", ["zeros", "x1.5"])
+def test_a_budget_that_swamps_the_values_never_passes(small_case, method, eps, wrong):
+    net, params, X, Y, g = small_case
+    grads = [np.zeros_like(x) for x in g] if wrong == "zeros" else [1.5 * x for x in g]
+    result = fastgrad.check(net, params, X, Y, grads, engine="full", eps=eps, method=method)
+    assert not result.passed and result.status == "inconclusive"
+    assert result.mostly_inconclusive
+    assert "INCONCLUSIVE" in str(result).splitlines()[0]
+    assert any("cannot tell it from zero" in c.reason for c in result.inconclusive)
+    # the right gradient is inconclusive too: the check says it cannot vouch, not that it passed
+    assert fastgrad.check(net, params, X, Y, g, engine="full", eps=eps, method=method).status == "inconclusive"
+
+
+@pytest.mark.parametrize("eps", [1e-12, 1e-10])
+def test_a_small_step_that_still_resolves_the_values_judges_them(small_case, eps):
+    net, params, X, Y, g = small_case
+    assert fastgrad.check(net, params, X, Y, g, engine="full", eps=eps).passed
+    for grads in ([np.zeros_like(x) for x in g], [1.5 * x for x in g]):
+        result = fastgrad.check(net, params, X, Y, grads, engine="full", eps=eps)
+        assert result.status == "failed" and result.n_failed > 0.5 * net.n_params
+
+
+def _saturated_case(rng, scale):
+    depth = int(rng.integers(1, 5))
+    sizes = [int(rng.integers(1, 7)) for _ in range(depth + 1)]
+    hidden = ACTS[int(rng.integers(len(ACTS)))]
+    output, loss = OUTPUTS[int(rng.integers(len(OUTPUTS)))]
+    if loss == "cross_entropy":
+        sizes[-1] = max(sizes[-1], 2)
+    N = int(rng.choice([1, 2, 5, 8, 17, 64]))
+    params = ref.random_params(rng, sizes)
+    X = rng.standard_normal((N, sizes[0])) * scale
+    Y = ref.random_targets(rng, N, sizes[-1], output, loss)
+    return fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss), params, X, Y
+
+
+@pytest.mark.parametrize("scale", [1e2, 1e3])
+def test_directional_never_fails_a_correct_saturated_net(scale):
+    rng = np.random.default_rng(12 + int(scale))
+    bad = []
+    for case in range(48):
+        net, params, X, Y = _saturated_case(rng, scale)
+        result = fastgrad.check(net, params, X, Y, method="directional", seed=case)
+        if result.status == "failed":
+            bad.append(f"case {case}: {net!r}\n{result}")
+    assert not bad, "\n\n".join(bad[:3])
+
+
+def test_directional_leaves_get_central_budgets_and_still_catch_one_wrong_entry():
+    rng = np.random.default_rng(5)
+    net = fastgrad.MLP([5, 7, 3], hidden="tanh")
+    params = net.init(seed=2)
+    X, Y = rng.standard_normal((16, 5)) * 100.0, rng.random((16, 3))
+    g = net.backprop(params, X, Y)
+    central = fastgrad.check(net, params, X, Y, g)
+    w = np.unravel_index(int(np.argmax(np.abs(g[2]))), g[2].shape)
+    g[2][w] *= 1.0 + 1e-6
+    result = fastgrad.check(net, params, X, Y, g, method="directional", seed=0)
+    assert result.status == "failed" and [(f.tensor, f.index) for f in result.failures] == [("W2", w)]
+    leaf = np.ravel_multi_index(w, g[2].shape)
+    # the same terms; only the tensor's scale in the user-rounding floor is max|g| here, max|numerical| there
+    assert result.budget[2].flat[leaf] == pytest.approx(central.budget[2].flat[leaf], rel=1e-6)
+
+
+def _dead_unit_case():
+    """A relu net whose hidden unit 1 is dead for the whole batch: its gradients are exactly 0."""
+    rng = np.random.default_rng(7)
+    net = fastgrad.MLP([3, 4, 2], hidden="relu")
+    params = net.init(seed=3)
+    params[1][1] = -1e3  # unit 1 never fires
+    X, Y = rng.standard_normal((10, 3)), rng.random((10, 2))
+    return net, params, X, Y
+
+
+def test_exact_zeros_with_a_rounding_residue_pass():
+    net, params, X, Y = _dead_unit_case()
+    g = net.backprop(params, X, Y)
+    assert not g[0][:, 1].any() and g[1][1] == 0.0
+    alpha, N = 0.3, X.shape[0]
+    # a user who adds a weight-decay term and takes it off again, rounded differently (a regulariser switched
+    # off), leaves residues of order u * |alpha W / N| where the true value is exactly 0
+    residue = [x + ((alpha * p) / N - alpha * (p / N)) * 7.0 for x, p in zip(g, params)]
+    assert residue[0][:, 1].any()
+    result = fastgrad.check(net, params, X, Y, residue)
+    assert result.passed, str(result)
+    # while a 1e-6 relative error in one live entry is still caught
+    wrong = [x.copy() for x in residue]
+    wrong[0][0, 0] *= 1.0 + 1e-6
+    result = fastgrad.check(net, params, X, Y, wrong)
+    assert not result.passed and [(f.tensor, f.index) for f in result.failures] == [("W1", (0, 0))]
+
+
+def test_a_dead_unit_with_a_real_error_still_fails():
+    net, params, X, Y = _dead_unit_case()
+    g = net.backprop(params, X, Y)
+    scale = max(float(np.abs(x).max()) for x in g)
+    g[0][0, 1] = 1e-6 * scale  # the true value is exactly 0
+    result = fastgrad.check(net, params, X, Y, g)
+    assert not result.passed and [(f.tensor, f.index) for f in result.failures] == [("W1", (0, 1))]
+
+
+@pytest.mark.parametrize("c", [0.01, -0.003])
+def test_an_error_proportional_to_the_parameter_is_named(small_case, c):
+    net, params, X, Y, g = small_case
+    grads = [x.copy() for x in g]
+    grads[2] = g[2] + c * params[2]
+    result = fastgrad.check(net, params, X, Y, grads)
+    hint = result.tensor("W2").hint
+    assert not result.passed and hint is not None and f"{c:g} x W2" in hint, hint
+    assert result.tensor("W1").passed
+
+
+def test_all_zero_biases_get_advice_not_a_failure(small_case):
+    net, params, X, Y, _ = small_case
+    params = [p if k % 2 == 0 else np.zeros_like(p) for k, p in enumerate(params)]
+    result = fastgrad.check(net, params, X, Y)
+    assert result.passed and any("every bias is exactly 0" in a for a in result.advice)
+    assert "every bias is exactly 0" in str(result)
