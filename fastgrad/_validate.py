@@ -285,7 +285,7 @@ def required(value: Any, argument: str, expected: str) -> None:
 def entry_arguments(
     net: Any, X: Any, Y: Any, seed_value: Any, per_param: int, what: str, entries: Any = None
 ) -> None:
-    """Checks at the top of :func:`fastgrad.check` and :func:`fastgrad.numerical_gradient`.
+    """Run the checks at the top of :func:`fastgrad.check` and :func:`fastgrad.numerical_gradient`.
 
     ``X`` and ``Y`` are required (None would reach a Numba kernel);
     ``seed`` is validated whether or not it will be used; and a batch too
@@ -332,11 +332,24 @@ def _read_int(path: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _cgroup_stat(path: str, key: str) -> int:
+    try:
+        with open(path, encoding="ascii") as fh:
+            for line in fh:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def available_memory() -> int | None:
     """Bytes of memory a new allocation can use, or None when it cannot be told.
 
     Linux: ``MemAvailable`` of ``/proc/meminfo``, lowered to what a cgroup
-    memory limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``) leaves.
+    memory limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``) leaves
+    (its usage less the inactive page cache, which is reclaimable).
     Elsewhere: the physical memory (``os.sysconf``), an upper bound.
     """
     found: int | None = None
@@ -356,14 +369,16 @@ def available_memory() -> int | None:
             found = None
         if found is not None and found <= 0:
             found = None
-    for limit_path, usage_path in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    for folder, limit_name, usage_name, inactive_key in (
+        ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
     ):
-        limit = _read_int(limit_path)
+        limit = _read_int(os.path.join(folder, limit_name))
         if limit is None or limit >= 2**60:  # "max", or v1's "unlimited" (a huge number)
             continue
-        usage = _read_int(usage_path) or 0
+        usage = _read_int(os.path.join(folder, usage_name)) or 0
+        # the usage counts page cache; its inactive part is reclaimed before an allocation fails
+        usage -= min(usage, _cgroup_stat(os.path.join(folder, "memory.stat"), inactive_key))
         left = max(0, limit - usage)
         found = left if found is None else min(found, left)
     return found
@@ -379,14 +394,21 @@ def format_bytes(n: int | float) -> str:
     return f"{n:.3g} EB"  # pragma: no cover
 
 
+#: Below this many bytes the memory available is not looked up (reading it
+#: costs ~0.1 ms, which small periodic checks should not pay).
+MEMORY_FLOOR = 1 << 26
+
+
 def memory_shortfall(nbytes: int) -> str | None:
     """None when ``nbytes`` can be allocated; otherwise the end of a message saying why not.
 
     ``nbytes`` is a Python int (no overflow); refused above :data:`MAX_BYTES`
-    or above :func:`available_memory`.
+    or above :func:`available_memory` (looked up from :data:`MEMORY_FLOOR` up).
     """
     if nbytes > MAX_BYTES:
         return "more than any machine can address (2**62 bytes)"
+    if nbytes < MEMORY_FLOOR:
+        return None
     available = available_memory()
     if available is not None and nbytes > available:
         return f"more than the {format_bytes(available)} of memory available"
@@ -403,7 +425,7 @@ ACTIVATION_BYTES = 16
 
 
 def work_memory(n_params: int, n_units: int, n_samples: int, per_param: int) -> int:
-    """A lower bound, in bytes, of what a check (``per_param`` bytes a parameter) allocates."""
+    """Return a lower bound, in bytes, of what a check (``per_param`` bytes a parameter) allocates."""
     return per_param * int(n_params) + ACTIVATION_BYTES * int(n_samples) * int(n_units)
 
 

@@ -101,7 +101,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def _count(text: str) -> int:
-    """A whole number, also in exponent notation (``1e4``); the size checks come later."""
+    """Parse a whole number, also in exponent notation (``1e4``); the size checks come later."""
     try:
         value = decimal.Decimal(text.strip())
     except decimal.InvalidOperation:
@@ -341,7 +341,7 @@ def _read_member(archive: np.lib.npyio.NpzFile, member: _Member, path: str, role
 
 
 def tensor_members(path: str, role: str) -> list[_Member]:
-    """The headers of ``W1, b1, W2, b2, ...`` in an .npz file, in layer order (nothing loaded).
+    """Read the headers of ``W1, b1, W2, b2, ...`` in an .npz file, in layer order (nothing loaded).
 
     Raises
     ------
@@ -399,7 +399,7 @@ def load_tensors(path: str, role: str) -> list[np.ndarray]:
 
 
 def data_members(path: str) -> list[_Member]:
-    """The headers of ``X`` and ``Y`` in an .npz file (nothing loaded)."""
+    """Read the headers of ``X`` and ``Y`` in an .npz file (nothing loaded)."""
     with _open_npz(path, "data") as archive:
         return [_member(archive, key, path, "data") for key in ("X", "Y")]
 

@@ -237,12 +237,12 @@ def _check_size_memory(sizes: list[int]) -> None:
     short = _validate.memory_shortfall(nbytes)
     if short is None:
         return
-    l = max(range(len(layers)), key=layers.__getitem__)
+    big = max(range(len(layers)), key=layers.__getitem__)
     shown = f" {sizes}" if len(sizes) <= 8 else ""
     raise ValueError(
         f"sizes{shown}: the net would have {n_params:,} parameters, {_validate.format_bytes(nbytes)} as float64 "
-        f"(8 bytes each), {short}; the largest layer, sizes[{l}] x sizes[{l + 1}] = "
-        f"{sizes[l]} x {sizes[l + 1]}, has {layers[l]:,} of them"
+        f"(8 bytes each), {short}; the largest layer, sizes[{big}] x sizes[{big + 1}] = "
+        f"{sizes[big]} x {sizes[big + 1]}, has {layers[big]:,} of them"
     )
 
 

@@ -169,8 +169,12 @@ class Monitor:
         """Count one training step; on a checking step, check ``grads`` and return the result.
 
         Cheap on the other steps (a counter and a clock). Never modifies any
-        of the arrays given.
+        of the arrays given. ``grads`` is required: None (a backprop that
+        forgot to return) would otherwise check ``net.backprop`` instead.
         """
+        if grads is None:
+            raise TypeError("grads is None; pass the gradient your training step uses (a list shaped like "
+                            "params) or your backprop callable")
         entered = time.perf_counter()
         if self._last_exit is not None:
             self._train_seconds += entered - self._last_exit

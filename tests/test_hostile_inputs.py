@@ -40,12 +40,13 @@ def memory(monkeypatch):
     def _set(nbytes):
         # raising=False: the code before the fix had no such function (the test must fail there, not error)
         monkeypatch.setattr(_validate, "available_memory", lambda: nbytes, raising=False)
+        monkeypatch.setattr(_validate, "MEMORY_FLOOR", 0, raising=False)
 
     return _set
 
 
 def fragments(*parts):
-    """A ``match=`` regex requiring every fragment literally, in any order."""
+    """Return a ``match=`` regex requiring every fragment literally, in any order."""
     return "(?s)" + "".join(f"(?=.*{re.escape(p)})" for p in parts)
 
 
@@ -53,11 +54,11 @@ def fragments(*parts):
 
 
 def _old_init_weights(net, seed):
-    """The weights MLP.init drew when biases were zero (the same rng stream, weights first)."""
+    """Draw the weights MLP.init drew when biases were zero (the same rng stream, weights first)."""
     rng = np.random.default_rng(seed)
     out = []
-    for l, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:])):
-        act = net.output if l == net.n_layers - 1 else net.hidden
+    for layer, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:])):
+        act = net.output if layer == net.n_layers - 1 else net.hidden
         if act in ("relu", "leaky_relu"):
             out.append(rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_in, fan_out)))
         else:
@@ -128,6 +129,14 @@ def test_none_data_in_monitor_step_is_named(case):
         mon.step(params, X, None, net.backprop(params, X, Y))
 
 
+def test_monitor_step_without_grads_is_refused(case):
+    """grads=None would silently check net.backprop instead of the user's gradient."""
+    net, params, X, Y = case
+    mon = fastgrad.Monitor(net, every=1, budget=None, warm_up=False)
+    with pytest.raises(TypeError, match=fragments("grads", "None")):
+        mon.step(params, X, Y, None)
+
+
 # --------------------------------------------------------------- item 14: huge sizes
 
 HUGE_SIZES = {
@@ -146,6 +155,11 @@ def test_huge_sizes_raise_value_error_with_the_estimate(sizes, available, parts,
         memory(available)
     with pytest.raises(ValueError, match=fragments("sizes", *parts)):
         fastgrad.MLP(sizes)
+
+
+def test_available_memory_is_a_positive_figure():
+    available = _validate.available_memory()
+    assert available is None or available > 0
 
 
 def test_sizes_that_fit_are_still_accepted(memory):
