@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -88,6 +90,8 @@ def as_float_array(
         For a NaN or infinite entry (the message gives its index).
     """
     where = f"{argument}: tensor {tensor!r}" if tensor else argument
+    if value is None:
+        raise TypeError(f"{where} is None; expected a real numeric array")
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -216,3 +220,242 @@ def choice(value: Any, options: Sequence[str], argument: str) -> str:
     if not isinstance(value, str) or value not in options:
         raise ValueError(f"{argument} must be one of {', '.join(map(repr, options))}; got {value!r}")
     return value
+
+
+def integer(value: Any, argument: str, minimum: int | None = None) -> int:
+    """Validate an integer option: any integral type (``int``, ``np.int64`` ...), never a bool or a float.
+
+    Raises ``TypeError`` for a non-integral value and ``ValueError`` below ``minimum``.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument} must be an int, got the bool {value!r}")
+    try:
+        out = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{argument} must be an int, got {type(value).__name__} {value!r}") from None
+    if minimum is not None and out < minimum:
+        raise ValueError(f"{argument} must be an int >= {minimum}, got {out}")
+    return out
+
+
+#: What ``seed`` may be: what ``numpy.random.default_rng`` takes, minus what it would reject later.
+SEED_KINDS = "None, a non-negative int, a sequence of them, or a numpy.random Generator/BitGenerator/SeedSequence"
+
+
+def _seed_int(value: Any, argument: str) -> int:
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{argument} must be {SEED_KINDS}; got {type(value).__name__} {value!r}")
+    try:
+        out = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{argument} must be {SEED_KINDS}; got {type(value).__name__} {value!r}") from None
+    if out < 0:
+        raise ValueError(f"{argument} must be a non-negative int (or None), got {out}")
+    return out
+
+
+def seed(value: Any, argument: str = "seed") -> Any:
+    """Validate a seed for ``numpy.random.default_rng`` and return it (ints as Python ints).
+
+    Accepted: None, a non-negative integer of any integral type, a
+    non-empty 1-D sequence of them, or a ``numpy.random`` ``Generator``,
+    ``BitGenerator`` or ``SeedSequence`` (what fastgrad has always passed on
+    to ``default_rng``). Bools, floats, strings and negative integers raise
+    ``TypeError`` or ``ValueError`` naming ``argument``.
+    """
+    if value is None or isinstance(value, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return _seed_int(value[()], argument)
+    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes)):
+        if isinstance(value, np.ndarray) and value.ndim != 1:
+            raise ValueError(f"{argument} as an array must be 1-D, got shape {value.shape}")
+        if len(value) == 0:
+            raise ValueError(f"{argument} is an empty sequence; expected {SEED_KINDS}")
+        return [_seed_int(v, f"{argument}[{i}]") for i, v in enumerate(value)]
+    return _seed_int(value, argument)
+
+
+def required(value: Any, argument: str, expected: str) -> None:
+    """Raise ``TypeError`` naming ``argument`` when a required array is None."""
+    if value is None:
+        raise TypeError(f"{argument} is None; expected {expected}")
+
+
+def entry_arguments(
+    net: Any, X: Any, Y: Any, seed_value: Any, per_param: int, what: str, entries: Any = None
+) -> None:
+    """Run the checks at the top of :func:`fastgrad.check` and :func:`fastgrad.numerical_gradient`.
+
+    ``X`` and ``Y`` are required (None would reach a Numba kernel);
+    ``seed`` is validated whether or not it will be used; and a batch too
+    large for the memory left (``per_param`` bytes a parameter plus the
+    activations, at the least) is refused before anything is allocated.
+    ``entries`` (check's mask) must have a bool dtype: a float or int array
+    would be silently cast to a different mask.
+    """
+    required(X, "X", "an array of shape (N, D), one row per sample")
+    required(Y, "Y", "an array of targets of shape (N, K), one row per sample")
+    seed(seed_value)
+    if entries is not None:
+        try:
+            kind = np.asarray(entries).dtype
+        except Exception:  # noqa: BLE001 - ragged lists and the like
+            kind = None
+        if kind != np.bool_:
+            raise TypeError(f"entries must be a bool mask (dtype bool, one entry per parameter), got dtype {kind}")
+    check_work_memory(net, X, per_param, what)
+
+
+def engine_method(engine: Any, method: Any, engines: Sequence[str], methods: Sequence[str]) -> None:
+    """Validate ``engine`` and ``method`` and their combination (the rules :func:`fastgrad.check` applies)."""
+    choice(method, methods, "method")
+    choice(engine, engines, "engine")
+    if engine == "unit" and method != "central":
+        raise ValueError(f"engine='unit' differentiates each unit by a central difference; method={method!r} "
+                         "needs engine='incremental' or 'full'")
+
+
+# ------------------------------------------------------------------ memory
+
+#: Largest array fastgrad will try to build, in bytes (NumPy's limit is the
+#: largest intp; beyond 2**62 byte counts stop being meaningful anyway).
+MAX_BYTES = 2**62
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read().strip()
+    except (OSError, ValueError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _cgroup_stat(path: str, key: str) -> int:
+    try:
+        with open(path, encoding="ascii") as fh:
+            for line in fh:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can use, or None when it cannot be told.
+
+    Linux: ``MemAvailable`` of ``/proc/meminfo``, lowered to what a cgroup
+    memory limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``) leaves
+    (its usage less the inactive page cache, which is reclaimable).
+    Elsewhere: the physical memory (``os.sysconf``), an upper bound.
+    """
+    found: int | None = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    parts = line.split()
+                    found = int(parts[1]) * (1024 if len(parts) > 2 and parts[2].lower() == "kb" else 1)
+                    break
+    except (OSError, ValueError):
+        found = None
+    if found is None:
+        try:
+            found = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            found = None
+        if found is not None and found <= 0:
+            found = None
+    for folder, limit_name, usage_name, inactive_key in (
+        ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+    ):
+        limit = _read_int(os.path.join(folder, limit_name))
+        if limit is None or limit >= 2**60:  # "max", or v1's "unlimited" (a huge number)
+            continue
+        usage = _read_int(os.path.join(folder, usage_name)) or 0
+        # the usage counts page cache; its inactive part is reclaimed before an allocation fails
+        usage -= min(usage, _cgroup_stat(os.path.join(folder, "memory.stat"), inactive_key))
+        left = max(0, limit - usage)
+        found = left if found is None else min(found, left)
+    return found
+
+
+def format_bytes(n: int | float) -> str:
+    """``n`` bytes as a short human figure: ``"80.0 GB"`` (powers of 1000)."""
+    n = float(n)
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB", "EB"):
+        if n < 1000.0 or unit == "EB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.3g} EB"  # pragma: no cover
+
+
+#: Below this many bytes the memory available is not looked up (reading it
+#: costs ~0.1 ms, which small periodic checks should not pay).
+MEMORY_FLOOR = 1 << 26
+
+
+def memory_shortfall(nbytes: int) -> str | None:
+    """None when ``nbytes`` can be allocated; otherwise the end of a message saying why not.
+
+    ``nbytes`` is a Python int (no overflow); refused above :data:`MAX_BYTES`
+    or above :func:`available_memory` (looked up from :data:`MEMORY_FLOOR` up).
+    """
+    if nbytes > MAX_BYTES:
+        return "more than any machine can address (2**62 bytes)"
+    if nbytes < MEMORY_FLOOR:
+        return None
+    available = available_memory()
+    if available is not None and nbytes > available:
+        return f"more than the {format_bytes(available)} of memory available"
+    return None
+
+
+#: Bytes per parameter that a check allocates at the least (the flat
+#: parameter copy, the checked gradient and the numerical one: three float64
+#: vectors) and that :func:`fastgrad.numerical_gradient` does (two).
+CHECK_BYTES_PER_PARAM = 24
+NUMERICAL_BYTES_PER_PARAM = 16
+#: Bytes per sample and unit of the forward pass's pre-activations and activations (two float64 arrays).
+ACTIVATION_BYTES = 16
+
+
+def work_memory(n_params: int, n_units: int, n_samples: int, per_param: int) -> int:
+    """Return a lower bound, in bytes, of what a check (``per_param`` bytes a parameter) allocates."""
+    return per_param * int(n_params) + ACTIVATION_BYTES * int(n_samples) * int(n_units)
+
+
+def check_work_memory(net: Any, X: Any, per_param: int, what: str) -> None:
+    """Raise ``ValueError`` before a check whose working memory cannot fit.
+
+    Only arrays with a ``shape`` are measured (a list is converted later,
+    by :func:`batch`, which then needs its memory anyway).
+    """
+    from .model import MLP  # (model imports this module)
+
+    shape = getattr(X, "shape", None)
+    if not isinstance(net, MLP) or not isinstance(shape, tuple) or len(shape) != 2:
+        return  # (check() names a wrong net or X itself)
+    n_samples = int(shape[0])
+    n_params = net.n_params
+    n_units = sum(net.sizes[1:])
+    need = work_memory(n_params, n_units, n_samples, per_param)
+    short = memory_shortfall(need)
+    if short is None:
+        return
+    params_part = per_param * n_params
+    acts_part = need - params_part
+    if acts_part >= params_part:
+        raise ValueError(
+            f"X: {n_samples:,} rows through {n_units:,} units need at least {format_bytes(need)} for {what} "
+            f"({format_bytes(acts_part)} of activations, {ACTIVATION_BYTES} bytes per row and unit), {short}; "
+            "check a smaller batch"
+        )
+    raise ValueError(
+        f"net: {n_params:,} parameters need at least {format_bytes(need)} for {what} "
+        f"({per_param} bytes per parameter), {short}"
+    )

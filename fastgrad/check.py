@@ -165,6 +165,7 @@ def numerical_gradient(
     list of ndarray
         Float64 arrays shaped like ``params``.
     """
+    _validate.entry_arguments(net, X, Y, seed, _validate.NUMERICAL_BYTES_PER_PARAM, "numerical_gradient")
     theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
@@ -405,6 +406,7 @@ def check(
     whose steps cross a relu/leaky_relu kink is *inconclusive*: listed in
     ``result.inconclusive`` and left out of ``passed``.
     """
+    _validate.entry_arguments(net, X, Y, seed, _validate.CHECK_BYTES_PER_PARAM, "a check", entries)
     started = time.perf_counter()
     directional = method == "directional"  # its projections use their own fixed step, STEP
     theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(

@@ -1,7 +1,8 @@
 """Command line: ``fastgrad demo``, ``fastgrad check`` and ``fastgrad bench``.
 
 Exit status: 0 when every check passes, 1 when a check fails, 2 for bad usage
-or bad input (one ``fastgrad: error: ...`` line on stderr), 3 for an
+or bad input, including input too large for the memory available (one
+``fastgrad: error: ...`` line on stderr), 3 for an
 unexpected internal error (with its traceback), 130 when interrupted and 141
 when stdout is closed early.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import decimal
 import json
+import math
 import os
 import sys
 import time
@@ -22,6 +25,7 @@ from typing import IO, NoReturn
 import numpy as np
 
 import fastgrad
+from fastgrad import _validate
 
 PROG = "fastgrad"
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -89,11 +93,24 @@ def _progress_for(label: str) -> _Progress | None:
 
 def _sizes(text: str) -> list[int]:
     try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
+        return [_count(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 784,128,10, got {text!r}"
+            f"expected comma-separated integers such as 784,128,10, got {text[:80]!r}"
         ) from None
+
+
+def _count(text: str) -> int:
+    """Parse a whole number, also in exponent notation (``1e4``); the size checks come later."""
+    try:
+        value = decimal.Decimal(text.strip())
+    except decimal.InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 64 or 1e4, got {text!r}")
+    if abs(value.adjusted()) > 4300:  # int() of a longer number is refused by Python itself
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 64 or 1e4, got {text[:20]!r}...")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chk.add_argument(
         "--batch",
-        type=int,
+        type=_count,
         default=None,
         metavar="N",
         help="rows of random data (default: 64; not with --data)",
@@ -244,6 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- npz input
 
 
+class _Member:
+    """One array of an .npz archive, known from its .npy header only (nothing loaded)."""
+
+    def __init__(self, key: str, member: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int) -> None:
+        self.key = key
+        self.member = member
+        self.shape = shape
+        self.ndim = len(shape)
+        self.dtype = dtype
+        self.nbytes = nbytes
+
+
 def _open_npz(path: str, role: str) -> np.lib.npyio.NpzFile:
     try:
         archive = np.load(path, allow_pickle=False)
@@ -254,16 +283,94 @@ def _open_npz(path: str, role: str) -> np.lib.npyio.NpzFile:
     return archive
 
 
-def _read_key(
-    archive: np.lib.npyio.NpzFile, key: str, path: str, role: str
-) -> np.ndarray:
+def _member(archive: np.lib.npyio.NpzFile, key: str, path: str, role: str) -> _Member:
+    """Read and vet the .npy header of ``key``: its shape, dtype and size, without loading the array.
+
+    Refused: a missing key, a member that is not an .npy array, an object
+    dtype (it would need pickle), a header claiming more data than the
+    member holds (a truncated or forged file), and an array larger than
+    the memory available. Sizes are Python ints: a forged header cannot
+    overflow them.
+    """
     if key not in archive.files:
         found = ", ".join(archive.files) or "none"
         raise UsageError(f"{role} file {path!r}: missing key {key!r} (found: {found})")
+    where = f"{role} file {path!r}: key {key!r}"
+    names = archive.zip.namelist()
+    member = key + ".npy" if key + ".npy" in names else key
     try:
-        return np.asarray(archive[key])
+        info = archive.zip.getinfo(member)
+        with archive.zip.open(member) as fp:
+            version = np.lib.format.read_magic(fp)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+            else:
+                raise ValueError(f".npy format version {version[0]}.{version[1]} is not read (only 1.0 and 2.0)")
+            header_bytes = fp.tell()
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{where}: not a readable .npy array: {exc}") from None
+    if dtype.hasobject:
+        raise UsageError(
+            f"{where}: dtype {dtype} holds Python objects, which only pickle can load; "
+            "fastgrad reads numeric arrays only (allow_pickle=False)"
+        )
+    if any(d < 0 for d in shape):
+        raise UsageError(f"{where}: the header's shape {shape} has a negative dimension")
+    nbytes = math.prod(shape) * dtype.itemsize
+    held = info.file_size - header_bytes
+    if nbytes > held:
+        raise UsageError(
+            f"{where}: the header claims shape {shape} {dtype} ({_validate.format_bytes(nbytes)}) but the "
+            f"member holds {_validate.format_bytes(max(held, 0))} of data: the file is truncated or corrupt"
+        )
+    short = _validate.memory_shortfall(nbytes)
+    if short is not None:
+        raise UsageError(f"{where}: shape {shape} {dtype} is {_validate.format_bytes(nbytes)}, {short}")
+    return _Member(key, member, tuple(int(d) for d in shape), dtype, nbytes)
+
+
+def _read_member(archive: np.lib.npyio.NpzFile, member: _Member, path: str, role: str) -> np.ndarray:
+    """Load an array vetted by :func:`_member` (never with pickle)."""
+    try:
+        with archive.zip.open(member.member) as fp:
+            return np.asarray(np.lib.format.read_array(fp, allow_pickle=False))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{role} file {path!r}: key {key!r}: {exc}") from None
+        raise UsageError(f"{role} file {path!r}: key {member.key!r}: {exc}") from None
+
+
+def tensor_members(path: str, role: str) -> list[_Member]:
+    """Read the headers of ``W1, b1, W2, b2, ...`` in an .npz file, in layer order (nothing loaded).
+
+    Raises
+    ------
+    UsageError
+        If the file cannot be read, a key is missing, there are extra keys,
+        or a member is not a loadable numeric array (see :func:`_member`).
+    """
+    with _open_npz(path, role) as archive:
+        n_layers = 0
+        while f"W{n_layers + 1}" in archive.files:
+            n_layers += 1
+        names = [
+            f"{p}{layer}"
+            for layer in range(1, max(n_layers, 1) + 1)
+            for p in ("W", "b")
+        ]
+        members = [_member(archive, name, path, role) for name in names]
+        extra = sorted(set(archive.files) - set(names))
+        if extra:
+            raise UsageError(
+                f"{role} file {path!r}: unexpected key(s) {', '.join(extra)} "
+                f"(expected {', '.join(names)})"
+            )
+    return members
+
+
+def _read_members(path: str, role: str, members: list[_Member]) -> list[np.ndarray]:
+    with _open_npz(path, role) as archive:
+        return [_read_member(archive, m, path, role) for m in members]
 
 
 def load_tensors(path: str, role: str) -> list[np.ndarray]:
@@ -272,7 +379,8 @@ def load_tensors(path: str, role: str) -> list[np.ndarray]:
     Parameters
     ----------
     path : str
-        The .npz file; loaded with ``allow_pickle=False``.
+        The .npz file; read without pickle, each member's header vetted
+        before its array is allocated (:func:`tensor_members`).
     role : str
         ``"params"`` or ``"grads"``, used in error messages.
 
@@ -284,36 +392,25 @@ def load_tensors(path: str, role: str) -> list[np.ndarray]:
     Raises
     ------
     UsageError
-        If the file cannot be read, a key is missing, or there are extra keys.
+        If the file cannot be read, a key is missing, there are extra keys,
+        or a member is not a loadable numeric array that fits in memory.
     """
-    with _open_npz(path, role) as archive:
-        n_layers = 0
-        while f"W{n_layers + 1}" in archive.files:
-            n_layers += 1
-        names = [
-            f"{p}{layer}"
-            for layer in range(1, max(n_layers, 1) + 1)
-            for p in ("W", "b")
-        ]
-        tensors = [_read_key(archive, name, path, role) for name in names]
-        extra = sorted(set(archive.files) - set(names))
-        if extra:
-            raise UsageError(
-                f"{role} file {path!r}: unexpected key(s) {', '.join(extra)} "
-                f"(expected {', '.join(names)})"
-            )
-    return tensors
+    return _read_members(path, role, tensor_members(path, role))
+
+
+def data_members(path: str) -> list[_Member]:
+    """Read the headers of ``X`` and ``Y`` in an .npz file (nothing loaded)."""
+    with _open_npz(path, "data") as archive:
+        return [_member(archive, key, path, "data") for key in ("X", "Y")]
 
 
 def load_data(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``X`` and ``Y`` from an .npz file (``allow_pickle=False``)."""
-    with _open_npz(path, "data") as archive:
-        return _read_key(archive, "X", path, "data"), _read_key(
-            archive, "Y", path, "data"
-        )
+    """Read ``X`` and ``Y`` from an .npz file (no pickle; headers vetted first)."""
+    X, Y = _read_members(path, "data", data_members(path))
+    return X, Y
 
 
-def infer_sizes(params: list[np.ndarray]) -> list[int]:
+def infer_sizes(params: Sequence[np.ndarray | _Member]) -> list[int]:
     """Return ``[D, H1, ..., K]`` from the weight shapes ``W_l (fan_in, fan_out)``."""
     weights = params[0::2]
     for layer, W in enumerate(weights, start=1):
@@ -323,6 +420,39 @@ def infer_sizes(params: list[np.ndarray]) -> list[int]:
                 "(fan_in, fan_out); pass --sizes"
             )
     return [int(weights[0].shape[0])] + [int(W.shape[1]) for W in weights]
+
+
+def _check_memory(
+    net: fastgrad.MLP, n_rows: int, rows_from: str, params_in_file: bool, n_grads: int
+) -> None:
+    """Refuse (``UsageError``) a check whose memory, at the least, exceeds what is available.
+
+    Counted in Python ints before anything is allocated: the parameters
+    and the gradients to check (8 bytes each), the data (8 bytes per row
+    and column), and what the check itself allocates at the least
+    (:func:`fastgrad._validate.work_memory`).
+    """
+    P = net.n_params
+    units = sum(net.sizes[1:])
+    data = 8 * n_rows * (net.sizes[0] + net.sizes[-1])
+    inputs = 8 * P * (1 + n_grads)
+    work = _validate.work_memory(P, units, n_rows, _validate.CHECK_BYTES_PER_PARAM)
+    need = inputs + data + work
+    short = _validate.memory_shortfall(need)
+    if short is None:
+        return
+    per_row = data + _validate.ACTIVATION_BYTES * n_rows * units
+    fmt = _validate.format_bytes
+    if per_row >= need - per_row:
+        culprit = f"{rows_from} ({n_rows:,} rows)"
+    else:
+        culprit = "--params" if params_in_file else "--sizes " + ",".join(map(str, net.sizes))
+        culprit += f" ({P:,} parameters)"
+    raise UsageError(
+        f"{culprit} too large: the check needs at least {fmt(need)} of memory "
+        f"({fmt(need - per_row)} for the parameters, {fmt(per_row)} for {n_rows:,} rows of data and "
+        f"activations), {short}"
+    )
 
 
 # ------------------------------------------------------------------------ commands
@@ -364,38 +494,51 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
         raise UsageError("--batch cannot be used with --data (the batch is X's rows)")
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch must be a positive integer, got {args.batch}")
-    params = load_tensors(args.params, "params") if args.params else None
+    if args.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+    # headers first: sizes and memory are known before any array is allocated
+    param_members = tensor_members(args.params, "params") if args.params else None
     if args.sizes is not None:
         sizes = args.sizes
-    elif params is not None:
-        sizes = infer_sizes(params)
+    elif param_members is not None:
+        sizes = infer_sizes(param_members)
     else:
         raise UsageError("--sizes is required unless --params is given")
     output = args.output
     if output is None:
         output = "softmax" if args.loss == "cross_entropy" else "sigmoid"
-    if args.seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {args.seed}")
     with _input_errors():
         net = fastgrad.MLP(sizes, hidden=args.hidden, output=output, loss=args.loss)
-    if params is None:
-        params = net.init(seed=args.seed)
-    if args.data is not None:
-        X, Y = load_data(args.data)
+    data_header = data_members(args.data) if args.data is not None else None
+    grad_members = tensor_members(args.grads, "grads") if args.grads else None
+    if data_header is not None:
+        X_header = data_header[0]
+        n_rows = X_header.shape[0] if X_header.ndim else 1
+        rows_from = f"--data {args.data}"
     else:
-        X, Y = _random_data(net.sizes, net.loss_name, args.batch or 64, args.seed)
-    grads = load_tensors(args.grads, "grads") if args.grads else None
+        n_rows = args.batch or 64
+        rows_from = "--batch" if args.batch is not None else "the default batch"
+    _check_memory(net, n_rows, rows_from, param_members is not None, 1 if grad_members is not None else 0)
     if args.json not in (None, "-"):
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder):
             raise UsageError(f"--json {args.json!r}: no such directory {folder!r}")
+    if param_members is not None:
+        params = _read_members(args.params, "params", param_members)
+    else:
+        params = net.init(seed=args.seed)
+    if data_header is not None:
+        X, Y = _read_members(args.data, "data", data_header)
+    else:
+        X, Y = _random_data(net.sizes, net.loss_name, n_rows, args.seed)
+    grads = _read_members(args.grads, "grads", grad_members) if grad_members is not None else None
 
     what = f"gradients from {args.grads}" if grads is not None else "net.backprop"
     shape = "-".join(str(s) for s in net.sizes)
-    n_rows = X.shape[0] if X.ndim else "?"
+    shown_rows = X.shape[0] if X.ndim else "?"
     print(
         f"MLP {shape} (hidden={net.hidden}, output={net.output}, "
-        f"loss={net.loss_name}), {net.n_params} parameters, N={n_rows}; "
+        f"loss={net.loss_name}), {net.n_params} parameters, N={shown_rows}; "
         f"checking {what}",
         file=out,
         flush=True,  # seen before a long check, even through a pipe
@@ -535,6 +678,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_check(args, out)
     except UsageError as exc:
         _error(str(exc))
+        return EXIT_USAGE
+    except MemoryError as exc:
+        # what the estimates before allocating did not foresee: still the
+        # input's size against this machine, not a bug
+        available = _validate.available_memory()
+        left = "" if available is None else f" ({_validate.format_bytes(available)} available now)"
+        _error(f"out of memory{left}: {exc or 'an allocation failed'}; try a smaller net, --batch or data")
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

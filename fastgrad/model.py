@@ -25,6 +25,8 @@ ACTIVATIONS = {
 }
 #: Output-only activations.
 OUTPUT_ONLY = {"softmax": codes.SOFTMAX}
+#: Magnitude range of the biases :meth:`MLP.init` draws (each with a random sign).
+BIAS_MIN, BIAS_MAX = 0.01, 0.1
 #: Loss names.
 LOSSES = {
     "mse": codes.MSE,
@@ -109,15 +111,22 @@ class MLP:
         Weights are Glorot-uniform, ``U(-r, r)`` with
         ``r = sqrt(6 / (fan_in + fan_out))``, for layers with saturating or
         linear activations, and He-normal, ``N(0, 2 / fan_in)``, for relu and
-        leaky_relu; biases are zero.
+        leaky_relu. Biases are small but never zero: a random sign times
+        ``U(BIAS_MIN, BIAS_MAX)`` (0.01 to 0.1), so that a check at these
+        parameters also sees gradient errors proportional to a bias (an L2
+        term wrongly applied to the biases, say), which zero biases hide.
+        The weights are drawn first, exactly as when biases were zero, so a
+        seed gives the same weights as before.
 
         Parameters
         ----------
-        seed : int or None, default 0
-            Seed of ``numpy.random.default_rng``.
+        seed : int, sequence of int, numpy.random.Generator or None, default 0
+            Seed of ``numpy.random.default_rng`` (a non-negative int, or
+            None for fresh entropy); the same seed gives the same parameters.
         """
+        _validate.seed(seed)
         rng = np.random.default_rng(seed)
-        params = []
+        weights = []
         for l, (fan_in, fan_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             act = self.output if l == self.n_layers - 1 else self.hidden
             if act in ("relu", "leaky_relu"):
@@ -125,7 +134,12 @@ class MLP:
             else:
                 r = np.sqrt(6.0 / (fan_in + fan_out))
                 W = rng.uniform(-r, r, size=(fan_in, fan_out))
-            params += [W.astype(np.float64), np.zeros(fan_out, dtype=np.float64)]
+            weights.append(W.astype(np.float64))
+        params = []
+        for W in weights:
+            fan_out = W.shape[1]
+            b = rng.uniform(BIAS_MIN, BIAS_MAX, size=fan_out) * np.where(rng.random(fan_out) < 0.5, -1.0, 1.0)
+            params += [W, b.astype(np.float64)]
         return params
 
     def flatten(self, params: Any, argument: str = "params") -> np.ndarray:
@@ -169,6 +183,7 @@ class MLP:
 
     def loss(self, params: Any, X: Any, Y: Any) -> float:
         """The loss ``E`` of the batch (see the class docstring)."""
+        _validate.required(Y, "Y", "an array of targets of shape (N, K), one row per sample")
         theta = self.flatten(params)
         Xa, Ya = self.batch(X, Y)
         Z, A = self._forward(theta, Xa)
@@ -187,6 +202,7 @@ class MLP:
 
     def backprop(self, params: Any, X: Any, Y: Any) -> list[np.ndarray]:
         """Gradient of the loss: a list of float64 arrays shaped like params."""
+        _validate.required(Y, "Y", "an array of targets of shape (N, K), one row per sample")
         theta = self.flatten(params)
         Xa, Ya = self.batch(X, Y)
         return self.unflatten(self._backprop_flat(theta, Xa, Ya))
@@ -204,7 +220,30 @@ def _check_sizes(sizes: Any) -> tuple[int, ...]:
         out.append(int(s))
     if len(out) < 2:
         raise ValueError(f"sizes needs at least an input and an output width, got {list(sizes)}")
+    _check_size_memory(out)
     return tuple(out)
+
+
+def _check_size_memory(sizes: list[int]) -> None:
+    """Raise ``ValueError`` when one float64 copy of the parameters cannot be held.
+
+    Counted in Python ints (no overflow), before anything is allocated:
+    past :data:`fastgrad._validate.MAX_BYTES` or the memory available, the
+    net could not even be initialised, and its int64 layout would overflow.
+    """
+    layers = [fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+    n_params = sum(layers)
+    nbytes = 8 * n_params
+    short = _validate.memory_shortfall(nbytes)
+    if short is None:
+        return
+    big = max(range(len(layers)), key=layers.__getitem__)
+    shown = f" {sizes}" if len(sizes) <= 8 else ""
+    raise ValueError(
+        f"sizes{shown}: the net would have {n_params:,} parameters, {_validate.format_bytes(nbytes)} as float64 "
+        f"(8 bytes each), {short}; the largest layer, sizes[{big}] x sizes[{big + 1}] = "
+        f"{sizes[big]} x {sizes[big + 1]}, has {layers[big]:,} of them"
+    )
 
 
 def _build_layout(sizes: tuple[int, ...], hidden_code: int, output_code: int) -> np.ndarray:

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from . import _validate
 from ._config import DEFAULT_ENGINE, DEFAULT_SAFETY
-from .check import check
+from .check import METHODS, check
+from .engines import ENGINES
 from .model import MLP
 from .result import CheckResult, GradientCheckError
 from .sampling import RotatingSampler
@@ -58,7 +60,8 @@ class Monitor:
     ----------
     net : MLP
     every : int
-        Check at most once every ``every`` steps (default 100).
+        Check at most once every ``every`` steps (default 100); any
+        integral type (``np.int64`` too).
     budget : float or None
         Largest fraction of the training time the checks may take (default
         0.01); None: no time limit, every ``every``-th step checks ``units``
@@ -68,15 +71,18 @@ class Monitor:
         it, and is sized to what is saved up: more units of every layer
         (each with all its parameters) when training steps are slow, at
         least one unit per layer when they are fast.
-    seed : int, optional
-        Seed of the rotation: each layer's units are visited in a fixed
+    seed : int or None
+        Seed of the rotation (a non-negative int, or None): each layer's units are visited in a fixed
         random order, successive checks taking the next ones, so that every
         entry is checked after :meth:`steps_to_cover` checks of that size.
     on_fail : {"warn", "raise"}, callable or None
         What a failed check does: warn (:class:`GradientCheckWarning`), raise
         :class:`GradientCheckError`, call ``on_fail(result)``, or nothing.
     engine, method, safety
-        Passed to :func:`fastgrad.check`.
+        Passed to :func:`fastgrad.check` (``method``: "central",
+        "richardson" or "complex"; "directional" picks its own entries and
+        does not combine with the rotation). Validated here, as every
+        option is: a bad value raises now, not at the first checking step.
     units : int
         Units per layer of every check when ``budget`` is None, and of the
         first check otherwise (default 1).
@@ -117,25 +123,28 @@ class Monitor:
         units: int = 1,
         threads: int | None = 1,
     ) -> None:
+        # every option is validated here, with the rules check() applies, so
+        # that a bad one fails now rather than at the first checking step
         if not isinstance(net, MLP):
             raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+        self.every = _validate.integer(every, "every", minimum=1)
         self.budget = None if budget is None else _validate.positive_float(budget, "budget")
         if self.budget is not None and self.budget >= 1.0:
             raise ValueError(f"budget is a fraction of the training time and must be < 1, got {budget!r}")
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"units must be an int >= 1, got {units!r}")
-        self.units = units
-        self.threads = threads
-        if not (on_fail in ("warn", "raise", None) or callable(on_fail)):
+        self.units = _validate.integer(units, "units", minimum=1)
+        self.threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)
+        if not (on_fail is None or callable(on_fail) or (isinstance(on_fail, str) and on_fail in ("warn", "raise"))):
             raise ValueError(f"on_fail must be 'warn', 'raise', None or a callable, got {on_fail!r}")
+        # method="directional" chooses its own entries: not with the rotation's
+        _validate.engine_method(engine, method, ENGINES, METHODS)
+        self.safety = _validate.positive_float(safety, "safety")
+        if not isinstance(warm_up, (bool, np.bool_)):
+            raise TypeError(f"warm_up must be True or False, got {type(warm_up).__name__} {warm_up!r}")
+        _validate.seed(seed)
         self.net = net
-        self.every = every
         self.on_fail = on_fail
         self.engine = engine
         self.method = method
-        self.safety = safety
         self.history: list[MonitorRecord] = []
         self._sampler = RotatingSampler(net, seed)
         self._steps = 0
@@ -160,8 +169,12 @@ class Monitor:
         """Count one training step; on a checking step, check ``grads`` and return the result.
 
         Cheap on the other steps (a counter and a clock). Never modifies any
-        of the arrays given.
+        of the arrays given. ``grads`` is required: None (a backprop that
+        forgot to return) would otherwise check ``net.backprop`` instead.
         """
+        if grads is None:
+            raise TypeError("grads is None; pass the gradient your training step uses (a list shaped like "
+                            "params) or your backprop callable")
         entered = time.perf_counter()
         if self._last_exit is not None:
             self._train_seconds += entered - self._last_exit

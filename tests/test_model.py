@@ -112,13 +112,18 @@ def test_init_shapes_dtype_and_determinism(sizes):
     assert isinstance(p0, list)
     assert [p.shape for p in p0] == ref.param_shapes(sizes)
     assert all(p.dtype == np.float64 for p in p0)
+    # biases: small, never zero (a check at init must see bias-proportional errors), both signs
     for b in p0[1::2]:
-        assert np.all(b == 0.0)
+        assert np.all((np.abs(b) >= 0.01) & (np.abs(b) <= 0.1))
+    signs = np.sign(np.concatenate(p0[1::2]))
+    if signs.size >= 8:
+        assert (signs > 0).any() and (signs < 0).any()
     again = net.init(seed=0)
     for a, b in zip(p0, again):
         assert np.array_equal(a, b)
     other = net.init(seed=1)
     assert any(not np.array_equal(a, b) for a, b in zip(p0[0::2], other[0::2]))
+    assert any(not np.array_equal(a, b) for a, b in zip(p0[1::2], other[1::2]))
     # default seed is 0
     for a, b in zip(net.init(), p0):
         assert np.array_equal(a, b)
