@@ -80,11 +80,7 @@ def _prepare(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool, int | None]:
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
-    _validate.choice(method, methods, "method")
-    _validate.choice(engine, ENGINES, "engine")
-    if engine == "unit" and method != "central":
-        raise ValueError(f"engine='unit' differentiates each unit by a central difference; method={method!r} "
-                         "needs engine='incremental' or 'full'")
+    _validate.engine_method(engine, method, ENGINES, methods)
     if eps is None:
         eps_value, scaled = default_eps(engine, method), True
     else:
