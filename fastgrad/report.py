@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from .result import CheckResult
@@ -97,61 +98,86 @@ def format_result(result: CheckResult) -> str:
     return "\n".join(lines)
 
 
-def _num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+def _num(x: Any) -> float | None:
+    """A float for JSON: NaN and +-inf become None (JSON ``null``)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _int(x: Any) -> int:
+    return int(x)
+
+
+def _ints(values: Any) -> list[int]:
+    return [int(v) for v in values]
 
 
 def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, Any]:
-    """Plain-Python view of a result (``json.dumps`` accepts it)."""
+    """Plain-Python view of a result that ``json.dumps(..., allow_nan=False)`` always accepts.
+
+    Every float that is NaN or infinite (a NaN numerical value, an infinite
+    budget ratio or relative error, an overflowing loss ...) is written as
+    ``None`` (JSON ``null``); every other number is a Python ``float`` or
+    ``int``. ``"failures"`` lists the ``max_failures`` worst failing entries
+    (all when None), ``"inconclusive"`` at most as many inconclusive
+    entries; ``"n_failed"`` and ``"n_inconclusive"`` count all of them. The
+    worst entries are selected in O(P) (see :class:`~fastgrad.result.FailureView`).
+    """
+    if max_failures is not None:
+        max_failures = max(0, operator.index(max_failures))
+    inconclusive = result.inconclusive if max_failures is None else result.inconclusive[:max_failures]
     return {
         "passed": bool(result.passed),
         "status": result.status,
         "advice": list(result.advice),
         "max_rel_error": _num(result.max_rel_error),
-        "n_params": result.n_params,
-        "n_failed": result.n_failed,
-        "n_checked": result.n_checked,
-        "forward_passes": result.forward_passes,
-        "rtol": result.rtol,
-        "atol": result.atol,
-        "eps": result.eps,
-        "method": result.method,
-        "engine": result.engine,
+        "n_params": _int(result.n_params),
+        "n_failed": _int(result.n_failed),
+        "n_checked": _int(result.n_checked),
+        "n_inconclusive": len(result.inconclusive),
+        "forward_passes": None if result.forward_passes is None else _int(result.forward_passes),
+        "rtol": _num(result.rtol),
+        "atol": _num(result.atol),
+        "eps": _num(result.eps),
+        "method": str(result.method),
+        "engine": str(result.engine),
         "loss": _num(result.loss),
-        "n_samples": result.n_samples,
-        "seconds": result.seconds,
-        "model": result.model,
-        "verdict": result.verdict,
+        "n_samples": _int(result.n_samples),
+        "seconds": _num(result.seconds),
+        "model": str(result.model),
+        "verdict": str(result.verdict),
         "safety": _num(result.safety),
         "max_budget_ratio": _num(result.max_budget_ratio),
-        "notes": list(result.notes),
+        "notes": [str(note) for note in result.notes],
         "inconclusive": [
-            {"tensor": c.tensor, "index": list(c.index), "reason": c.reason} for c in result.inconclusive
+            {"tensor": str(c.tensor), "index": _ints(c.index), "reason": str(c.reason)} for c in inconclusive
         ],
         "tensors": [
             {
-                "name": t.name,
-                "shape": list(t.shape),
+                "name": str(t.name),
+                "shape": _ints(t.shape),
                 "passed": bool(t.passed),
-                "n_failed": t.n_failed,
+                "n_failed": _int(t.n_failed),
                 "max_rel_error": _num(t.max_rel_error),
-                "worst_index": list(t.worst_index),
+                "worst_index": _ints(t.worst_index),
                 "worst_analytic": _num(t.worst_analytic),
                 "worst_numerical": _num(t.worst_numerical),
-                "n_inconclusive": t.n_inconclusive,
+                "n_inconclusive": _int(t.n_inconclusive),
                 "max_budget_ratio": _num(t.max_budget_ratio),
-                "hint": t.hint,
+                "hint": None if t.hint is None else str(t.hint),
             }
             for t in result.tensors
         ],
         "failures": [
             {
-                "tensor": f.tensor,
-                "index": list(f.index),
-                "analytic": f.analytic,
-                "numerical": f.numerical,
-                "abs_error": f.abs_error,
-                "rel_error": f.rel_error,
+                "tensor": str(f.tensor),
+                "index": _ints(f.index),
+                "analytic": _num(f.analytic),
+                "numerical": _num(f.numerical),
+                "abs_error": _num(f.abs_error),
+                "rel_error": _num(f.rel_error),
                 "budget": _num(f.budget),
                 "budget_ratio": _num(f.budget_ratio),
             }

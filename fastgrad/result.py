@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +65,275 @@ class TensorSummary:
         return int(np.prod(self.shape))
 
 
+#: Failing entries ranked per piece when selecting the worst few: bounds the
+#: temporary arrays of a selection to a few times this many values, whatever
+#: the size of a tensor.
+RANK_PIECE = 1 << 20
+
+
+def _worst_positions(key: np.ndarray, k: int | None) -> np.ndarray:
+    """Positions of the ``k`` largest values of ``key``, largest first (all when ``k`` is None).
+
+    NaN counts as larger than everything; equal values keep their order in
+    ``key`` (the order of a stable sort). O(n) for ``k`` below n: the
+    ``k``-th largest value is found with ``np.partition`` and only the
+    ``k`` selected values are sorted.
+    """
+    n = key.shape[0]
+    if k is None or k >= n:
+        order = np.argsort(-key, kind="stable")  # NaN sorts last: move it first
+        n_nan = int(np.count_nonzero(np.isnan(key)))
+        return np.concatenate([order[n - n_nan:], order[:n - n_nan]]) if n_nan else order
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    nan = np.isnan(key)
+    if nan.any():
+        nan_at = np.flatnonzero(nan)
+        if nan_at.size >= k:
+            return nan_at[:k]
+        rest = np.flatnonzero(~nan)
+        return np.concatenate([nan_at, rest[_worst_positions(key[rest], k - nan_at.size)]])
+    kth = np.partition(key, n - k)[n - k]  # the k-th largest value
+    above = np.flatnonzero(key > kth)
+    ties = np.flatnonzero(key == kth)[: k - above.size]  # the first of equal values win
+    chosen = np.sort(np.concatenate([above, ties]))
+    return chosen[np.argsort(-key[chosen], kind="stable")]
+
+
+def _rel_of(a: np.ndarray, n: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """Relative error ``|a - n| / max(|a|, |n|, atol / rtol)`` of some entries, as :func:`fastgrad.check` computes it.
+
+    0 where ``a == n``, ``inf`` where either side is not finite: the same
+    operations in the same order as the verdict kernel, hence the same bits.
+    """
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        diff = np.abs(a - n)
+        rel = np.where(diff == 0.0, 0.0, diff / np.maximum(np.maximum(np.abs(a), np.abs(n)), atol / rtol))
+    rel[~(np.isfinite(a) & np.isfinite(n))] = np.inf
+    return rel
+
+
+def _ratio_of(a: np.ndarray, n: np.ndarray, budget: np.ndarray) -> np.ndarray:
+    """Budget ratio ``|a - n| / budget`` of some entries (``inf`` where either side is not finite)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio = np.abs(a - n) / budget
+    ratio[~(np.isfinite(a) & np.isfinite(n))] = np.inf
+    return ratio
+
+
+class FailureView(Sequence):
+    """The failing entries of a :class:`CheckResult`, worst first, built on demand.
+
+    A read-only sequence of :class:`Failure` (``result.failures``).
+    ``len(view)`` is the number of failing entries; ``view[i]`` and
+    ``view[a:b]`` rank the failing entries in one O(P) pass over the
+    per-tensor arrays and build only the :class:`Failure` objects asked for
+    (``view[:3]`` builds three, on any net). Iteration, ``list(view)`` and a
+    slice reaching the end rank and build every failing entry: on a large
+    net that fails everywhere, use :meth:`arrays` instead.
+
+    Worst means largest relative error (a NaN first); entries with equal
+    errors keep parameter order. A view compares equal to a list or tuple
+    holding the same failures in the same order (``result.failures == []``).
+
+    The ranking reads only the per-tensor ``analytic`` and ``numerical``
+    arrays, the ``failed`` masks (arrays of bool shaped like the tensor, or
+    arrays of flat indices into it) and ``rtol``/``atol``; the
+    ``rel_error``/``budget_ratio`` arrays are used when the result stores
+    them, and otherwise computed for the selected entries only. The view
+    reads the result when it is indexed, not when it is made.
+    """
+
+    __slots__ = ("_result", "_len")
+
+    def __init__(self, result: CheckResult) -> None:
+        self._result = result
+        self._len: int | None = None
+
+    # ---- where the data come from -------------------------------------
+    def _stored(self, name: str) -> list[np.ndarray] | None:
+        """The per-tensor arrays ``name`` if the result stores them (not computed on access)."""
+        arrays = vars(self._result).get(name)
+        return arrays if arrays else None
+
+    def _failed_pieces(self, t: int):
+        """Flat indices of the failing entries of tensor ``t``, ascending, in pieces of at most RANK_PIECE."""
+        r = self._result
+        failed = r.failed[t] if r.failed else None
+        if failed is None:  # no masks: the tolerance verdict, as before masks were kept
+            rel = self._stored("rel_error")
+            a, n = r.analytic[t].reshape(-1), r.numerical[t].reshape(-1)
+            for lo in range(0, a.shape[0], RANK_PIECE):
+                hi = lo + RANK_PIECE
+                part = rel[t].reshape(-1)[lo:hi] if rel else _rel_of(a[lo:hi], n[lo:hi], r.rtol, r.atol)
+                yield np.flatnonzero(part > r.rtol) + lo
+            return
+        failed = np.asarray(failed)
+        if failed.dtype == np.bool_:
+            flat = failed.reshape(-1)
+            for lo in range(0, flat.shape[0], RANK_PIECE):
+                yield np.flatnonzero(flat[lo:lo + RANK_PIECE]) + lo
+        else:  # flat indices of the failing entries
+            flat = failed.reshape(-1).astype(np.int64, copy=False)
+            for lo in range(0, flat.shape[0], RANK_PIECE):
+                yield flat[lo:lo + RANK_PIECE]
+
+    def _rel(self, t: int, idx: np.ndarray) -> np.ndarray:
+        """Relative errors of entries ``idx`` of tensor ``t``."""
+        r = self._result
+        rel = self._stored("rel_error")
+        if rel is not None:
+            return np.asarray(rel[t], dtype=np.float64).reshape(-1)[idx]
+        a = np.asarray(r.analytic[t], dtype=np.float64).reshape(-1)[idx]
+        n = np.asarray(r.numerical[t], dtype=np.float64).reshape(-1)[idx]
+        return _rel_of(a, n, r.rtol, r.atol)
+
+    # ---- ranking -------------------------------------------------------
+    def _ranked(self, k: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``k`` worst failing entries (all when None): tensor numbers, flat indices, relative errors.
+
+        Each piece of failing entries keeps only its own ``k`` worst, so
+        the temporaries stay a few times RANK_PIECE (plus the candidates);
+        the candidates, in parameter order, are then ranked together.
+        """
+        tensors, indices, keys = [], [], []
+        for t in range(len(self._result.tensors)):
+            for idx in self._failed_pieces(t):
+                if not idx.size:
+                    continue
+                key = self._rel(t, idx)
+                if k is not None and idx.size > k:
+                    keep = np.sort(_worst_positions(key, k))  # parameter order, for the ties below
+                    idx, key = idx[keep], key[keep]
+                tensors.append(np.full(idx.size, t, dtype=np.int32))
+                indices.append(np.asarray(idx, dtype=np.int64))
+                keys.append(key)
+        if not keys:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), np.empty(0)
+        tensor_of = np.concatenate(tensors)
+        index_of = np.concatenate(indices)
+        key_of = np.concatenate(keys)
+        order = _worst_positions(key_of, k)
+        return tensor_of[order], index_of[order], key_of[order]
+
+    def _columns(self, tensor_of: np.ndarray, index_of: np.ndarray, rel: np.ndarray) -> dict[str, np.ndarray]:
+        """Every field of the ranked entries, as arrays."""
+        r = self._result
+        n_entries = index_of.shape[0]
+        a = np.empty(n_entries)
+        n = np.empty(n_entries)
+        budget = np.full(n_entries, np.nan)
+        ratio = np.full(n_entries, np.nan)
+        budgets = r.budget if r.budget else None
+        ratios = self._stored("budget_ratio")
+        for t in np.unique(tensor_of):
+            at = tensor_of == t
+            idx = index_of[at]
+            a[at] = np.asarray(r.analytic[t], dtype=np.float64).reshape(-1)[idx]
+            n[at] = np.asarray(r.numerical[t], dtype=np.float64).reshape(-1)[idx]
+            if budgets is not None:
+                budget[at] = np.asarray(budgets[t], dtype=np.float64).reshape(-1)[idx]
+                if ratios is not None:
+                    ratio[at] = np.asarray(ratios[t], dtype=np.float64).reshape(-1)[idx]
+                else:
+                    ratio[at] = _ratio_of(a[at], n[at], budget[at])
+        with np.errstate(invalid="ignore", over="ignore"):
+            abs_error = np.abs(a - n)
+        return {
+            "tensor": tensor_of.astype(np.intp),
+            "flat_index": index_of,
+            "analytic": a,
+            "numerical": n,
+            "abs_error": abs_error,
+            "rel_error": rel,
+            "budget": budget,
+            "budget_ratio": ratio,
+        }
+
+    def _build(self, tensor_of: np.ndarray, index_of: np.ndarray, rel: np.ndarray) -> list[Failure]:
+        """:class:`Failure` objects of the ranked entries."""
+        r = self._result
+        cols = self._columns(tensor_of, index_of, rel)
+        out = []
+        for j in range(index_of.shape[0]):
+            t = int(tensor_of[j])
+            shape = np.shape(r.analytic[t])
+            index = tuple(int(i) for i in np.unravel_index(int(index_of[j]), shape))
+            out.append(Failure(
+                r.tensors[t].name, index, float(cols["analytic"][j]), float(cols["numerical"][j]),
+                float(cols["abs_error"][j]), float(rel[j]), float(cols["budget"][j]), float(cols["budget_ratio"][j]),
+            ))
+        return out
+
+    # ---- public --------------------------------------------------------
+    def arrays(self, limit: int | None = None) -> dict[str, np.ndarray]:
+        """The ``limit`` worst failing entries (all when None) as NumPy arrays, worst first.
+
+        Keys: ``"tensor"`` (position in ``result.tensors``), ``"flat_index"``
+        (into that tensor, ``np.unravel_index`` gives the index),
+        ``"analytic"``, ``"numerical"``, ``"abs_error"``, ``"rel_error"``,
+        ``"budget"`` and ``"budget_ratio"`` (NaN without budgets). About 60
+        bytes per entry returned; no Python object per entry.
+        """
+        if limit is not None:
+            limit = max(0, operator.index(limit))
+        return self._columns(*self._ranked(limit))
+
+    def _count(self, t: int) -> int:
+        """Number of failing entries of tensor ``t``."""
+        failed = self._result.failed[t] if self._result.failed else None
+        if failed is not None and np.asarray(failed).dtype == np.bool_:
+            return int(np.count_nonzero(failed))
+        return sum(int(idx.size) for idx in self._failed_pieces(t))
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(self._count(t) for t in range(len(self._result.tensors)))
+        return self._len
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            start, stop, step = item.indices(len(self))
+            wanted = range(start, stop, step)
+            if not wanted:
+                return []
+            ranked = self._ranked(max(wanted) + 1)
+            pick = np.asarray(wanted, dtype=np.intp)
+            return self._build(*(column[pick] for column in ranked))
+        i = operator.index(item)
+        size = len(self)
+        if i < 0:
+            i += size
+        if not 0 <= i < size:
+            raise IndexError("failure index out of range")
+        ranked = self._ranked(i + 1)
+        return self._build(*(column[i:i + 1] for column in ranked))[0]
+
+    def __iter__(self):
+        tensor_of, index_of, rel = self._ranked(None)
+        step = 4096
+        for lo in range(0, index_of.shape[0], step):
+            yield from self._build(tensor_of[lo:lo + step], index_of[lo:lo + step], rel[lo:lo + step])
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FailureView):
+            other = list(other)
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        size = len(self)
+        shown = self[:3]
+        more = f", ... ({size} failing entries in all)" if size > len(shown) else ""
+        return "FailureView([" + ", ".join(map(repr, shown)) + more + "])"
+
+
 @dataclass
 class CheckResult:
     """What :func:`fastgrad.check` found.
@@ -76,8 +347,10 @@ class CheckResult:
         Largest relative error over all entries.
     tensors : list of TensorSummary
         One summary per parameter tensor, in parameter order.
-    failures : list of Failure
-        The failing entries, worst first.
+    failures : FailureView
+        The failing entries, worst (largest relative error) first: a lazy
+        sequence (``len()`` counts all of them; items are built when
+        indexed), ``failures.arrays()`` gives them all as NumPy arrays.
     analytic, numerical : list of ndarray
         The gradient checked and fastgrad's numerical gradient, shaped like
         the parameters (copies; the caller's arrays are never kept).
@@ -181,34 +454,34 @@ class CheckResult:
         return sum(t.n_failed for t in self.tensors)
 
     @property
-    def failures(self) -> list[Failure]:
-        """The failing entries, worst (largest relative error) first."""
-        return self.worst_failures(None)
+    def failures(self) -> FailureView:
+        """The failing entries, worst (largest relative error) first, built on demand.
+
+        A :class:`FailureView`: a read-only sequence whose ``len()`` is the
+        number of failing entries, and whose items are built only when asked
+        for. ``result.failures[:3]`` ranks every failing entry in one O(P)
+        pass and builds three :class:`Failure` objects, whatever the size of
+        the net. Iterating over all of it, or ``list(...)``, builds one object
+        per failing entry (millions on a large net that fails everywhere):
+        for all of them use ``result.failures.arrays()``, which returns NumPy
+        arrays instead.
+        """
+        return FailureView(self)
 
     def worst_failures(self, limit: int | None) -> list[Failure]:
-        """The ``limit`` worst failing entries (all when ``limit`` is None)."""
-        found = []
-        for k, (t, a, n, r) in enumerate(zip(self.tensors, self.analytic, self.numerical, self.rel_error)):
-            if not t.n_failed:
-                continue
-            failed = self.failed[k] if self.failed else r > self.rtol
-            ratio = self.budget_ratio[k] if self.budget_ratio else None
-            budget = self.budget[k] if self.budget else None
-            for i in np.flatnonzero(failed.ravel()):
-                found.append((float(r.flat[i]), t.name, i, a, n, r, budget, ratio))
-        # worst first; ties keep parameter order (sort is stable)
-        found.sort(key=lambda item: -item[0])
+        """The ``limit`` worst failing entries as a list (all when ``limit`` is None).
+
+        Worst means largest relative error; ties keep parameter order.
+        Selecting the worst ``limit`` costs O(P) time and O(limit) objects;
+        ``limit=None`` sorts and builds every failing entry (prefer
+        ``result.failures.arrays()`` for that).
+        """
         if limit is not None:
-            found = found[:limit]
-        out = []
-        for _, name, i, a, n, r, budget, ratio in found:
-            index = tuple(int(k) for k in np.unravel_index(i, a.shape))
-            av, nv = float(a.flat[i]), float(n.flat[i])
-            extra = {}
-            if budget is not None:
-                extra = {"budget": float(budget.flat[i]), "budget_ratio": float(ratio.flat[i])}
-            out.append(Failure(name, index, av, nv, abs(av - nv), float(r.flat[i]), **extra))
-        return out
+            limit = operator.index(limit)
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0 or None, got {limit}")
+        view = FailureView(self)
+        return view._build(*view._ranked(limit))
 
     def tensor(self, name: str) -> TensorSummary:
         """The summary of the tensor called ``name``."""
@@ -228,7 +501,12 @@ class CheckResult:
         return format_result(self)
 
     def to_dict(self, max_failures: int | None = 100) -> dict[str, Any]:
-        """JSON-serialisable summary (at most ``max_failures`` failures listed)."""
+        """JSON-safe summary: the ``max_failures`` worst failures (all when None) and the count of all.
+
+        ``json.dumps(result.to_dict(), allow_nan=False)`` always succeeds:
+        NaN and infinite floats are written as ``None`` (JSON ``null``).
+        See :func:`fastgrad.report.result_to_dict`.
+        """
         from .report import result_to_dict
 
         return result_to_dict(self, max_failures)
