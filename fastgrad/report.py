@@ -130,8 +130,8 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
     inconclusive = result.inconclusive if max_failures is None else result.inconclusive[:max_failures]
     return {
         "passed": bool(result.passed),
-        "status": result.status,
-        "advice": list(result.advice),
+        "status": str(result.status),
+        "advice": [str(remark) for remark in result.advice],
         "max_rel_error": _num(result.max_rel_error),
         "n_params": _int(result.n_params),
         "n_failed": _int(result.n_failed),
