@@ -53,8 +53,8 @@ def _headline(result: CheckResult) -> list[str]:
         lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
         reasons = sorted({c.reason for c in result.inconclusive})
-        lines.append(f"  {len(result.inconclusive)} of {result.n_checked} checked entries inconclusive"
-                     f"{' (MOST of them: the check cannot vouch for this gradient)' if result.mostly_inconclusive else ''},"
+        most = " (MOST of them: the check cannot vouch for this gradient)" if result.mostly_inconclusive else ""
+        lines.append(f"  {len(result.inconclusive)} of {result.n_checked} checked entries inconclusive{most},"
                      " left out of the verdict: see result.inconclusive")
         lines += [f"    - {reason}" for reason in reasons]
     for note in result.notes:

@@ -94,7 +94,8 @@ def random_result(rng, shapes=SHAPES, p_fail=0.6):
 @pytest.mark.parametrize("piece", [3, 1 << 20])
 def test_worst_failures_equal_a_full_stable_sort(rng, monkeypatch, piece):
     """Any k, any slice: the same entries in the same order as sorting them all (ties in parameter order)."""
-    monkeypatch.setattr(result_module, "RANK_PIECE", piece, raising=False)  # 3: many pieces, each keeping its own k worst
+    # piece 3: many pieces, each keeping its own k worst
+    monkeypatch.setattr(result_module, "RANK_PIECE", piece, raising=False)
     result = random_result(rng)
     expected = reference_ranking(result)
     n = len(expected)
