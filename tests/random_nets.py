@@ -215,8 +215,10 @@ class Tally:
 
 
 def _check(case: Case, grads: list[np.ndarray], eps: float | None) -> fastgrad.CheckResult:
+    # directional draws random projections: seeded per case, so that a failure replays
+    seed = case.index if case.method == "directional" else None
     return fastgrad.check(case.net, case.params, case.X, case.Y, grads, eps=eps, method=case.method,
-                          engine=case.engine)
+                          engine=case.engine, seed=seed)
 
 
 def _loss_at(case: Case, p: int, h: float) -> float:
@@ -227,21 +229,22 @@ def _loss_at(case: Case, p: int, h: float) -> float:
         return ref.loss(moved, case.X, case.Y, case.hidden, case.output, case.loss)
 
 
-def _nominal_step(case: Case, w: float) -> float:
+def _nominal_step(case: Case, eps: float | None, w: float) -> float:
     from fastgrad.check import default_eps
 
-    if case.eps is None:
+    if eps is None:
         return default_eps(case.engine, case.method) * max(1.0, abs(w))
-    return case.eps
+    return eps
 
 
-def judge_correct(case: Case, grads: list[np.ndarray]) -> tuple[list[Problem], Any]:
-    """Problems of the check of a correct gradient, and the result (None when it raised)."""
+def judge_correct(case: Case, grads: list[np.ndarray], eps: float | None) -> tuple[list[Problem], Any]:
+    """Problems of the check of a correct gradient at ``eps``, and the result (None when it raised)."""
     problems = []
+    at = "" if eps == case.eps else " (at the default eps)"
     try:
-        result = _check(case, grads, case.eps)
+        result = _check(case, grads, eps)
     except Exception as exc:  # noqa: BLE001 - any exception on a finite-loss net is the finding
-        return [Problem("error", case, f"check raised {type(exc).__name__}: {exc}")], None
+        return [Problem("error", case, f"check{at} raised {type(exc).__name__}: {exc}")], None
     checked = np.concatenate([c.ravel() for c in result.checked])
     numerical = np.concatenate([n.ravel() for n in result.numerical])
     bad = np.flatnonzero(checked & ~np.isfinite(numerical))
@@ -249,23 +252,51 @@ def judge_correct(case: Case, grads: list[np.ndarray]) -> tuple[list[Problem], A
         theta = np.concatenate([q.ravel() for q in case.params])
         finite = []
         for p in bad[:20]:
-            h = _nominal_step(case, float(theta[p]))
+            h = _nominal_step(case, eps, float(theta[p]))
             reach = (1, 2) if case.method == "richardson" else (1,)
             if all(np.isfinite(_loss_at(case, int(p), s * k * h)) for k in reach for s in (1, -1)):
                 finite.append(int(p))
         bad = np.array(finite, dtype=int)
     if bad.size:
         where = ", ".join(f"{case.net.locate(int(p))}" for p in bad[:3])
-        problems.append(Problem("non_finite", case, f"{bad.size} non-finite numerical values where the loss is "
+        problems.append(Problem("non_finite", case, f"{bad.size}{at} non-finite numerical values where the loss is "
                                 f"finite (e.g. {where}); passed={result.passed}"))
+    problems += _bad_budgets(case, result, f"correct gradient{at}")
     if not result.passed:
         worst = result.worst_failures(2)
         detail = "; ".join(f"{f.tensor}{f.index} a={f.analytic:.6g} n={f.numerical:.6g} budget={f.budget:.3g} "
                            f"x{f.budget_ratio:.3g}" for f in worst)
         if result.notes:
             detail += f"; notes: {result.notes}"
-        problems.append(Problem("false_fail", case, f"correct gradient FAILED ({result.n_failed} entries): {detail}"))
+        problems.append(Problem("false_fail", case, f"correct gradient FAILED{at} ({result.n_failed} entries): {detail}"))
     return problems, result
+
+
+def _inconclusive_mask(case: Case, result: Any) -> np.ndarray:
+    net = case.net
+    mask = np.zeros(net.n_params, dtype=bool)
+    for c in result.inconclusive:
+        t = net.tensor_names.index(c.tensor)
+        mask[int(net.offsets[t]) + int(np.ravel_multi_index(tuple(c.index), net.param_shapes[t]))] = True
+    return mask
+
+
+def _bad_budgets(case: Case, result: Any, what: str) -> list[Problem]:
+    """Checked entries whose budget is NaN or infinite and that are neither failed nor inconclusive.
+
+    Their ratio is NaN or 0, so they pass whatever the gradient says.
+    """
+    if case.method == "directional":
+        return []  # entries it did not localise carry an infinite budget by design
+    checked = np.concatenate([c.ravel() for c in result.checked])
+    budget = np.concatenate([b.ravel() for b in result.budget])
+    failed = np.concatenate([f.ravel() for f in result.failed])
+    bad = np.flatnonzero(checked & ~np.isfinite(budget) & ~failed & ~_inconclusive_mask(case, result))
+    if not bad.size:
+        return []
+    where = ", ".join(f"{case.net.locate(int(p))} budget={budget[p]}" for p in bad[:3])
+    return [Problem("bad_budget", case, f"{what}: {bad.size} entries with a non-finite budget pass unjudged "
+                    f"(e.g. {where}); passed={result.passed}")]
 
 
 def _budget_of(case: Case, result: Any, t: int, idx: tuple[int, ...], grads: list[np.ndarray]) -> float:
@@ -279,9 +310,9 @@ def _budget_of(case: Case, result: Any, t: int, idx: tuple[int, ...], grads: lis
 def judge_perturbed(case: Case, grads: list[np.ndarray], baseline: Any = None) -> tuple[list[Problem], Tally]:
     """One entry scaled by 1 + 1e-6 (float64, default eps): caught in its tensor, or honestly not.
 
-    ``baseline``: the check of the correct gradient at the default eps, when
-    it was run; entries that already failed there are false FAILs, counted
-    there, and not blamed here.
+    ``baseline``: the check of the correct gradient at the default eps;
+    failures in tensors that already failed there belong to that false FAIL
+    (counted there), and are not blamed on the bump.
     """
     tally = Tally()
     flat = np.concatenate([g.ravel() for g in grads])
@@ -306,13 +337,16 @@ def judge_perturbed(case: Case, grads: list[np.ndarray], baseline: Any = None) -
     safety = result.safety
     budget = _budget_of(case, result, t, idx, grads)
     g = abs(float(grads[t][idx]))
+    if not np.isfinite(budget):
+        budget = np.inf  # the entry cannot be judged: only a failure or an inconclusive flag is honest
     failed_here = bool(result.failed[t][idx])
     inconclusive_here = any(c.tensor == name and tuple(c.index) == tuple(idx) for c in result.inconclusive)
     where = f"{name}{idx} g={float(grads[t][idx]):.6g} change={delta:.3g} budget={budget:.3g}"
     problems = []
     if failed_here or not result.passed:
-        worst = [f for f in result.worst_failures(None)
-                 if baseline is None or not baseline.failed[net.tensor_names.index(f.tensor)][f.index]][:1]
+        # failures in a tensor where the correct gradient already failed are that false FAIL, not this bump
+        spoiled = set() if baseline is None else {s.name for s in baseline.tensors if s.n_failed}
+        worst = [f for f in result.worst_failures(None) if f.tensor not in spoiled][:1]
         if failed_here:
             tally.caught += 1
             if worst and worst[0].tensor == name and tuple(worst[0].index) == tuple(idx):
@@ -343,6 +377,58 @@ def judge_perturbed(case: Case, grads: list[np.ndarray], baseline: Any = None) -
     return problems, tally
 
 
+#: The gross error of :func:`judge_gross`: one whole tensor scaled by this.
+GROSS = 1.5
+
+
+def judge_gross(case: Case, grads: list[np.ndarray], baseline: Any = None) -> list[Problem]:
+    """One whole tensor scaled by 1.5, at the case's own eps: failed in that tensor, or honestly not judged.
+
+    Missed when some entry's change exceeds MARGIN x safety x its budget;
+    passed silently when every entry's budget is too large to tell its value
+    from 0 and none is flagged inconclusive.
+    """
+    net = case.net
+    sizes = [int(np.count_nonzero(g)) for g in grads]
+    if not any(sizes):
+        return []
+    candidates = [t for t, n in enumerate(sizes) if n]
+    t = candidates[case.bump_at % len(candidates)]
+    name = net.tensor_names[t]
+    wrong = [g.copy() for g in grads]
+    wrong[t] = wrong[t] * GROSS
+    try:
+        result = _check(case, wrong, case.eps)
+    except Exception as exc:  # noqa: BLE001
+        return [Problem("error", case, f"gross check raised {type(exc).__name__}: {exc}")]
+    if np.any(result.failed[t]):
+        return []
+    if case.method == "directional":
+        budget = fastgrad.check(net, case.params, case.X, case.Y, grads).budget[t]
+    else:
+        budget = result.budget[t]
+    budget = np.where(np.isfinite(budget), budget, np.inf)
+    lo = int(net.offsets[t])
+    inconclusive = _inconclusive_mask(case, result)[lo:lo + grads[t].size].reshape(grads[t].shape)
+    change = np.abs(wrong[t] - grads[t])
+    g = np.abs(grads[t])
+    detectable = (change > MARGIN * result.safety * budget) & ~inconclusive
+    others = [f"{f.tensor}{f.index}" for f in result.worst_failures(2)]
+    if detectable.any():
+        k = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(detectable, change / budget, 0.0))), g.shape))
+        return [Problem("missed", case, f"{name} x{GROSS} at eps={case.eps}: {int(detectable.sum())} entries "
+                        f"changed by more than {MARGIN:g} x safety budgets, none failed (e.g. {name}{k} "
+                        f"g={float(grads[t][k]):.6g} budget={float(budget[k]):.3g}); passed={result.passed} "
+                        f"{others}")]
+    unjudgeable = (g <= result.safety * budget) | (g == 0)
+    if result.passed and unjudgeable.all() and not inconclusive.any():
+        k = tuple(int(i) for i in np.unravel_index(int(np.argmax(g)), g.shape))
+        return [Problem("silent_pass", case, f"{name} x{GROSS} at eps={case.eps} passed: no budget in {name} can "
+                        f"tell its value from 0 (e.g. {name}{k} g={float(grads[t][k]):.6g} "
+                        f"budget={float(budget[k]):.3g}) and none is flagged inconclusive")]
+    return []
+
+
 def run_case(index: int, perturb: bool = True) -> tuple[list[Problem], Tally]:
     """Run case ``index``: the correct gradient, then (``perturb``) one entry off by 1e-6."""
     case = make_case(index)
@@ -356,18 +442,19 @@ def run_case(index: int, perturb: bool = True) -> tuple[list[Problem], Tally]:
     grads = mine if case.source == "fastgrad" else theirs
     if not all(np.all(np.isfinite(g)) for g in grads):
         grads = mine
-    found, result = judge_correct(case, grads)
+    found, result = judge_correct(case, grads, case.eps)
     problems += found
     tally = Tally()
-    if perturb:
-        baseline = result if case.eps is None else None
-        if baseline is None and any(p.kind == "false_fail" for p in found):
-            try:
-                baseline = _check(case, grads, None)
-            except Exception:  # noqa: BLE001 - reported by judge_perturbed
-                baseline = None
-        found, tally = judge_perturbed(case, grads, baseline)
+    if not perturb:
+        return problems, tally
+    baseline = result
+    if case.eps is not None and case.method != "directional":
+        # the default step too: the perturbed checks below use it
+        found, baseline = judge_correct(case, grads, None)
         problems += found
+    found, tally = judge_perturbed(case, grads, baseline)
+    problems += found
+    problems += judge_gross(case, grads, result)
     return problems, tally
 
 
