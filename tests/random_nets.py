@@ -415,16 +415,17 @@ def judge_gross(case: Case, grads: list[np.ndarray], baseline: Any = None) -> li
     g = np.abs(grads[t])
     detectable = (change > MARGIN * result.safety * budget) & ~inconclusive
     others = [f"{f.tensor}{f.index}" for f in result.worst_failures(2)]
+    at = "default" if case.eps is None else f"{case.eps:.3g}"
     if detectable.any():
         k = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(detectable, change / budget, 0.0))), g.shape))
-        return [Problem("missed", case, f"{name} x{GROSS} at eps={"default" if case.eps is None else f"{case.eps:.3g}"}: {int(detectable.sum())} entries "
+        return [Problem("missed", case, f"{name} x{GROSS} at eps={at}: {int(detectable.sum())} entries "
                         f"changed by more than {MARGIN:g} x safety budgets, none failed (e.g. {name}{k} "
                         f"g={float(grads[t][k]):.6g} budget={float(budget[k]):.3g}); passed={result.passed} "
                         f"{others}")]
     unjudgeable = (g <= result.safety * budget) | (g == 0)
     if result.passed and unjudgeable.all() and not inconclusive.any():
         k = tuple(int(i) for i in np.unravel_index(int(np.argmax(g)), g.shape))
-        return [Problem("silent_pass", case, f"{name} x{GROSS} at eps={"default" if case.eps is None else f"{case.eps:.3g}"} passed: no budget in {name} can "
+        return [Problem("silent_pass", case, f"{name} x{GROSS} at eps={at} passed: no budget in {name} can "
                         f"tell its value from 0 (e.g. {name}{k} g={float(grads[t][k]):.6g} "
                         f"budget={float(budget[k]):.3g}) and none is flagged inconclusive")]
     return []
