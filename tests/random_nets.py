@@ -107,6 +107,8 @@ def make_case(index: int) -> Case:
     params = ref.random_params(rng, sizes, scale=w_scale)
     X = rng.standard_normal((N, sizes[0])) * x_scale
     Y = ref.random_targets(rng, N, sizes[-1], output, loss)
+    if loss == "cross_entropy" and rng.random() < 0.3:  # hard labels too
+        Y = np.eye(sizes[-1])[rng.integers(sizes[-1], size=N)]
     bump_at = int(rng.integers(1 << 30))
     return Case(index, sizes, hidden, output, loss, N, x_scale, w_scale, engine, method, eps, source,
                 params, X, Y, bump_at)
@@ -283,20 +285,20 @@ def _inconclusive_mask(case: Case, result: Any) -> np.ndarray:
 
 
 def _bad_budgets(case: Case, result: Any, what: str) -> list[Problem]:
-    """Checked entries whose budget is NaN or infinite and that are neither failed nor inconclusive.
+    """Checked entries whose budget is NaN, infinite or not positive, and that are neither failed nor inconclusive.
 
-    Their ratio is NaN or 0, so they pass whatever the gradient says.
+    Their ratio is NaN, 0 or negative, so they pass whatever the gradient says.
     """
     if case.method == "directional":
         return []  # entries it did not localise carry an infinite budget by design
     checked = np.concatenate([c.ravel() for c in result.checked])
     budget = np.concatenate([b.ravel() for b in result.budget])
     failed = np.concatenate([f.ravel() for f in result.failed])
-    bad = np.flatnonzero(checked & ~np.isfinite(budget) & ~failed & ~_inconclusive_mask(case, result))
+    bad = np.flatnonzero(checked & ~(np.isfinite(budget) & (budget > 0)) & ~failed & ~_inconclusive_mask(case, result))
     if not bad.size:
         return []
     where = ", ".join(f"{case.net.locate(int(p))} budget={budget[p]}" for p in bad[:3])
-    return [Problem("bad_budget", case, f"{what}: {bad.size} entries with a non-finite budget pass unjudged "
+    return [Problem("bad_budget", case, f"{what}: {bad.size} entries with a non-finite or non-positive budget pass unjudged "
                     f"(e.g. {where}); passed={result.passed}")]
 
 
@@ -338,7 +340,7 @@ def judge_perturbed(case: Case, grads: list[np.ndarray], baseline: Any = None) -
     safety = result.safety
     budget = _budget_of(case, result, t, idx, grads)
     g = abs(float(grads[t][idx]))
-    if not np.isfinite(budget):
+    if not (np.isfinite(budget) and budget > 0):
         budget = np.inf  # the entry cannot be judged: only a failure or an inconclusive flag is honest
     failed_here = bool(result.failed[t][idx])
     inconclusive_here = any(c.tensor == name and tuple(c.index) == tuple(idx) for c in result.inconclusive)
@@ -408,7 +410,7 @@ def judge_gross(case: Case, grads: list[np.ndarray], baseline: Any = None) -> li
         budget = fastgrad.check(net, case.params, case.X, case.Y, grads).budget[t]
     else:
         budget = result.budget[t]
-    budget = np.where(np.isfinite(budget), budget, np.inf)
+    budget = np.where(np.isfinite(budget) & (budget > 0), budget, np.inf)
     lo = int(net.offsets[t])
     inconclusive = _inconclusive_mask(case, result)[lo:lo + grads[t].size].reshape(grads[t].shape)
     change = np.abs(wrong[t] - grads[t])
