@@ -20,10 +20,11 @@ Environment:
 
 What is judged (see ``random_nets`` for the exact rules):
 
-* the correct gradient (fastgrad's backprop or the NumPy textbook one of
-  ``reference.py``, chosen per case; the two are cross-checked against an
-  independent NumPy backprop first), at the case's eps and at the default
-  eps: the check must not raise, must not fail (``passed`` False with failed
+* the correct gradient (fastgrad's backprop, the NumPy textbook one of
+  ``reference.py``, or that one with a weight-decay term added and taken
+  off again, which leaves real code's rounding residue; chosen per case;
+  fastgrad's backprop is first cross-checked against an independent NumPy
+  backprop), at the case's eps and at the default eps: the check must not raise, must not fail (``passed`` False with failed
   entries, or with nothing to explain it), must give finite numerical values
   wherever the loss at the perturbed points is finite, and must not leave a
   checked entry with a NaN or infinite budget that neither fails nor is
@@ -89,10 +90,19 @@ def _summary(problems: list[rn.Problem], title: str, tally: rn.Tally | None = No
     lines.append("  by kind and engine/method: " + ", ".join(f"{k} {n}" for k, n in sorted(by_combo.items())))
     if tally is not None:
         lines.append(f"  perturbed entries: {tally}")
-    for p in problems[:SHOWN]:
+    # examples: round-robin over (kind, engine/method) groups, so that every group shows up
+    groups: dict[str, list[rn.Problem]] = collections.defaultdict(list)
+    for p in problems:
+        groups[f"{p.kind} {p.case.engine}/{p.case.method}"].append(p)
+    shown: list[rn.Problem] = []
+    depth = 0
+    while len(shown) < min(SHOWN, len(problems)):
+        shown += [g[depth] for g in groups.values() if depth < len(g)][:SHOWN - len(shown)]
+        depth += 1
+    for p in sorted(shown, key=lambda p: (p.kind, p.case.engine, p.case.method, p.case.index)):
         lines.append(str(p))
-    if len(problems) > SHOWN:
-        lines.append(f"  ... and {len(problems) - SHOWN} more")
+    if len(problems) > len(shown):
+        lines.append(f"  ... and {len(problems) - len(shown)} more")
     lines.append("replay: python tests/random_nets.py <case index> ...")
     return "\n".join(lines)
 
@@ -106,7 +116,7 @@ def test_cases_cover_the_acceptance_space():
     assert {c.x_scale for c in cases} == set(rn.X_SCALES)
     assert {c.w_scale for c in cases} == set(rn.W_SCALES)
     assert {(c.engine, c.method) for c in cases} == set(rn.COMBOS)
-    assert {c.source for c in cases} == {"fastgrad", "reference"}
+    assert {c.source for c in cases} == set(rn.SOURCES)
     Ns = {c.N for c in cases}
     assert min(Ns) == 1 and max(Ns) == 64
     widths = {w for c in cases for w in c.sizes}
