@@ -23,7 +23,7 @@ from ._config import (
     DEFAULT_SAFETY,
     threads_context,
 )
-from ._kernels.loss import loss_from_activations
+from ._kernels.loss import loss_from_activations, loss_magnitude
 from ._kernels.verdict import (
     FAILED,
     KINK,
@@ -54,7 +54,8 @@ INCONCLUSIVE_REASONS = {
     KINK: "a +-h step crosses a relu/leaky_relu kink",
     UNRESOLVED: "its error budget is as large as the value itself (the step is too small or too large "
                 "for this entry): the check cannot tell it from zero",
-    NONFINITE: "the loss is not finite at w +- h (the forward pass overflows)",
+    NONFINITE: "the numerical value or its error budget is not finite (the loss or the budget's series "
+               "overflow near w)",
 }
 #: A budget below this fraction of its tensor's largest gradient resolves an
 #: entry however small the entry is (an exact zero confirmed to 1e-6 of the
@@ -212,7 +213,8 @@ def _user_unit_roundoff(arrays: list[Any], dtypes: list[np.dtype]) -> float:
 
 
 def error_budget(
-    net: MLP, details: Numerical, Z: np.ndarray, loss: float, engine: str, method: str, user_u: float
+    net: MLP, details: Numerical, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, loss: float, engine: str, method: str,
+    user_u: float,
 ) -> np.ndarray:
     """Per entry: how far the numerical derivative and the checked gradient may each be off.
 
@@ -223,7 +225,10 @@ def error_budget(
     * fastgrad's own rounding: ``4 (L + 2) u absum`` (``absum``: the size of
       the terms the derivative sums, every factor in absolute value; L
       layers; u = 2^-53), plus, for the full engine's real steps, the
-      cancellation in ``E(w+h) - E(w-h)``: ``4 u |E| / h`` per difference;
+      cancellation in ``E(w+h) - E(w-h)``: ``4 u M / h`` per difference,
+      ``M >= |E|`` the size of the numbers the loss is computed from
+      (:func:`fastgrad._kernels.loss.loss_magnitude`: a confident
+      classifier's ``lse - z_y`` is tiny, its rounding is not);
     * the checked gradient's own rounding in its dtype:
       ``u_user (L + 2 + sqrt(N)) absum`` (``u_user`` = 2^-24 when the
       gradient, the inputs or the parameters are float32; ``absum`` already
@@ -239,7 +244,7 @@ def error_budget(
     c_cancel = 0.0
     if engine == "full" and method != "complex":
         differences = 1.0 if method == "central" else 3.0
-        c_cancel = differences * 4.0 * u * abs(loss)
+        c_cancel = differences * 4.0 * u * max(abs(loss), float(loss_magnitude(Z, A, Y, net.layout, net.loss_code)))
     c_user = user_u * (L + 2 + math.sqrt(N))
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
     out = np.empty_like(details.absum)
@@ -277,7 +282,7 @@ def _directional(
     if leaves.size:
         details = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
                                     indices=leaves, Z=Z, A=A, scaled=True)
-        budget = error_budget(net, details, Z, loss, "incremental", "central", user_u)
+        budget = error_budget(net, details, Z, A, Y, loss, "incremental", "central", user_u)
     else:
         details = Numerical(np.full(P, np.nan), np.zeros(P), np.zeros(P), np.zeros(P, dtype=bool), np.full(P, STEP))
         budget = np.full(P, np.inf)
@@ -447,7 +452,7 @@ def check(
             details = numerical_details(
                 net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
             )
-            budget_flat = error_budget(net, details, Z, loss, engine, method, user_u)
+            budget_flat = error_budget(net, details, Z, A, Ya, loss, engine, method, user_u)
             forward_passes, disagreeing = None, []
         judged = _judge(net, analytic_flat, details, budget_flat, checked_flat, user_u, Xa.shape[0],
                         verdict == "budget", safety_value, rtol_value, atol_value,

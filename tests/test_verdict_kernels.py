@@ -95,7 +95,7 @@ def numpy_statuses(a, n, b, kink, checked, negligible, by_budget, safety, rtol, 
         unresolved = (safety * b >= np.maximum(np.abs(a), np.abs(n))) & (b > negligible) & by_budget
     status = np.where(wrong, V.FAILED, np.where(unresolved, V.UNRESOLVED, V.PASSED))
     status = np.where(~np.isfinite(diff), V.FAILED, status)  # a - n overflows
-    status = np.where(~np.isfinite(n), V.NONFINITE, status)
+    status = np.where(~np.isfinite(n) | ~(b > 0) | ~np.isfinite(b), V.NONFINITE, status)
     status = np.where(kink, V.KINK, status)
     status = np.where(~np.isfinite(a), V.FAILED, status)
     status = np.where(checked, status, V.UNCHECKED).astype(np.uint8)
@@ -131,13 +131,15 @@ def _verdict_inputs(seed):
     a[100], n[100], b[100] = 2.0, 1.0, 1e-30  # a tie for the worst: the first must win
     a[900], n[900], b[900] = 2.0, 1.0, 1e-30
     n[1500], a[1600], n[1700], a[1800] = np.nan, np.inf, -np.inf, np.nan
+    b[1510], b[1520], b[1530] = np.nan, np.inf, -1e-3  # no usable budget: inconclusive, never passed
     a[1900], n[1900] = 1e308, -1e308  # a - n overflows
     kink = rng.random(P) < 0.05
     kink[[100, 900, 1600, 1800, 1900]] = False
     kink[2000] = True
     a[2000] = np.nan  # a non-finite gradient fails even across a kink
     checked = rng.random(P) > 0.1
-    checked[[100, 900, 1500, 1600, 1700, 1800, 1900, 2000]] = True
+    checked[[100, 900, 1500, 1510, 1520, 1530, 1600, 1700, 1800, 1900, 2000]] = True
+    kink[[1510, 1520, 1530]] = False
     negligible = 10.0 ** rng.uniform(-14, -4, offsets.size - 1)
     return offsets, a, n, b, kink, checked, negligible
 
@@ -164,6 +166,7 @@ def test_tensor_verdicts_match_numpy(seed, by_budget, threads):
     assert {V.PASSED, V.FAILED, V.KINK, V.NONFINITE, V.UNCHECKED} <= set(np.unique(status).tolist())
     assert (V.UNRESOLVED in status) == by_budget
     assert status[2000] == V.FAILED and status[1500] == V.NONFINITE and status[1900] == V.FAILED
+    assert (status[[1510, 1520, 1530]] == V.NONFINITE).all()
     if by_budget:
         assert worst[2] == 100 - 4
 

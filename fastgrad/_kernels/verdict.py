@@ -69,7 +69,7 @@ PASSED = 0
 FAILED = 1
 KINK = 2  # a +-h step crossed a relu/leaky_relu kink
 UNRESOLVED = 3  # the budget cannot tell the value from zero (see tensor_verdicts)
-NONFINITE = 4  # the numerical value is not finite (the loss overflows near w)
+NONFINITE = 4  # the numerical value or its budget is not finite (or the budget is not positive)
 UNCHECKED = 5
 #: Columns of ``counts_out``: failed, the three inconclusive kinds, checked.
 N_COUNTS = 5
@@ -178,8 +178,9 @@ def tensor_verdicts(offsets, analytic, numerical, budget, kink, checked, negligi
     ``safety budget >= max(|a|, |n|)``, unless that budget is negligible for
     its tensor (``budget <= negligible[t]``: exact zeros of dead units are
     confirmed to far below the tensor's gradients). A non-finite analytic
-    value fails; a non-finite numerical value with a finite analytic one is
-    inconclusive (the loss overflows near ``w``). Each tensor is cut into
+    value fails; a non-finite numerical value, or a budget that is not
+    finite and positive, makes a finite analytic one inconclusive (the loss
+    or the budget's series overflow near ``w``). Each tensor is cut into
     pieces of ``SUMMARY_PIECE`` entries, scanned in parallel, and the
     pieces' results are combined in order, so the result does not depend on
     the thread count.
@@ -221,8 +222,8 @@ def entry_verdict(a, n, b, on_kink, negligible, by_budget, safety, rtol, floor):
         return FAILED, np.inf, np.inf
     if on_kink:
         return KINK, 0.0, 0.0
-    if not np.isfinite(n):
-        return NONFINITE, 0.0, 0.0
+    if not (np.isfinite(n) and b > 0.0 and b <= 1.7976931348623157e308):
+        return NONFINITE, 0.0, 0.0  # no finite positive budget: nothing can be judged (a NaN budget passed all)
     diff = abs(a - n)
     if not np.isfinite(diff):  # a - n overflows
         return FAILED, np.inf, np.inf
