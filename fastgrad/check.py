@@ -11,6 +11,7 @@ import numba
 import numpy as np
 
 from . import _validate
+from ._kernels import codes
 from ._config import (
     DEFAULT_ATOL,
     DEFAULT_ENGINE,
@@ -28,8 +29,10 @@ from ._kernels.verdict import (
     FAILED,
     KINK,
     N_COUNTS,
+    LARGE_STEP,
     NONFINITE,
     UNRESOLVED,
+    flag_large_steps,
     budget_into,
     entry_errors,
     tensor_scales,
@@ -56,7 +59,13 @@ INCONCLUSIVE_REASONS = {
                 "for this entry): the check cannot tell it from zero",
     NONFINITE: "the numerical value or its error budget is not finite (the loss or the budget's series "
                "overflow near w)",
+    LARGE_STEP: "the step moves a pre-activation by more than 0.25 (unnormalised inputs, or a large eps): "
+                "the truncation estimate no longer holds; use a smaller eps",
 }
+#: Largest move of a pre-activation by a step for which the truncation estimate
+#: (the leading Taylor term) is trusted with a smooth activation or loss (the
+#: reason above quotes it).
+STEP_REACH = 0.25
 #: A budget below this fraction of its tensor's largest gradient resolves an
 #: entry however small the entry is (an exact zero confirmed to 1e-6 of the
 #: tensor's scale is a zero); above it, an entry whose value is within its
@@ -303,6 +312,7 @@ def _hint(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, checked: 
 def _judge(
     net: MLP, analytic: np.ndarray, details: Numerical, budget: np.ndarray, checked: np.ndarray | None,
     user_u: float, N: int, by_budget: bool, safety: float, rtol: float, atol: float, scale_from_analytic: bool,
+    theta: np.ndarray, step_reach: tuple[np.ndarray, float, bool, float] | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every entry's verdict code and the per-tensor counts, maxima and worst entries.
 
@@ -315,7 +325,12 @@ def _judge(
     T = len(net.tensor_names)
     offsets = np.asarray(net.offsets, dtype=np.int64)
     checked_arr = np.empty(0, dtype=bool) if checked is None else checked
-    kink = details.kink if details.kink.size else np.empty(0, dtype=bool)
+    kink = details.kink.view(np.uint8) if details.kink.size else np.empty(0, dtype=np.uint8)
+    if step_reach is not None:
+        if not kink.size:
+            kink = np.zeros(net.n_params, dtype=np.uint8)
+        in_max, eps, scaled, reach = step_reach
+        flag_large_steps(theta, net.layout, in_max, eps, scaled, reach, STEP_REACH, kink)
     scales = np.empty(T)
     tensor_scales(offsets, analytic if scale_from_analytic else details.values, kink, checked_arr, scales)
     c_user_scale = user_u * (net.n_layers + 2 + math.sqrt(N))
@@ -332,6 +347,28 @@ def _judge(
     tensor_verdicts(offsets, analytic, details.values, budget, kink, checked_arr, negligible, by_budget, safety,
                     rtol, atol, status, counts, maxima, worst_at)
     return status, counts, maxima, worst_at
+
+
+def _step_reach(net: MLP, X: np.ndarray, A: np.ndarray, eps: float, scaled: bool, engine: str,
+                method: str) -> tuple[np.ndarray, float, bool, float] | None:
+    """What :func:`flag_large_steps` needs, or None when no step can be too large.
+
+    With only identity/relu/leaky_relu and a squared-error loss the loss is
+    piecewise quadratic in each parameter: the central difference is exact
+    however far a step moves (kinks are flagged on their own).
+    """
+    smooth = {codes.SIGMOID, codes.TANH, codes.SOFTPLUS, codes.SOFTMAX}
+    if net.loss_code != codes.CROSS_ENTROPY and not any(int(a) in smooth for a in net.layout[:, codes.ACT]):
+        return None
+    if engine == "unit":  # its steps are moves of the pre-activations themselves
+        in_max = np.ones(sum(net.sizes[:-1]))
+        return in_max, eps, False, 1.0
+    parts = [np.max(np.abs(X), axis=0)]
+    for l in range(net.n_layers - 1):
+        lo = int(net.layout[l, codes.U_OFF])
+        parts.append(np.max(np.abs(A[:, lo:lo + net.sizes[l + 1]]), axis=0))
+    reach = 2.0 if method == "richardson" else 1.0
+    return np.concatenate(parts), eps, scaled, reach
 
 
 def _zero_bias_advice(net: MLP, params: Any) -> list[str]:
@@ -456,7 +493,9 @@ def check(
             forward_passes, disagreeing = None, []
         judged = _judge(net, analytic_flat, details, budget_flat, checked_flat, user_u, Xa.shape[0],
                         verdict == "budget", safety_value, rtol_value, atol_value,
-                        scale_from_analytic=method == "directional")
+                        scale_from_analytic=method == "directional", theta=theta,
+                        step_reach=None if directional or verdict != "budget"
+                        else _step_reach(net, Xa, A, eps_value, scaled, engine, method))
         status_flat, counts, maxima, worst_at = judged
         if checked_flat is None:
             checked_flat = np.ones(net.n_params, dtype=bool)
@@ -480,12 +519,12 @@ def check(
     summaries = []
     inconclusive = []
     for t, (name, a, n, failed, c) in enumerate(zip(net.tensor_names, analytic, numerical, failed_masks, checked)):
-        n_failed, n_kink, n_unresolved, n_nonfinite, n_checked = (int(v) for v in counts[t])
-        n_inconclusive = n_kink + n_unresolved + n_nonfinite
+        n_failed, n_checked = int(counts[t, 0]), int(counts[t, N_COUNTS - 1])
+        n_inconclusive = int(counts[t, 1:N_COUNTS - 1].sum())
         if n_inconclusive:
             lo = int(net.offsets[t])
             status_t = status_flat[lo:lo + a.size]
-            for flat_index in np.flatnonzero((status_t >= KINK) & (status_t <= NONFINITE)):
+            for flat_index in np.flatnonzero((status_t >= KINK) & (status_t <= LARGE_STEP)):
                 index = tuple(int(i) for i in np.unravel_index(flat_index, a.shape))
                 inconclusive.append(Inconclusive(name, index, INCONCLUSIVE_REASONS[int(status_t[flat_index])]))
         worst = int(worst_at[t])
@@ -506,8 +545,9 @@ def check(
             )
         )
     advice = _zero_bias_advice(net, params)
-    n_judged = int(counts[:, 4].sum())
-    mostly_inconclusive = 2 * int(counts[:, 1:4].sum()) > n_judged
+    # a tensor the check cannot vouch for makes the whole check unable to (a logistic regression's one weight
+    # beside its judged bias is half the entries, and all of what matters)
+    mostly_inconclusive = bool(np.any(2 * counts[:, 1:N_COUNTS - 1].sum(axis=1) > counts[:, N_COUNTS - 1]))
     return CheckResult(
         passed=all(s.passed for s in summaries) and not notes and not mostly_inconclusive,
         max_rel_error=max(s.max_rel_error for s in summaries),

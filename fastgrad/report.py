@@ -53,7 +53,8 @@ def _headline(result: CheckResult) -> list[str]:
         lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
         reasons = sorted({c.reason for c in result.inconclusive})
-        most = " (MOST of them: the check cannot vouch for this gradient)" if result.mostly_inconclusive else ""
+        unvouched = [t.name for t in result.tensors if 2 * t.n_inconclusive > t.n_checked]
+        most = f" (most of {', '.join(unvouched)}: the check cannot vouch for them)" if unvouched else ""
         lines.append(f"  {len(result.inconclusive)} of {result.n_checked} checked entries inconclusive{most},"
                      " left out of the verdict: see result.inconclusive")
         lines += [f"    - {reason}" for reason in reasons]
@@ -71,7 +72,7 @@ def format_result(result: CheckResult) -> str:
         [
             t.name,
             "x".join(map(str, t.shape)),
-            "ok" if t.passed else "FAIL",
+            "FAIL" if not t.passed else "inconcl." if 2 * t.n_inconclusive > t.n_checked else "ok",
             f"{t.n_failed}/{t.size}",
             f"{t.max_rel_error:.3g}",
             f"{t.max_budget_ratio:.3g}",

@@ -389,9 +389,9 @@ class CheckResult:
     forward_passes : int or None
         ``method="directional"``: complex forward passes of the batch used.
     mostly_inconclusive : bool
-        More than half of the checked entries are inconclusive: the check
-        says so in its headline and ``passed`` is False (``status`` is
-        ``"inconclusive"`` unless an entry failed).
+        More than half of the checked entries of some tensor are
+        inconclusive: the check says so in its headline and ``passed`` is
+        False (``status`` is ``"inconclusive"`` unless an entry failed).
     advice : list of str
         Remarks that do not fail the check (e.g. every bias is exactly 0).
     """

@@ -333,6 +333,20 @@ def _budget_of(case: Case, result: Any, t: int, idx: tuple[int, ...], grads: lis
     return float(central.budget[t][idx])
 
 
+def _negligible(result: Any, t: int) -> float:
+    """The budget below which fastgrad.check judges an entry however small it is (NEGLIGIBLE_BUDGET of the tensor's scale).
+
+    An entry whose value is within its budget of 0 is inconclusive unless its
+    budget is at most this: an exact zero confirmed to within 1e-6 of its
+    tensor's largest gradient is a zero.
+    """
+    from fastgrad.check import NEGLIGIBLE_BUDGET
+
+    n = np.abs(np.asarray(result.numerical[t] if result.method != "directional" else result.analytic[t]))
+    finite = n[np.isfinite(n)]
+    return NEGLIGIBLE_BUDGET * float(finite.max(initial=0.0))
+
+
 def judge_perturbed(case: Case, grads: list[np.ndarray], baseline: Any = None) -> tuple[list[Problem], Tally]:
     """One entry scaled by 1 + 1e-6 (float64, default eps): caught in its tensor, or honestly not.
 
@@ -395,6 +409,8 @@ def judge_perturbed(case: Case, grads: list[np.ndarray], baseline: Any = None) -
                                 f"{float(result.numerical[t][idx]):.6g})"))
     elif delta > safety * budget:
         tally.marginal += 1
+    elif budget <= _negligible(result, t):
+        tally.resolution_limited += 1  # confirmed to within 1e-6 of its tensor's scale: judged (see fastgrad.check)
     elif g <= safety * budget:
         problems.append(Problem("silent_pass", case, f"bumped {where}: the budget cannot tell the value from 0 "
                                 "(|g| <= safety x budget), yet the check passed and does not list it inconclusive"))
@@ -447,7 +463,7 @@ def judge_gross(case: Case, grads: list[np.ndarray]) -> list[Problem]:
                         f"changed by more than {MARGIN:g} x safety budgets, none failed (e.g. {name}{k} "
                         f"g={float(grads[t][k]):.6g} budget={float(budget[k]):.3g}); passed={result.passed} "
                         f"{others}")]
-    unjudgeable = (g <= result.safety * budget) | (g == 0)
+    unjudgeable = ((g <= result.safety * budget) | (g == 0)) & (budget > _negligible(result, t))
     if result.passed and unjudgeable.all() and not inconclusive.any():
         k = tuple(int(i) for i in np.unravel_index(int(np.argmax(g)), g.shape))
         return [Problem("silent_pass", case, f"{name} x{GROSS} at eps={at} passed: no budget in {name} can "

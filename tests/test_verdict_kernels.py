@@ -96,7 +96,8 @@ def numpy_statuses(a, n, b, kink, checked, negligible, by_budget, safety, rtol, 
     status = np.where(wrong, V.FAILED, np.where(unresolved, V.UNRESOLVED, V.PASSED))
     status = np.where(~np.isfinite(diff), V.FAILED, status)  # a - n overflows
     status = np.where(~np.isfinite(n) | ~(b > 0) | ~np.isfinite(b), V.NONFINITE, status)
-    status = np.where(kink, V.KINK, status)
+    status = np.where(kink == 1, V.KINK, status)
+    status = np.where(kink == 2, V.LARGE_STEP, status)
     status = np.where(~np.isfinite(a), V.FAILED, status)
     status = np.where(checked, status, V.UNCHECKED).astype(np.uint8)
     judged = status <= V.FAILED
@@ -112,7 +113,7 @@ def numpy_tensor_verdicts(offsets, a, n, b, kink, checked, negligible, by_budget
         status, ratio, rel = numpy_statuses(a[lo:hi], n[lo:hi], b[lo:hi], kink[lo:hi], checked[lo:hi],
                                             negligible[t], by_budget, safety, rtol, atol)
         counts = tuple(int(np.count_nonzero(status == code)) for code in (V.FAILED, V.KINK, V.UNRESOLVED,
-                                                                          V.NONFINITE))
+                                                                          V.NONFINITE, V.LARGE_STEP))
         counts += (int(np.count_nonzero(checked[lo:hi])),)
         worst = int(np.argmax(ratio if by_budget else rel))
         rows.append((status, counts, (float(np.max(rel)), float(np.max(ratio))), worst))
@@ -133,13 +134,14 @@ def _verdict_inputs(seed):
     n[1500], a[1600], n[1700], a[1800] = np.nan, np.inf, -np.inf, np.nan
     b[1510], b[1520], b[1530] = np.nan, np.inf, -1e-3  # no usable budget: inconclusive, never passed
     a[1900], n[1900] = 1e308, -1e308  # a - n overflows
-    kink = rng.random(P) < 0.05
-    kink[[100, 900, 1600, 1800, 1900]] = False
-    kink[2000] = True
+    kink = (rng.random(P) < 0.05).astype(np.uint8)
+    kink[rng.random(P) < 0.03] = 2  # a step too large
+    kink[[100, 900, 1600, 1800, 1900]] = 0
+    kink[2000] = 1
     a[2000] = np.nan  # a non-finite gradient fails even across a kink
     checked = rng.random(P) > 0.1
     checked[[100, 900, 1500, 1510, 1520, 1530, 1600, 1700, 1800, 1900, 2000]] = True
-    kink[[1510, 1520, 1530]] = False
+    kink[[1510, 1520, 1530]] = 0
     negligible = 10.0 ** rng.uniform(-14, -4, offsets.size - 1)
     return offsets, a, n, b, kink, checked, negligible
 
@@ -163,7 +165,7 @@ def test_tensor_verdicts_match_numpy(seed, by_budget, threads):
         assert np.array_equal(maxima[t], np.array(want_maxima), equal_nan=True)
         assert worst[t] == want_worst, (t, worst[t], want_worst)
     # the inputs did exercise every code, and the tie: tensor 2 has the tied entries
-    assert {V.PASSED, V.FAILED, V.KINK, V.NONFINITE, V.UNCHECKED} <= set(np.unique(status).tolist())
+    assert {V.PASSED, V.FAILED, V.KINK, V.NONFINITE, V.LARGE_STEP, V.UNCHECKED} <= set(np.unique(status).tolist())
     assert (V.UNRESOLVED in status) == by_budget
     assert status[2000] == V.FAILED and status[1500] == V.NONFINITE and status[1900] == V.FAILED
     assert (status[[1510, 1520, 1530]] == V.NONFINITE).all()
@@ -175,7 +177,7 @@ def test_empty_kink_and_checked_mean_none_and_all():
     offsets, a, n, b, kink, checked, negligible = _verdict_inputs(3)
     P, T = int(offsets[-1]), offsets.size - 1
     outs = []
-    for k, c in ((np.empty(0, bool), np.empty(0, bool)), (np.zeros(P, bool), np.ones(P, bool))):
+    for k, c in ((np.empty(0, np.uint8), np.empty(0, bool)), (np.zeros(P, np.uint8), np.ones(P, bool))):
         status = np.empty(P, dtype=np.uint8)
         counts, maxima, worst = np.empty((T, V.N_COUNTS), np.int64), np.empty((T, 2)), np.empty(T, np.int64)
         V.tensor_verdicts(offsets, a, n, b, k, c, negligible, True, 10.0, 1e-3, 1e-5, status, counts, maxima, worst)
@@ -193,7 +195,7 @@ def test_tensor_scales_match_numpy(threads):
     with fastgrad._config.threads_context(min(threads, numba.config.NUMBA_NUM_THREADS)):
         V.tensor_scales(offsets, n, kink, checked, scales)
     for t, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
-        judged = checked[lo:hi] & ~kink[lo:hi] & np.isfinite(n[lo:hi])
+        judged = checked[lo:hi] & (kink[lo:hi] == 0) & np.isfinite(n[lo:hi])
         assert scales[t] == np.max(np.abs(n[lo:hi][judged]), initial=0.0)
 
 
@@ -202,7 +204,7 @@ def _one_tensor_verdict(a, n, b, negligible=1e-300, by_budget=True):
     offsets = np.array([0, P])
     status = np.empty(P, dtype=np.uint8)
     counts, maxima, worst = np.empty((1, V.N_COUNTS), np.int64), np.empty((1, 2)), np.empty(1, np.int64)
-    V.tensor_verdicts(offsets, a, n, b, np.empty(0, bool), np.empty(0, bool), np.array([negligible]), by_budget,
+    V.tensor_verdicts(offsets, a, n, b, np.empty(0, np.uint8), np.empty(0, bool), np.array([negligible]), by_budget,
                       10.0, 1e-3, 1e-5, status, counts, maxima, worst)
     return status, counts[0], worst[0]
 

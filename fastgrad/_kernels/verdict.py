@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
+from .codes import B_OFF, FAN_IN, FAN_OUT, W_OFF
 
 
 @jit(parallel=True)
@@ -70,9 +71,13 @@ FAILED = 1
 KINK = 2  # a +-h step crossed a relu/leaky_relu kink
 UNRESOLVED = 3  # the budget cannot tell the value from zero (see tensor_verdicts)
 NONFINITE = 4  # the numerical value or its budget is not finite (or the budget is not positive)
-UNCHECKED = 5
-#: Columns of ``counts_out``: failed, the three inconclusive kinds, checked.
-N_COUNTS = 5
+LARGE_STEP = 5  # the step moves a pre-activation too far for the truncation estimate
+UNCHECKED = 6
+#: Columns of ``counts_out``: failed, the four inconclusive kinds (column ``status - 1``), checked.
+N_COUNTS = 6
+#: ``kink`` flags of :func:`tensor_verdicts`: 1 a step crossed a kink, 2 a step is too large.
+KINK_FLAG = 1
+LARGE_STEP_FLAG = 2
 
 
 @jit(inline=True)
@@ -130,7 +135,7 @@ def _scale_pieces(offsets, first_piece, piece_tensor, numerical, kink, checked, 
         for p in range(start, stop):
             if checked.shape[0] != 0 and not checked[p]:
                 continue
-            if kink.shape[0] != 0 and kink[p]:
+            if kink.shape[0] != 0 and kink[p] != 0:
                 continue
             x = abs(numerical[p])
             if x <= 1.7976931348623157e308 and x > best:  # finite (NaN compares False)
@@ -149,9 +154,12 @@ def tensor_verdicts(offsets, analytic, numerical, budget, kink, checked, negligi
         Tensor ``t`` is the flat range ``offsets[t]:offsets[t + 1]``.
     analytic, numerical, budget : ndarray of float64, shape (P,)
         The gradient checked, the numerical gradient and its error budget.
-    kink, checked : ndarray of bool, shape (P,) or (0,)
-        Steps that crossed a kink (empty: none); entries that were checked
-        (empty: all).
+    kink : ndarray of bool or uint8, shape (P,) or (0,)
+        ``KINK_FLAG`` where a step crossed a kink, ``LARGE_STEP_FLAG`` where
+        a step moved a pre-activation too far (:func:`flag_large_steps`);
+        empty: neither.
+    checked : ndarray of bool, shape (P,) or (0,)
+        Entries that were checked (empty: all).
     negligible : ndarray of float64, shape (T,)
         Per tensor: a budget at or below this resolves an entry however
         small its value (see Notes).
@@ -160,9 +168,10 @@ def tensor_verdicts(offsets, analytic, numerical, budget, kink, checked, negligi
     safety, rtol, atol : float
     status_out : ndarray of uint8, shape (P,)
         Written: ``PASSED``, ``FAILED``, ``KINK``, ``UNRESOLVED``,
-        ``NONFINITE`` or ``UNCHECKED``.
+        ``NONFINITE``, ``LARGE_STEP`` or ``UNCHECKED``.
     counts_out : ndarray of int64, shape (T, N_COUNTS)
-        Written: failed, kink, unresolved, non-finite and checked entries.
+        Written: failed, kink, unresolved, non-finite, large-step and checked
+        entries.
     maxima_out : ndarray of float64, shape (T, 2)
         Written: the largest relative error and budget ratio of each tensor
         over its judged entries (inconclusive ones count as 0).
@@ -216,11 +225,13 @@ def tensor_verdicts(offsets, analytic, numerical, budget, kink, checked, negligi
 
 
 @jit(inline=True)
-def entry_verdict(a, n, b, on_kink, negligible, by_budget, safety, rtol, floor):
+def entry_verdict(a, n, b, flag, negligible, by_budget, safety, rtol, floor):
     """``(status, budget ratio, relative error)`` of one checked entry (ratio and error 0 when inconclusive)."""
     if not np.isfinite(a):
         return FAILED, np.inf, np.inf
-    if on_kink:
+    if flag == LARGE_STEP_FLAG:
+        return LARGE_STEP, 0.0, 0.0
+    if flag:
         return KINK, 0.0, 0.0
     if not (np.isfinite(n) and b > 0.0 and b <= 1.7976931348623157e308):
         return NONFINITE, 0.0, 0.0  # no finite positive budget: nothing can be judged (a NaN budget passed all)
@@ -259,8 +270,8 @@ def _verdict_pieces(offsets, first_piece, piece_tensor, analytic, numerical, bud
                 q = 0.0
                 r = 0.0
             else:
-                on_kink = kink.shape[0] != 0 and kink[p]
-                status, q, r = entry_verdict(analytic[p], numerical[p], budget[p], on_kink, negligible[t],
+                flag = kink[p] if kink.shape[0] != 0 else 0
+                status, q, r = entry_verdict(analytic[p], numerical[p], budget[p], flag, negligible[t],
                                              by_budget, safety, rtol, floor)
                 status_out[p] = status
                 counts[N_COUNTS - 1] += 1
@@ -280,3 +291,38 @@ def _verdict_pieces(offsets, first_piece, piece_tensor, analytic, numerical, bud
         part_max[task, 1] = max_q
         part_max[task, 2] = best
         part_worst[task] = worst
+
+
+@jit(parallel=True)
+def flag_large_steps(theta, layout, in_max, eps, scaled, reach, limit, flags):
+    """Set ``LARGE_STEP_FLAG`` where a parameter's step moves its unit's pre-activation by more than ``limit``.
+
+    The truncation estimate is the difference formula's leading Taylor term;
+    once a step moves a pre-activation by ~1 the series of a sigmoid, tanh,
+    softplus or log-sum-exp (poles at distance pi/2 to pi) no longer shrinks
+    and the estimate can be far too small (a logistic regression on x ~ 1e4
+    at the full engine's default step failed a correct gradient at 44x).
+    The move is ``reach * h * max_n |input|`` for a weight (``h`` the step,
+    ``reach`` the largest multiple of it taken: 2 for Richardson) and
+    ``reach * h`` for a bias; ``in_max`` holds each layer's ``max_n |input_i|``
+    one after the other. A kink flag already set is kept.
+    """
+    L = layout.shape[0]
+    start = 0
+    for l in range(L):
+        fan_in = layout[l, FAN_IN]
+        fan_out = layout[l, FAN_OUT]
+        w_off = layout[l, W_OFF]
+        b_off = layout[l, B_OFF]
+        for i in prange(fan_in):
+            for j in range(fan_out):
+                p = w_off + i * fan_out + j
+                h = eps * max(1.0, abs(theta[p])) if scaled else eps
+                if flags[p] == 0 and reach * h * in_max[start + i] > limit:
+                    flags[p] = LARGE_STEP_FLAG
+        for j in range(fan_out):
+            p = b_off + j
+            h = eps * max(1.0, abs(theta[p])) if scaled else eps
+            if flags[p] == 0 and reach * h > limit:
+                flags[p] = LARGE_STEP_FLAG
+        start += fan_in
