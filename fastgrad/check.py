@@ -31,10 +31,10 @@ from ._kernels.verdict import (
     N_COUNTS,
     LARGE_STEP,
     NONFINITE,
+    UNCHECKED,
     UNRESOLVED,
     flag_large_steps,
     budget_into,
-    entry_errors,
     tensor_scales,
     tensor_verdicts,
 )
@@ -42,7 +42,7 @@ from .diagnose import diagnose_tensor
 from .directional import STEP, directional_search
 from .engines import ENGINES, Numerical, numerical_details
 from .model import MLP
-from .result import CheckResult, Inconclusive, TensorSummary
+from .result import INCONCLUSIVE_REASONS, CheckResult, TensorSummary
 from .sampling import sample_mask
 from .user_grads import call_user_grads
 
@@ -52,16 +52,6 @@ CHECK_METHODS = METHODS + ("directional",)
 
 ProgressFn = Callable[[int, int], Any]
 
-#: Why an entry is inconclusive, by its verdict code.
-INCONCLUSIVE_REASONS = {
-    KINK: "a +-h step crosses a relu/leaky_relu kink",
-    UNRESOLVED: "its error budget is as large as the value itself (the step is too small or too large "
-                "for this entry): the check cannot tell it from zero",
-    NONFINITE: "the numerical value or its error budget is not finite (the loss or the budget's series "
-               "overflow near w)",
-    LARGE_STEP: "the step moves a pre-activation by more than 0.25 (unnormalised inputs, or a large eps): "
-                "the truncation estimate no longer holds; use a smaller eps",
-}
 #: Largest move of a pre-activation by a step for which the truncation estimate
 #: (the leading Taylor term) is trusted with a smooth activation or loss (the
 #: reason above quotes it).
@@ -497,13 +487,6 @@ def check(
                         step_reach=None if directional or verdict != "budget"
                         else _step_reach(net, Xa, A, eps_value, scaled, engine, method))
         status_flat, counts, maxima, worst_at = judged
-        if checked_flat is None:
-            checked_flat = np.ones(net.n_params, dtype=bool)
-        ratio_flat = np.empty(net.n_params)
-        rel_flat = np.empty(net.n_params)
-        entry_errors(analytic_flat, details.values, budget_flat, checked_flat, rtol_value, atol_value,
-                     ratio_flat, rel_flat)
-    failed_flat = status_flat == FAILED
     for t, name in enumerate(net.tensor_names):
         if name in disagreeing and counts[t, 0] == 0:
             notes.append(f"the projection of {name} disagrees with the gradient, but no single entry does "
@@ -511,23 +494,15 @@ def check(
     analytic = net.unflatten(analytic_flat)
     numerical = net.unflatten(details.values)
     budget = net.unflatten(budget_flat)
-    ratio = net.unflatten(ratio_flat)
-    checked = net.unflatten(checked_flat)
-    rel = net.unflatten(rel_flat)
-    failed_masks = net.unflatten(failed_flat)
+    status = net.unflatten(status_flat)
     param_values = net.unflatten(theta)
     summaries = []
-    inconclusive = []
-    for t, (name, a, n, failed, c) in enumerate(zip(net.tensor_names, analytic, numerical, failed_masks, checked)):
+    for t, (name, a, n, st) in enumerate(zip(net.tensor_names, analytic, numerical, status)):
         n_failed, n_checked = int(counts[t, 0]), int(counts[t, N_COUNTS - 1])
-        n_inconclusive = int(counts[t, 1:N_COUNTS - 1].sum())
-        if n_inconclusive:
-            lo = int(net.offsets[t])
-            status_t = status_flat[lo:lo + a.size]
-            for flat_index in np.flatnonzero((status_t >= KINK) & (status_t <= LARGE_STEP)):
-                index = tuple(int(i) for i in np.unravel_index(flat_index, a.shape))
-                inconclusive.append(Inconclusive(name, index, INCONCLUSIVE_REASONS[int(status_t[flat_index])]))
         worst = int(worst_at[t])
+        hint = None
+        if n_failed:
+            hint = _hint(name, a, n, st == FAILED, st != UNCHECKED, Xa.shape[0], param_values[t])
         summaries.append(
             TensorSummary(
                 name=name,
@@ -538,12 +513,14 @@ def check(
                 worst_index=tuple(int(i) for i in np.unravel_index(worst, a.shape)),
                 worst_analytic=float(a.flat[worst]),
                 worst_numerical=float(n.flat[worst]),
-                n_inconclusive=n_inconclusive,
+                n_inconclusive=int(counts[t, 1:N_COUNTS - 1].sum()),
                 n_checked=n_checked,
                 max_budget_ratio=float(maxima[t, 1]),
-                hint=_hint(name, a, n, failed, c, Xa.shape[0], param_values[t]) if n_failed else None,
+                hint=hint,
             )
         )
+    reasons = {INCONCLUSIVE_REASONS[code]: int(counts[:, code - 1].sum())
+               for code in (KINK, UNRESOLVED, NONFINITE, LARGE_STEP) if counts[:, code - 1].any()}
     advice = _zero_bias_advice(net, params)
     # a tensor the check cannot vouch for makes the whole check unable to (a logistic regression's one weight
     # beside its judged bias is half the entries, and all of what matters)
@@ -554,7 +531,6 @@ def check(
         tensors=summaries,
         analytic=analytic,
         numerical=numerical,
-        rel_error=rel,
         rtol=rtol_value,
         atol=atol_value,
         eps=eps_value,
@@ -566,13 +542,11 @@ def check(
         engine=engine,
         verdict=verdict,
         budget=budget,
-        budget_ratio=ratio,
         safety=safety_value,
-        failed=failed_masks,
-        inconclusive=inconclusive,
         notes=notes,
-        checked=checked,
         forward_passes=forward_passes,
         mostly_inconclusive=mostly_inconclusive,
         advice=advice,
+        entry_status=status,
+        inconclusive_reasons=reasons,
     )

@@ -52,7 +52,7 @@ def _headline(result: CheckResult) -> list[str]:
     if result.n_checked < result.n_params:
         lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
-        reasons = sorted({c.reason for c in result.inconclusive})
+        reasons = sorted(result.inconclusive_reasons) or sorted({c.reason for c in result.inconclusive})
         unvouched = [t.name for t in result.tensors if 2 * t.n_inconclusive > t.n_checked]
         most = f" (most of {', '.join(unvouched)}: the check cannot vouch for them)" if unvouched else ""
         lines.append(f"  {len(result.inconclusive)} of {result.n_checked} checked entries inconclusive{most},"

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ._kernels.verdict import FAILED, KINK, LARGE_STEP, NONFINITE, UNCHECKED, UNRESOLVED
+
 
 class GradientCheckError(AssertionError):
     """Raised by :meth:`CheckResult.raise_if_failed` when a check failed."""
@@ -153,7 +155,7 @@ class FailureView(Sequence):
     # ---- where the data come from -------------------------------------
     def _stored(self, name: str) -> list[np.ndarray] | None:
         """The per-tensor arrays ``name`` if the result stores them (not computed on access)."""
-        arrays = vars(self._result).get(name)
+        arrays = vars(self._result).get("_" + name)  # given, or derived already (see _Derived)
         return arrays if arrays else None
 
     def _failed_pieces(self, t: int):
@@ -334,6 +336,124 @@ class FailureView(Sequence):
         return "FailureView([" + ", ".join(map(repr, shown)) + more + "])"
 
 
+#: Why an entry is inconclusive, by its verdict code (:mod:`fastgrad._kernels.verdict`).
+INCONCLUSIVE_REASONS = {
+    KINK: "a +-h step crosses a relu/leaky_relu kink",
+    UNRESOLVED: "its error budget is as large as the value itself (the step is too small or too large "
+                "for this entry): the check cannot tell it from zero",
+    NONFINITE: "the numerical value or its error budget is not finite (the loss or the budget's series "
+               "overflow near w)",
+    LARGE_STEP: "the step moves a pre-activation by more than 0.25 (unnormalised inputs, or a large eps): "
+                "the truncation estimate no longer holds; use a smaller eps",
+}
+
+
+class InconclusiveView(Sequence):
+    """The inconclusive entries of a :class:`CheckResult`, in parameter order, built on demand.
+
+    A read-only sequence of :class:`Inconclusive` (``result.inconclusive``)
+    read from the per-entry verdict codes: ``len()`` is free, ``view[i]``
+    and ``view[:k]`` scan the tensors up to the entries asked for and build
+    only those. Compares equal to a list holding the same entries.
+    """
+
+    __slots__ = ("_result",)
+
+    def __init__(self, result: CheckResult) -> None:
+        self._result = result
+
+    def _tensor_entries(self, t: int) -> np.ndarray:
+        status = self._result.entry_status[t].reshape(-1)
+        return np.flatnonzero((status >= KINK) & (status <= LARGE_STEP))
+
+    def _build(self, t: int, flat: np.ndarray) -> list[Inconclusive]:
+        r = self._result
+        status = r.entry_status[t].reshape(-1)
+        shape = r.tensors[t].shape
+        return [Inconclusive(r.tensors[t].name, tuple(int(i) for i in np.unravel_index(int(k), shape)),
+                             INCONCLUSIVE_REASONS[int(status[k])]) for k in flat]
+
+    def __len__(self) -> int:
+        return sum(t.n_inconclusive for t in self._result.tensors)
+
+    def _first(self, k: int) -> list[Inconclusive]:
+        out: list[Inconclusive] = []
+        for t, summary in enumerate(self._result.tensors):
+            if len(out) >= k:
+                break
+            if summary.n_inconclusive:
+                out += self._build(t, self._tensor_entries(t)[: k - len(out)])
+        return out
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            start, stop, step = item.indices(len(self))
+            wanted = range(start, stop, step)
+            if not wanted:
+                return []
+            first = self._first(max(wanted) + 1)
+            return [first[i] for i in wanted]
+        i = operator.index(item)
+        size = len(self)
+        if i < 0:
+            i += size
+        if not 0 <= i < size:
+            raise IndexError("inconclusive index out of range")
+        return self._first(i + 1)[i]
+
+    def __iter__(self):
+        for t, summary in enumerate(self._result.tensors):
+            if summary.n_inconclusive:
+                entries = self._tensor_entries(t)
+                for lo in range(0, entries.size, 4096):
+                    yield from self._build(t, entries[lo:lo + 4096])
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, InconclusiveView):
+            other = list(other)
+        if not isinstance(other, (list, tuple)):
+            return NotImplemented
+        return len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        size = len(self)
+        shown = self[:3]
+        more = f", ... ({size} inconclusive entries in all)" if size > len(shown) else ""
+        return "InconclusiveView([" + ", ".join(map(repr, shown)) + more + "])"
+
+
+class _Derived:
+    """A result field given to the constructor, or derived from the result's other arrays when first read.
+
+    :func:`fastgrad.check` keeps per entry only the gradient, the numerical
+    gradient, the budget and a one-byte verdict code (about 25 bytes per
+    parameter); ratios, relative errors and masks are computed from those
+    the first time they are read, and kept.
+    """
+
+    def __init__(self, name: str, compute: str) -> None:
+        self.key = "_" + name
+        self.compute = compute
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return None  # the dataclass field's default: derive it
+        value = obj.__dict__.get(self.key)
+        if value is None:
+            value = getattr(obj, self.compute)()
+            obj.__dict__[self.key] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        # the dataclass __init__ passes the field's default, this descriptor itself: derive it when read
+        obj.__dict__[self.key] = None if isinstance(value, _Derived) else value
+
+
 @dataclass
 class CheckResult:
     """What :func:`fastgrad.check` found.
@@ -372,13 +492,18 @@ class CheckResult:
         How entries were judged: against each entry's error budget (the
         default), or against the ``rtol``/``atol`` the caller gave.
     budget, budget_ratio : list of ndarray
-        Per entry: the error budget and ``|a - n| / budget``.
+        Per entry: the error budget and ``|a - n| / budget`` (the ratio is
+        computed when first read, like ``rel_error``, ``failed`` and
+        ``checked``: a check keeps about 25 bytes per parameter).
     safety : float
         An entry fails when ``budget_ratio > safety`` (budget verdict).
     failed : list of ndarray of bool
         Per entry: judged wrong.
-    inconclusive : list of Inconclusive
-        Entries that could not be judged (a step crossed a relu kink).
+    inconclusive : sequence of Inconclusive
+        Entries that could not be judged, with the reason (a step crossed a
+        relu kink, the budget cannot tell the value from zero, ...): a lazy
+        sequence in parameter order; ``inconclusive_reasons`` counts them
+        by reason.
     notes : list of str
         Problems with the gradient itself (a callable that is
         nondeterministic or writes into its arguments); any note fails the
@@ -394,6 +519,11 @@ class CheckResult:
         False (``status`` is ``"inconclusive"`` unless an entry failed).
     advice : list of str
         Remarks that do not fail the check (e.g. every bias is exactly 0).
+    entry_status : list of ndarray of uint8
+        Per entry, the verdict code (:mod:`fastgrad._kernels.verdict`:
+        passed, failed, kink, unresolved, non-finite, large step, unchecked).
+    inconclusive_reasons : dict of str to int
+        How many entries are inconclusive for each reason.
     """
 
     passed: bool
@@ -401,7 +531,7 @@ class CheckResult:
     tensors: list[TensorSummary]
     analytic: list[np.ndarray] = field(repr=False)
     numerical: list[np.ndarray] = field(repr=False)
-    rel_error: list[np.ndarray] = field(repr=False)
+    rel_error: list[np.ndarray] = field(default=_Derived("rel_error", "_derive_errors"), repr=False)  # type: ignore[assignment]
     rtol: float = 0.0
     atol: float = 0.0
     eps: float = 0.0
@@ -413,15 +543,53 @@ class CheckResult:
     engine: str = "incremental"
     verdict: str = "tolerance"
     budget: list[np.ndarray] = field(default_factory=list, repr=False)
-    budget_ratio: list[np.ndarray] = field(default_factory=list, repr=False)
+    budget_ratio: list[np.ndarray] = field(default=_Derived("budget_ratio", "_derive_ratios"), repr=False)  # type: ignore[assignment]
     safety: float = float("nan")
-    failed: list[np.ndarray] = field(default_factory=list, repr=False)
-    inconclusive: list[Inconclusive] = field(default_factory=list)
+    failed: list[np.ndarray] = field(default=_Derived("failed", "_derive_failed"), repr=False)  # type: ignore[assignment]
+    inconclusive: Sequence[Inconclusive] = field(default=_Derived("inconclusive", "_derive_inconclusive"))  # type: ignore[assignment]
     notes: list[str] = field(default_factory=list)
-    checked: list[np.ndarray] = field(default_factory=list, repr=False)
+    checked: list[np.ndarray] = field(default=_Derived("checked", "_derive_checked"), repr=False)  # type: ignore[assignment]
     forward_passes: int | None = None
     mostly_inconclusive: bool = False
     advice: list[str] = field(default_factory=list)
+    entry_status: list[np.ndarray] = field(default_factory=list, repr=False)
+    inconclusive_reasons: dict[str, int] = field(default_factory=dict)
+
+    # ---- derived on first read (see _Derived) ---------------------------
+    def _derive_errors(self) -> list[np.ndarray]:
+        self._derive_ratio_and_rel()
+        return self.__dict__["_rel_error"]
+
+    def _derive_ratios(self) -> list[np.ndarray]:
+        self._derive_ratio_and_rel()
+        return self.__dict__["_budget_ratio"]
+
+    def _derive_ratio_and_rel(self) -> None:
+        """Budget ratios and relative errors, as the verdict kernel computes them (0 where not checked)."""
+        from ._kernels.verdict import entry_errors
+
+        ratios, rels = [], []
+        for t, (a, n) in enumerate(zip(self.analytic, self.numerical)):
+            budget = self.budget[t] if self.budget else np.full(a.shape, np.nan)
+            checked = self.entry_status[t] != UNCHECKED if self.entry_status else np.ones(a.shape, dtype=bool)
+            ratio, rel = np.empty(a.shape), np.empty(a.shape)
+            entry_errors(a.reshape(-1), n.reshape(-1), budget.reshape(-1), checked.reshape(-1), self.rtol,
+                         self.atol, ratio.reshape(-1), rel.reshape(-1))
+            ratios.append(ratio)
+            rels.append(rel)
+        if self.__dict__.get("_budget_ratio") is None:
+            self.__dict__["_budget_ratio"] = ratios if self.budget else []
+        if self.__dict__.get("_rel_error") is None:
+            self.__dict__["_rel_error"] = rels
+
+    def _derive_failed(self) -> list[np.ndarray]:
+        return [s == FAILED for s in self.entry_status]
+
+    def _derive_checked(self) -> list[np.ndarray]:
+        return [s != UNCHECKED for s in self.entry_status]
+
+    def _derive_inconclusive(self) -> Sequence[Inconclusive]:
+        return InconclusiveView(self) if self.entry_status else []
 
     @property
     def status(self) -> str:
@@ -435,6 +603,8 @@ class CheckResult:
     @property
     def n_checked(self) -> int:
         """Number of entries computed and judged."""
+        if self.tensors and all(t.n_checked >= 0 for t in self.tensors):
+            return sum(t.n_checked for t in self.tensors)
         return sum(int(np.count_nonzero(c)) for c in self.checked) if self.checked else self.n_params
 
     @property
