@@ -166,7 +166,7 @@ def _choose() -> Choice:
     if running is not None:
         return Choice(running, "running", "")
     configured = str(numba.config.THREADING_LAYER).strip().lower()
-    if configured != "default":
+    if configured not in ("", "default"):  # (an empty NUMBA_THREADING_LAYER counts as unset)
         if configured in ("tbb", "safe", "threadsafe", "forksafe"):
             _preload_tbb()  # so that the user's choice of TBB works from a virtual environment too
         return Choice(configured, "numba", "")
@@ -218,7 +218,7 @@ def _start_layer() -> str:
     """Start Numba's layer if no launch did yet (with fastgrad's choice); return its name."""
     name = _layer_running()
     if name is None:
-        if CHOICE.by in ("fastgrad", _ENV) and str(numba.config.THREADING_LAYER).lower() == "default":
+        if CHOICE.by in ("fastgrad", _ENV) and str(numba.config.THREADING_LAYER).strip().lower() in ("", "default"):
             # Numba re-reads NUMBA_* variables when one changes, which resets the config
             numba.config.THREADING_LAYER = CHOICE.requested
         numba.get_num_threads()  # starts the layer
