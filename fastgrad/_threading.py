@@ -128,6 +128,8 @@ def _preload_tbb() -> str | None:
             if not os.path.exists(path):
                 continue
             try:
+                if sys.platform == "win32":
+                    os.add_dll_directory(os.path.dirname(path))
                 ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
             except OSError:
                 return None
