@@ -78,7 +78,9 @@ def _case(mode: str, **env: str | None) -> dict:
     if mode != "threads" and mode not in mp.get_all_start_methods():
         pytest.skip(f"start method {mode} is not available on this platform")
     proc = _run([str(WORKER), mode], _env(**env))
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    )
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     if mode == "threads":
         assert out["errors"] == []
