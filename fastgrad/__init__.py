@@ -9,8 +9,15 @@ Examples
 >>> X, Y = rng.normal(size=(8, 4)), rng.uniform(size=(8, 3))
 >>> fastgrad.check(net, params, X, Y).passed
 True
+
+fastgrad chooses Numba's threading layer at import (TBB where it loads, else
+workqueue; an explicit ``NUMBA_THREADING_LAYER`` is respected) and guards the
+layers that are not fork- or thread-safe, so that checks can run in several
+threads at once and in ``multiprocessing`` workers of any start method:
+:func:`threading_layer` tells which layer runs (see :mod:`fastgrad._threading`).
 """
 
+from ._threading import threading_layer  # first: the layer is chosen before any kernel exists
 from .check import check, numerical_gradient, relative_error
 from .model import MLP
 from .monitor import GradientCheckWarning, Monitor, MonitorRecord
@@ -31,5 +38,6 @@ __all__ = [
     "check",
     "numerical_gradient",
     "relative_error",
+    "threading_layer",
     "__version__",
 ]

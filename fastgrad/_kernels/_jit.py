@@ -3,17 +3,27 @@
 import numba
 
 from .._config import CACHE
+from .._threading import guard
 
 
 def jit(parallel: bool = False, inline: bool = False):
-    """Return ``numba.njit`` with fastgrad's options.
+    """Return a decorator that compiles a kernel with fastgrad's options.
 
     ``fastmath`` is never enabled: the kernels take differences whose rounding
     is the quantity being measured. ``cache`` follows ``FASTGRAD_CACHE``.
     ``inline=True`` inlines the function into its callers at Numba IR level,
     which removes the per-call reference counting of array arguments: use it
     for helpers called once per parameter or per sample in a hot loop.
+
+    Every other kernel is wrapped in a :class:`fastgrad._threading.Kernel`,
+    through which each call from Python passes the fork and thread guards of
+    the threading layer (compiled callers call the Numba dispatcher directly).
     """
-    return numba.njit(
-        cache=CACHE, parallel=parallel, nogil=True, fastmath=False, inline="always" if inline else "never"
-    )
+    options = dict(cache=CACHE, parallel=parallel, nogil=True, fastmath=False,
+                   inline="always" if inline else "never")
+
+    def decorate(fn):
+        dispatcher = numba.njit(**options)(fn)
+        return dispatcher if inline else guard(dispatcher, options)
+
+    return decorate
