@@ -28,7 +28,7 @@ import fastgrad
 from fastgrad import _validate
 
 PROG = "fastgrad"
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
 EXIT_INTERRUPT, EXIT_BROKEN_PIPE = 130, 141  # 128 + SIGINT, 128 + SIGPIPE
 
 
@@ -569,7 +569,9 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
     _print_result(result, seconds, out)
     if args.json is not None:
         _write_json(args, net, result, seconds, out)
-    return EXIT_PASS if result.passed else EXIT_FAIL
+    if result.passed:
+        return EXIT_PASS
+    return EXIT_INCONCLUSIVE if result.status == "inconclusive" else EXIT_FAIL
 
 
 def _write_json(
@@ -666,7 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 if every check passed, 1 if one failed, 2 for bad usage or input,
-        3 for an internal error, 130 if interrupted, 141 if stdout was closed.
+        3 for an internal error, 4 if the check was inconclusive (it cannot
+        vouch for the gradient: e.g. a step too small to resolve it), 130 if
+        interrupted, 141 if stdout was closed.
     """
     out = sys.stdout
     try:

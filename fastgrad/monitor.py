@@ -38,6 +38,9 @@ class MonitorRecord:
     max_rel_error : float
     n_checked : int
         Entries checked.
+    status : str
+        ``"passed"``, ``"failed"`` or ``"inconclusive"`` (see
+        :attr:`fastgrad.CheckResult.status`).
     seconds : float
         Time the check took.
     time_fraction : float
@@ -51,6 +54,7 @@ class MonitorRecord:
     n_checked: int
     seconds: float
     time_fraction: float
+    status: str = "passed"
 
 
 class Monitor:
@@ -238,9 +242,16 @@ class Monitor:
                 n_checked=n,
                 seconds=seconds,
                 time_fraction=spent / self._train_seconds if self._train_seconds > 0 else float("inf"),
+                status=result.status,
             )
         )
-        if not result.passed:
+        if result.status == "inconclusive":
+            # the check cannot vouch for the gradient at this point (e.g. saturated units): say so, but a
+            # training loop is not stopped for a check that found nothing wrong
+            if self.on_fail is not None:
+                warnings.warn(f"fastgrad.Monitor: gradient check inconclusive at step {self._steps}\n{result}",
+                              GradientCheckWarning, stacklevel=2)
+        elif not result.passed:
             self._fail(result)
         return result
 

@@ -434,3 +434,16 @@ def test_module_entry_point_in_subprocess():
 def test_console_script_is_declared():
     (entry,) = importlib.metadata.entry_points(group="console_scripts", name="fastgrad")
     assert entry.load() is cli.main
+
+
+def test_a_step_too_small_to_resolve_anything_exits_inconclusive_not_0(tmp_path, capsys, case):
+    # issue 12 item 1: `--engine full --eps 1e-15 --grads zeros.npz` exited 0
+    net, params, X, Y = case
+    save_tensors(tmp_path / "zeros.npz", net, [np.zeros_like(g) for g in net.backprop(params, X, Y)])
+    argv = ["check", "--params", tmp_path / "params.npz", "--data", tmp_path / "data.npz",
+            "--grads", tmp_path / "zeros.npz", "--engine", "full"]
+    code, out, err = run(argv + ["--eps", "1e-15"], capsys)
+    assert code == cli.EXIT_INCONCLUSIVE == 4, out + err
+    assert "INCONCLUSIVE" in out
+    code, out, err = run(argv + ["--eps", "1e-10"], capsys)  # a step that resolves the values: a plain FAIL
+    assert code == cli.EXIT_FAIL, out + err

@@ -168,3 +168,22 @@ def test_directional_on_small_nets_passes_correct_and_catches_spread_errors(case
     assert {f.tensor for f in result.failures} <= {"W2"} and (result.failures or result.notes)
     with pytest.raises(ValueError, match="directional"):
         fastgrad.numerical_gradient(net, params, X, Y, method="directional")
+
+
+def test_an_inconclusive_periodic_check_warns_and_never_raises():
+    # a saturated net: every gradient is below rounding, the check cannot vouch for it; a training loop
+    # with on_fail="raise" must not be stopped for that, but is told
+    net = fastgrad.MLP([3, 1, 4, 3], hidden="identity", output="tanh", loss="half_sse")
+    rng = np.random.default_rng(0)
+    params = [p * 300.0 for p in ref.random_params(rng, [3, 1, 4, 3])]
+    X, Y = rng.standard_normal((1, 3)) * 100.0, rng.uniform(size=(1, 3))
+    grads = net.backprop(params, X, Y)
+    assert fastgrad.check(net, params, X, Y, grads).status == "inconclusive"
+    mon = fastgrad.Monitor(net, every=1, budget=None, on_fail="raise", warm_up=False)
+    with pytest.warns(fastgrad.monitor.GradientCheckWarning, match="inconclusive"):
+        result = mon.step(params, X, Y, grads)
+    assert result.status == "inconclusive" and mon.history[-1].status == "inconclusive"
+    wrong = [g.copy() for g in grads]
+    wrong[0] = wrong[0] + 1.0  # a real error is still raised
+    with pytest.raises(fastgrad.GradientCheckError):
+        mon.step(params, X, Y, wrong)
