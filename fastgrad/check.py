@@ -213,7 +213,7 @@ def _user_unit_roundoff(arrays: list[Any], dtypes: list[np.dtype]) -> float:
 
 def error_budget(
     net: MLP, details: Numerical, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, loss: float, engine: str, method: str,
-    user_u: float,
+    user_u: float, in_place: bool = False,
 ) -> np.ndarray:
     """Per entry: how far the numerical derivative and the checked gradient may each be off.
 
@@ -235,6 +235,10 @@ def error_budget(
       derivative, which is what ``s (1 - s)`` or ``1 - t^2`` lose in
       saturation);
     * the smallest normal number of the user's dtype (underflow).
+
+    ``in_place``: write the budget over ``details.absum`` (entry by entry,
+    each read before it is written) instead of a new array: a check keeps
+    one array of P doubles fewer at its peak.
     """
     L = net.n_layers
     N = Z.shape[0]
@@ -246,7 +250,7 @@ def error_budget(
         c_cancel = differences * 4.0 * u * max(abs(loss), float(loss_magnitude(Z, A, Y, net.layout, net.loss_code)))
     c_user = user_u * (L + 2 + math.sqrt(N))
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
-    out = np.empty_like(details.absum)
+    out = details.absum if in_place else np.empty_like(details.absum)
     budget_into(details.absum, details.trunc, details.steps, c_own, c_cancel, c_user, tiny, out)
     return out
 
@@ -361,6 +365,20 @@ def _step_reach(net: MLP, X: np.ndarray, A: np.ndarray, eps: float, scaled: bool
     return np.concatenate(parts), eps, scaled, reach
 
 
+#: ``given`` of :func:`check` when the user's gradient list is copied only after the numerical gradient.
+_LATER = np.zeros(0)
+
+
+def _analytic(net: MLP, grads: Any, given: np.ndarray | None, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
+              Z: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """The gradient to check, flat: ``net.backprop``'s, the callable's answer, or a copy of the user's list."""
+    if given is None:
+        return net._backprop_flat(theta, X, Y, Z, A)
+    if given is _LATER:
+        return net.flatten(grads, "grads")
+    return given
+
+
 def _zero_bias_advice(net: MLP, params: Any) -> list[str]:
     """Advice (not a failure) when every bias is exactly zero: bias gradients are then checked at a special point."""
     biases = [np.asarray(p) for name, p in zip(net.tensor_names, params) if name.startswith("b")]
@@ -464,14 +482,18 @@ def check(
     elif callable(grads):
         given, notes, dtypes = call_user_grads(grads, net, params, X, Y)
     else:
-        given = net.flatten(grads, "grads")
-        dtypes = [np.asarray(g).dtype for g in grads]
+        if not isinstance(grads, (list, tuple, dict)):
+            grads = list(grads)  # read twice below
+        # every error now, before the long part; the flat copy only after it (one array of P fewer at the peak)
+        _validate.tensor_list(grads, net.tensor_names, net.param_shapes, "grads", copy=False, finite=True)
+        given = _LATER
+        dtypes = [np.asarray(g).dtype for g in (grads.values() if isinstance(grads, dict) else grads)]
     user_u = _user_unit_roundoff(list(params) + [X, Y], dtypes)
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
         loss = _finite_loss(net, Z, A, Ya)
-        analytic_flat = net._backprop_flat(theta, Xa, Ya, Z, A) if given is None else given
         if method == "directional":
+            analytic_flat = _analytic(net, grads, given, theta, Xa, Ya, Z, A)
             details, budget_flat, checked_flat, forward_passes, disagreeing = _directional(
                 net, theta, Xa, Ya, analytic_flat, user_u, safety_value, seed, Z, A, loss
             )
@@ -479,8 +501,11 @@ def check(
             details = numerical_details(
                 net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
             )
-            budget_flat = error_budget(net, details, Z, A, Ya, loss, engine, method, user_u)
+            budget_flat = error_budget(net, details, Z, A, Ya, loss, engine, method, user_u, in_place=True)
+            # what the budget was made of is spent: free it before the gradient is computed (item 11)
+            details = Numerical(details.values, np.zeros(0), np.zeros(0), details.kink, np.zeros(0))
             forward_passes, disagreeing = None, []
+            analytic_flat = _analytic(net, grads, given, theta, Xa, Ya, Z, A)
         judged = _judge(net, analytic_flat, details, budget_flat, checked_flat, user_u, Xa.shape[0],
                         verdict == "budget", safety_value, rtol_value, atol_value,
                         scale_from_analytic=method == "directional", theta=theta,
