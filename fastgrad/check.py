@@ -25,6 +25,7 @@ from ._config import (
     threads_context,
 )
 from ._kernels.loss import loss_from_activations, loss_magnitude
+from ._kernels.rounding import smooth_term_scales
 from ._kernels.verdict import (
     FAILED,
     KINK,
@@ -211,9 +212,21 @@ def _user_unit_roundoff(arrays: list[Any], dtypes: list[np.dtype]) -> float:
     return u
 
 
+def forward_rounding(net: MLP, theta: np.ndarray, X: np.ndarray, A: np.ndarray) -> float:
+    """Roundings per term that the pre-activations of smooth layers add to every derivative.
+
+    ``2 sum_l s_l`` over the smooth layers, ``s_l`` the largest scale at which
+    layer ``l``'s pre-activations are rounded (see
+    :mod:`fastgrad._kernels.rounding`): 0 for piecewise-linear nets.
+    """
+    scales = np.zeros(net.n_layers)
+    smooth_term_scales(theta, net.layout, X, A, scales)
+    return 2.0 * float(scales.sum())
+
+
 def error_budget(
-    net: MLP, details: Numerical, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, loss: float, engine: str, method: str,
-    user_u: float, in_place: bool = False,
+    net: MLP, details: Numerical, theta: np.ndarray, X: np.ndarray, Z: np.ndarray, A: np.ndarray, Y: np.ndarray,
+    loss: float, engine: str, method: str, user_u: float, in_place: bool = False,
 ) -> np.ndarray:
     """Per entry: how far the numerical derivative and the checked gradient may each be off.
 
@@ -221,15 +234,17 @@ def error_budget(
 
     * the difference formula's truncation (estimated per entry, see
       :class:`fastgrad.engines.Numerical`);
-    * fastgrad's own rounding: ``4 (L + 2) u absum`` (``absum``: the size of
-      the terms the derivative sums, every factor in absolute value; L
-      layers; u = 2^-53), plus, for the full engine's real steps, the
+    * fastgrad's own rounding: ``4 (L + 2 + F) u absum`` (``absum``: the size
+      of the terms the derivative sums, every factor in absolute value; L
+      layers; u = 2^-53; ``F`` = :func:`forward_rounding`, the relative error
+      smooth activations' derivatives inherit from their rounded
+      pre-activations), plus, for the full engine's real steps, the
       cancellation in ``E(w+h) - E(w-h)``: ``4 u M / h`` per difference,
       ``M >= |E|`` the size of the numbers the loss is computed from
       (:func:`fastgrad._kernels.loss.loss_magnitude`: a confident
       classifier's ``lse - z_y`` is tiny, its rounding is not);
     * the checked gradient's own rounding in its dtype:
-      ``u_user (L + 2 + sqrt(N)) absum`` (``u_user`` = 2^-24 when the
+      ``u_user (L + 2 + sqrt(N) + F) absum`` (``u_user`` = 2^-24 when the
       gradient, the inputs or the parameters are float32; ``absum`` already
       allows one roundoff of absolute error in every smooth activation's
       derivative, which is what ``s (1 - s)`` or ``1 - t^2`` lose in
@@ -243,12 +258,12 @@ def error_budget(
     L = net.n_layers
     N = Z.shape[0]
     u = 2.0**-53
-    c_own = 4.0 * u * (L + 2)
+    c_own = 4.0 * u * (L + 2 + forward_rounding(net, theta, X, A))
     c_cancel = 0.0
     if engine == "full" and method != "complex":
         differences = 1.0 if method == "central" else 3.0
         c_cancel = differences * 4.0 * u * max(abs(loss), float(loss_magnitude(Z, A, Y, net.layout, net.loss_code)))
-    c_user = user_u * (L + 2 + math.sqrt(N))
+    c_user = user_u * (L + 2 + math.sqrt(N) + forward_rounding(net, theta, X, A))
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
     out = details.absum if in_place else np.empty_like(details.absum)
     budget_into(details.absum, details.trunc, details.steps, c_own, c_cancel, c_user, tiny, out)
@@ -285,7 +300,7 @@ def _directional(
     if leaves.size:
         details = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
                                     indices=leaves, Z=Z, A=A, scaled=True)
-        budget = error_budget(net, details, Z, A, Y, loss, "incremental", "central", user_u)
+        budget = error_budget(net, details, theta, X, Z, A, Y, loss, "incremental", "central", user_u)
     else:
         details = Numerical(np.full(P, np.nan), np.zeros(P), np.zeros(P), np.zeros(P, dtype=bool), np.full(P, STEP))
         budget = np.full(P, np.inf)
@@ -501,7 +516,8 @@ def check(
             details = numerical_details(
                 net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
             )
-            budget_flat = error_budget(net, details, Z, A, Ya, loss, engine, method, user_u, in_place=True)
+            budget_flat = error_budget(net, details, theta, Xa, Z, A, Ya, loss, engine, method, user_u,
+                                       in_place=True)
             # what the budget was made of is spent: free it before the gradient is computed (item 11)
             details = Numerical(details.values, np.zeros(0), np.zeros(0), details.kink, np.zeros(0))
             forward_passes, disagreeing = None, []

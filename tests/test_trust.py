@@ -143,3 +143,22 @@ def test_all_zero_biases_get_advice_not_a_failure(small_case):
     result = fastgrad.check(net, params, X, Y)
     assert result.passed and any("every bias is exactly 0" in a for a in result.advice)
     assert "every bias is exactly 0" in str(result)
+
+
+def test_rounded_preactivations_of_unnormalised_inputs_are_in_the_budget():
+    # A correct textbook backprop (NumPy, float64) on features ~1e3 through a softplus: its pre-activation
+    # is a cancelling sum of terms ~1e3, rounded at that scale, and the exponential tail turns that into a
+    # relative error of ~1e-13 in every gradient term, fastgrad's numerical ones included (25 budgets
+    # from a 400-digit reference before). Not a failure; a 1e-6 error is still one.
+    params = [np.array([[0.5759512157522925], [-0.1772881985918279], [0.7126028523416311], [0.14187694696886127]]),
+              np.array([0.39970819462592616]),
+              np.array([[0.35105119647214456, 0.5433979482567114, 1.2189881353040883]]),
+              np.array([0.1621102426337127, -0.45832543471721493, 0.2612671199741632])]
+    X = np.array([[-148.2502978055257, -37.31731433887794, -375.4614860037177, -1008.2663556721478]])
+    Y = np.array([[0.44606916710165295, -1.1090511393995113, -0.4406106696492129]])
+    net = fastgrad.MLP([4, 1, 3], hidden="softplus", output="leaky_relu", loss="half_sse")
+    user = ref.backprop(params, X, Y, "softplus", "leaky_relu", "half_sse")
+    assert fastgrad.check(net, params, X, Y, user).status != "failed"
+    user[3][1] *= 1.0 + 1e-6
+    result = fastgrad.check(net, params, X, Y, user)
+    assert result.status == "failed" and [(f.tensor, f.index) for f in result.failures] == [("b2", (1,))]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastgrad
+import reference as ref
 from fastgrad._kernels import verdict as V
 from fastgrad._kernels.verdict import budget_into, entry_errors
 
@@ -233,3 +234,29 @@ def test_a_budget_as_large_as_the_value_is_unresolved_not_passed():
     assert (status == V.FAILED).all()
     status, _, _ = _one_tensor_verdict(n * 1.5, n, np.full(10, 0.5), by_budget=False)
     assert (status == V.FAILED).all()
+
+
+@pytest.mark.parametrize("hidden, output", [("tanh", "sigmoid"), ("relu", "softmax"), ("relu", "identity")])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_smooth_term_scales_match_numpy(hidden, output, threads):
+    from fastgrad._kernels.rounding import smooth_term_scales
+
+    rng = np.random.default_rng(6)
+    sizes = [5, 7, 4, 3]
+    loss = "cross_entropy" if output == "softmax" else "mse"
+    net = fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss)
+    params = [p * 3.0 for p in net.init(seed=1)]
+    X = rng.standard_normal((9, 5)) * 100.0
+    theta = net.flatten(params)
+    Z, A = net._forward(theta, X)
+    out = np.empty(net.n_layers)
+    with fastgrad._config.threads_context(min(threads, numba.config.NUMBA_NUM_THREADS)):
+        smooth_term_scales(theta, net.layout, X, A, out)
+    a = X
+    for l in range(net.n_layers):
+        W, b = params[2 * l], params[2 * l + 1]
+        act = output if l == net.n_layers - 1 else hidden
+        want = float(np.max(np.abs(a) @ np.abs(W) + np.abs(b))) if act in ("sigmoid", "tanh", "softplus",
+                                                                            "softmax") else 0.0
+        assert out[l] == pytest.approx(want, rel=1e-12), l
+        a = ref.softmax(a @ W + b) if act == "softmax" else ref.activate(act, a @ W + b)
