@@ -18,7 +18,7 @@ one thread, in a fixed order, into its own slot.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -33,6 +33,10 @@ from ._kernels.series import (
     CENTRAL_METHOD,
     COMPLEX_METHOD,
     RICHARDSON_METHOD,
+    STATUS_ESTIMATE_NONFINITE,
+    STATUS_LOSS_NONFINITE,
+    STATUS_OK,
+    STATUS_VALUE_NONFINITE,
     UNIT_DELTAS,
     assemble_unit_params,
     unit_abs_series,
@@ -167,6 +171,19 @@ class Numerical:
     steps : ndarray of float64
         The step used for each parameter (empty when the incremental
         engine computed each step in its kernel: no budget was asked for).
+    status : ndarray of int8
+        Per entry (empty when no budget was asked for): ``STATUS_OK`` (0),
+        or why the value is not finite or its budget incomplete:
+        ``STATUS_LOSS_NONFINITE`` (1): the loss at ``w +- h`` (or
+        ``+- 2h``, which Richardson's value needs) is not finite in float64,
+        so no difference of losses exists (value NaN with the incremental
+        engine, NaN or inf with the full one); ``STATUS_VALUE_NONFINITE``
+        (2): the losses are finite but the difference quotient is outside
+        float64's range; ``STATUS_ESTIMATE_NONFINITE`` (3): the value is
+        finite but the loss at the extra step that estimates its
+        truncation (``+- 2h`` central, ``+- 4h`` Richardson) is not, so
+        ``trunc`` lacks that estimate. A finite value never has a nonzero
+        status other than 3. See :data:`STATUS_REASONS`.
     """
 
     values: np.ndarray
@@ -174,6 +191,15 @@ class Numerical:
     trunc: np.ndarray
     kink: np.ndarray
     steps: np.ndarray
+    status: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+
+
+#: What each nonzero :attr:`Numerical.status` means, for reports.
+STATUS_REASONS = {
+    STATUS_LOSS_NONFINITE: "the loss at w +- h is not finite (the perturbed forward pass overflows)",
+    STATUS_VALUE_NONFINITE: "the difference quotient overflows float64 (the derivative is beyond 1.8e308)",
+    STATUS_ESTIMATE_NONFINITE: "the loss at w +- 2h, which estimates the truncation error, is not finite",
+}
 
 
 def parameter_steps(theta: np.ndarray, eps: float, scaled: bool, method: str) -> np.ndarray:
@@ -211,6 +237,7 @@ def _incremental(
     absum = np.zeros(size)
     trunc = np.zeros(size)
     kink = np.zeros(size, dtype=np.int8)
+    status = np.zeros(size, dtype=np.int8)
     st = IncrementalState(net, X, Y, Z, A)
     N = X.shape[0]
     min_units = numba.get_num_threads() * CHUNKS_PER_THREAD
@@ -239,7 +266,7 @@ def _incremental(
                             E1, E3, E1abs, lim)
             assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
                                  layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code, want_arg,
-                                 budget, out, absum, trunc, kink)
+                                 budget, out, absum, trunc, kink, status)
             if method == "unit" and budget:
                 _flag_units(net, layer, chunk[crossed.any(axis=0)], want, kink)
             done += int(counts[start:start + block].sum())
@@ -248,7 +275,7 @@ def _incremental(
     if method == "unit" and budget:
         # delta(h) - delta = e3 h^2 + ...: bounded, heuristically, by UNIT_TRUNCATION x h^2 x the terms' size
         trunc += UNIT_TRUNCATION * steps * steps * absum
-    return Numerical(out, absum, trunc, kink.view(np.bool_), steps)
+    return Numerical(out, absum, trunc, kink.view(np.bool_), steps, status)
 
 
 def numerical_details(
@@ -318,7 +345,17 @@ def numerical_details(
     if not budget:
         return Numerical(values, np.zeros(0), np.zeros(0), kink, steps)
     series = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A)
-    return Numerical(values, series.absum, series.trunc, kink, steps)
+    # the full engine's values are differences of losses: a non-finite one means a non-finite loss
+    # (or, with finite losses, an overflowing quotient: told apart by the series' own evaluation)
+    status = np.zeros(P, dtype=np.int8)
+    bad = ~np.isfinite(values)
+    if want is not None:
+        bad &= want
+    status[bad] = np.where(series.status[bad] == STATUS_VALUE_NONFINITE, STATUS_VALUE_NONFINITE,
+                           STATUS_LOSS_NONFINITE)
+    # a finite value whose budget lost the series' truncation estimate
+    status[~bad & (series.status != STATUS_OK)] = STATUS_ESTIMATE_NONFINITE
+    return Numerical(values, series.absum, series.trunc, kink, steps, status)
 
 
 def _full(

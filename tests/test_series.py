@@ -60,9 +60,10 @@ def _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, lim, h, out, me
     P = net.n_params
     want = np.ones(P, dtype=np.bool_)
     steps = np.full(P, h)
-    absum, trunc, kink = np.zeros(P), np.zeros(P), np.zeros(P, dtype=np.int8)
+    absum, trunc, kink, status = np.zeros(P), np.zeros(P), np.zeros(P, dtype=np.int8), np.zeros(P, dtype=np.int8)
     assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, layer, units,
-                         E1, E3, E1abs, lim, steps, 0.0, False, method, want, True, out, absum, trunc, kink)
+                         E1, E3, E1abs, lim, steps, 0.0, False, method, want, True, out, absum, trunc, kink, status)
+    assert not status.any()
     return absum, trunc, kink
 
 

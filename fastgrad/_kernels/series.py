@@ -27,6 +27,8 @@ within reach, a non-finite coefficient) is computed by the direct path of
 :mod:`.incremental` instead, for that parameter and sample only.
 """
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -44,7 +46,7 @@ from .codes import (
     W_OFF,
 )
 from .deltas import SERIES_MAX
-from .incremental import sample_change_direct
+from .incremental import sample_change_checked, sample_change_direct
 from .loss import loss_scale
 from .steps import step_size
 
@@ -375,39 +377,94 @@ def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, h, D_ou
             crossed_out[n, b] = 1 if crossed else 0
 
 
+#: Entry status codes written by :func:`assemble_unit_params` (``status_out``).
+#: The value is finite and its truncation estimate complete.
+STATUS_OK = 0
+#: A sample's loss at ``w +- h`` (or ``+- 2h``, which Richardson's value
+#: needs) is not finite in float64: no difference of losses exists; the
+#: value is NaN.
+STATUS_LOSS_NONFINITE = 1
+#: The difference quotient itself is outside float64's range (or the sum of
+#: the samples' contributions is inf - inf): the value is not finite.
+STATUS_VALUE_NONFINITE = 2
+#: The value is finite, but a sample's loss at the extra step that only
+#: estimates the truncation error (``+- 2h`` central, ``+- 4h`` Richardson)
+#: is not: that estimate is missing from the entry's truncation.
+STATUS_ESTIMATE_NONFINITE = 3
+
+
 @jit()
-def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, scratch):
-    """One sample's contribution ``(value, truncation, crossed)`` by the direct path.
+def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch):
+    """One sample's contribution ``(value, truncation, crossed, status)`` by the direct path.
 
     ``value`` is the unscaled contribution to the derivative: the central
     difference ``D(h) = (E_n(+) - E_n(-)) / 2h``, or Richardson's
     ``R(h) = (4 D(h) - D(2h)) / 3``. ``truncation`` estimates its truncation
     error from the same formula at twice the step: ``|D(h) - D(2h)| / 3``,
-    or ``|R(h) - R(2h)| / 15``.
+    or ``|R(h) - R(2h)| / 15`` (both assume the step is small enough for the
+    error's leading power of ``h``), plus the cancellation of any plain
+    difference of losses :func:`.incremental.sample_change_checked` fell
+    back to. ``status`` is one of the ``STATUS_*`` codes: where a loss the
+    value needs is not finite, the value is NaN; where only the estimate's
+    is, the estimate is left out.
+
+    Richardson has ``D(h)``, ``D(2h)`` and ``D(4h)``, which also show when
+    the step is not small: the differences ``d1 = D(h) - D(2h)`` and
+    ``d2 = D(2h) - D(4h)`` have the ratio 4 only where ``h^2`` dominates (a
+    saturated unit flipped by a huge step gives ``D ~ 1/h``, ratio 1/2, and
+    ``R(h)`` keeps 7/6 of ``D(h)``, all of it error). Fitting ``D(h) = D* +
+    c h^p`` to the three gives ``R(h) - D* = d1 (4 d1 - d2) / (3 (d1 -
+    d2))``, 0 at ratio 4; it is added (at most ``|R(h)| + |d1|``), unless
+    ``4 d1 - d2`` is within ``noise`` (a bound on the rounding of one
+    ``D``) of 0.
     """
     d = np.empty(3, dtype=np.float64)
     crossed = False
     count = 3 if method == RICHARDSON_METHOD else 2
+    status = STATUS_OK
+    rounding = 0.0
     step = h
     for k in range(count):
         t = step * an
-        change, crossed_k = sample_change_direct(
-            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, scratch[0], scratch[1], scratch[2], scratch[3]
+        change, crossed_k, magnitude, finite = sample_change_checked(
+            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, scratch[0], scratch[1], scratch[2],
+            scratch[3]
         )
         d[k] = change / (2.0 * step)
-        crossed = crossed or (crossed_k and k < count - 1)  # the extra step only estimates the error
+        if k < count - 1:  # the extra step only estimates the error
+            crossed = crossed or crossed_k
+            if not finite:
+                return math.nan, 0.0, crossed, STATUS_LOSS_NONFINITE
+            # a plain difference of losses: its cancellation, weighted as in the formula (4/3, 1/3)
+            rounding += 8.0 * (layout.shape[0] + 2) * 2.0**-53 * magnitude / (2.0 * step)
+        elif not finite:
+            status = STATUS_ESTIMATE_NONFINITE
         step *= 2.0
     if method == RICHARDSON_METHOD:
         r1 = (4.0 * d[0] - d[1]) / 3.0
+        if status != STATUS_OK:
+            return r1, rounding, crossed, status
         r2 = (4.0 * d[1] - d[2]) / 3.0
-        return r1, abs(r1 - r2) / 15.0, crossed
-    return d[0], abs(d[0] - d[1]) / 3.0, crossed
+        trunc = abs(r1 - r2) / 15.0 + rounding
+        d1 = d[0] - d[1]
+        d2 = d[1] - d[2]
+        off = 4.0 * d1 - d2  # 0 where the h^2 term dominates
+        if abs(off) > 8.0 * noise:
+            cap = abs(r1) + abs(d1)
+            if d1 == d2:
+                trunc += cap
+            else:
+                trunc += min(abs(d1 * off / (3.0 * (d1 - d2))), cap)
+        return r1, trunc, crossed, status
+    if status != STATUS_OK:
+        return d[0], rounding, crossed, status
+    return d[0], abs(d[0] - d[1]) / 3.0 + rounding, crossed, status
 
 
 @jit(parallel=True)
 def assemble_unit_params(
     theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
-    want, budget, out, absum_out, trunc_out, kink_out,
+    want, budget, out, absum_out, trunc_out, kink_out, status_out,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
@@ -454,6 +511,13 @@ def assemble_unit_params(
     kink_out : ndarray of int8, shape (P,)
         Written: 1 when a step of this parameter moved a relu/leaky_relu
         pre-activation across its kink in some sample, else 0.
+    status_out : ndarray of int8, shape (P,)
+        Written with ``budget``: ``STATUS_OK``, or why the value is not
+        finite (``STATUS_LOSS_NONFINITE``: the loss at ``w +- h`` is not,
+        value NaN; ``STATUS_VALUE_NONFINITE``: the quotient overflows) or
+        its truncation estimate incomplete (``STATUS_ESTIMATE_NONFINITE``).
+        Without ``budget`` the values are the same (NaN where the loss is
+        not finite) and nothing is written here.
 
     Notes
     -----
@@ -529,10 +593,15 @@ def assemble_unit_params(
             h2 = h * h
             kink = False
             trunc = 0.0
-            if method == UNIT_DELTAS or h * a_max <= lim_min[b] or (method == COMPLEX_METHOD and lim_min[b] > 0.0):
+            status = STATUS_OK
+            whole = method == UNIT_DELTAS or h * a_max <= lim_min[b] or (
+                method == COMPLEX_METHOD and lim_min[b] > 0.0)
+            if whole:
                 value = acc1[b] + c3 * h2 * acc3[b]
                 trunc = abs(h2 * acc3[b]) if method != RICHARDSON_METHOD else 0.0
-            else:
+                # h^2 a^3 e3 summed before the h^2 can overflow (|a| > 5e102): sample by sample instead
+                whole = method == UNIT_DELTAS or (math.isfinite(value) and math.isfinite(trunc))
+            if not whole:
                 if scratch.shape[1] < width:
                     scratch = np.empty((4, width), dtype=np.float64)
                 value = 0.0
@@ -543,23 +612,38 @@ def assemble_unit_params(
                     if an == 0.0:
                         continue
                     if abs(h * an) <= lim[n, b] or (method == COMPLEX_METHOD and lim[n, b] > 0.0):
-                        value += an * E1[n, b] + c3 * h2 * (an * an * an) * E3[n, b]
-                        series3 += h2 * (an * an * an) * E3[n, b]
+                        term3 = h2 * (an * an * an) * E3[n, b]
+                        if not math.isfinite(term3):  # |h a| <= lim <= 1: (h a)^2 (a e3) is in range
+                            term3 = ((h * an) * (h * an)) * (an * E3[n, b])
+                        value += an * E1[n, b] + c3 * term3
+                        series3 += term3
                     elif method == COMPLEX_METHOD:
                         # on a kink (or non-finite coefficients): the piece the real part is on
                         value += an * E1[n, b]
                         kink = kink or lim[n, b] == 0.0
                     else:
-                        v, v_trunc, crossed = _direct_value(
-                            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, scratch
+                        noise = 4.0 * (layout.shape[0] + 2) * 2.0**-53 * abs(an) * E1abs[n, b] if budget else 0.0
+                        v, v_trunc, crossed, v_status = _direct_value(
+                            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch
                         )
+                        kink = kink or crossed
+                        if v_status == STATUS_LOSS_NONFINITE:
+                            status = STATUS_LOSS_NONFINITE
+                            break
+                        if v_status != STATUS_OK:
+                            status = v_status
                         value += v
                         direct_trunc += v_trunc
-                        kink = kink or crossed
                 trunc = abs(series3) if method != RICHARDSON_METHOD else 0.0
                 trunc += abs(direct_trunc)
+            if status == STATUS_LOSS_NONFINITE:
+                value = math.nan
+                trunc = 0.0
             out[p] = scale * value
+            if status == STATUS_OK and not math.isfinite(out[p]):
+                status = STATUS_VALUE_NONFINITE
             if budget:
                 absum_out[p] = scale * acc_abs[b]
                 trunc_out[p] = scale * trunc
                 kink_out[p] = 1 if kink else 0
+                status_out[p] = status
