@@ -9,10 +9,13 @@ change, shared by all the unit's parameters
 (:mod:`fastgrad._kernels.series`), and sample by sample where those
 polynomials do not apply (:mod:`fastgrad._kernels.incremental`).
 
-Both call their kernel block by block, in Python, so that progress can be
-reported and Ctrl-C lands within a fraction of a second; block and chunk
-boundaries never change the result, because every derivative is computed by
-one thread, in a fixed order, into its own slot.
+Both call their kernels block by block, in Python, so that progress can be
+reported and Ctrl-C lands within a fraction of a second (a signal is seen
+only between two calls): blocks are sized by their estimated work, and a
+unit whose work alone is too much for one call has its samples (and its
+parameters' rows) split over several calls. Block, chunk and call
+boundaries never change the result, because every derivative is computed
+by one thread, in a fixed order, into its own slot.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ ENGINES = ("incremental", "full", "unit")
 
 #: Floating-point work per kernel call: about a tenth of a second on one core.
 BLOCK_FLOPS = 2e8
+#: Most floating-point work per thread in one kernel call: about a quarter
+#: of a second here (Ctrl-C and progress reports land between calls; see
+#: ``tests/test_interrupt.py``). Blocks of cheap units stay at BLOCK_FLOPS
+#: and CHUNKS_PER_THREAD; costlier units are split to fit.
+CALL_FLOPS_PER_THREAD = 5e8
 #: ``prange`` chunks per thread within a block (load balance).
 CHUNKS_PER_THREAD = 4
 #: The full engine's smallest chunk, in forward passes of the batch (each
@@ -68,21 +76,47 @@ def full_param_cost(net: MLP, n_samples: int) -> float:
     return 4.0 * n_samples * (net.n_params + n_units(net.layout))
 
 
-def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
-    """Estimated floating-point work of one unit of ``layer`` with the incremental engine.
+def unit_cost_parts(net: MLP, layer: int, n_samples: int) -> tuple[float, float]:
+    """Estimated floating-point work of one unit of ``layer``: ``(series, assembly)``.
 
     The unit's loss-change series (three coefficient vectors and their
     absolute-value twin carried through every layer after ``layer + 1``:
-    four times that suffix's forward pass, plus the compositions) and the
+    four times that suffix's forward pass, plus the compositions), and the
     assembly of its ``fan_in + 1`` parameters' derivatives (six operations
-    per sample each).
+    per sample each). Both are proportional to ``n_samples``.
     """
     sizes = net.sizes
     L = net.n_layers
-    work = 8.0 * sum(sizes[m] * sizes[m + 1] for m in range(layer + 2, L))
-    work += 20.0 * sum(sizes[m + 1] for m in range(layer + 1, L)) + 20.0
-    work += 6.0 * (sizes[layer] + 1)
-    return work * n_samples
+    series = 8.0 * sum(sizes[m] * sizes[m + 1] for m in range(layer + 2, L))
+    series += 20.0 * sum(sizes[m + 1] for m in range(layer + 1, L)) + 20.0
+    return series * n_samples, 6.0 * (sizes[layer] + 1) * n_samples
+
+
+def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
+    """Estimated floating-point work of one unit of ``layer`` with the incremental engine (all of it)."""
+    series, assembly = unit_cost_parts(net, layer, n_samples)
+    return series + assembly
+
+
+def _unit_blocks(n_units: int, cost: float, threads: int) -> int:
+    """Units per block: BLOCK_FLOPS of work and CHUNKS_PER_THREAD units per thread, unless that
+    makes a call longer than CALL_FLOPS_PER_THREAD per thread; then as many as fit (at least
+    ``threads``: their samples are split further, see :func:`_pieces`)."""
+    block = max(threads * CHUNKS_PER_THREAD, int(BLOCK_FLOPS // cost))
+    limit = CALL_FLOPS_PER_THREAD * threads
+    if block * cost > limit:
+        block = max(threads, int(limit // cost))
+    return max(1, min(block, n_units))
+
+
+def _pieces(count: int, work: float, threads: int) -> list[tuple[int, int]]:
+    """Split ``range(count)`` (samples or rows, ``work`` in all) into calls of at most
+    CALL_FLOPS_PER_THREAD per thread."""
+    limit = CALL_FLOPS_PER_THREAD * threads
+    if work <= limit or count <= 1:
+        return [(0, count)]
+    step = max(1, int(count * limit // work))
+    return [(lo, min(count, lo + step)) for lo in range(0, count, step)]
 
 
 def _split_by_cost(cum: np.ndarray, lo: int, hi: int, parts: int) -> np.ndarray:
@@ -240,33 +274,47 @@ def _incremental(
     status = np.zeros(size, dtype=np.int8)
     st = IncrementalState(net, X, Y, Z, A)
     N = X.shape[0]
-    min_units = numba.get_num_threads() * CHUNKS_PER_THREAD
+    threads = numba.get_num_threads()
     code = METHOD_CODES[method]
     done = 0
     for layer in range(net.n_layers):
         units, counts = _wanted_units(net, want, layer, every=total == P)
-        block = max(min_units, int(BLOCK_FLOPS // unit_cost(net, layer, N)))
+        series_cost, assembly_cost = unit_cost_parts(net, layer, N)
+        block = _unit_blocks(units.size, series_cost + assembly_cost, threads)
+        rows = net.sizes[layer] + 1
         for start in range(0, units.size, block):
             chunk = units[start:start + block]
             E1 = np.empty((N, chunk.size), dtype=np.float64)
             E3 = np.empty_like(E1)
             E1abs = np.empty_like(E1)
             lim = np.empty_like(E1)
-            if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
-                crossed = np.empty((N, chunk.size), dtype=np.int8)
-                unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
-                            float(eps), E1, crossed)
-                if budget:
-                    unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer,
-                                    chunk, E1abs)
+            crossed = np.empty((N, chunk.size), dtype=np.int8)
+            # fewer units than threads: split each unit's samples between threads too
+            parts = -(-threads // chunk.size)
+            samples = _pieces(N, series_cost * chunk.size, threads)
+            for n_lo, n_hi in samples:
+                split = min(parts, n_hi - n_lo)
+                if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
+                    unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
+                                chunk, n_lo, n_hi, split, float(eps), E1, crossed)
+                    if budget:
+                        unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer,
+                                        chunk, n_lo, n_hi, split, E1abs)
+                else:
+                    unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
+                                chunk, n_lo, n_hi, split, E1, E3, E1abs, lim)
+                if progress is not None and len(samples) > 1:
+                    progress(done, total)  # a long unit: show life, give Ctrl-C a chance
+            if method == "unit":
                 E3[:] = 0.0
                 lim[:] = np.inf
-            else:
-                unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
-                            E1, E3, E1abs, lim)
-            assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
-                                 layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code, want_arg,
-                                 budget, out, absum, trunc, kink, status)
+            pieces = _pieces(rows, assembly_cost * chunk.size, threads)
+            for rows_lo, rows_hi in pieces:
+                assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
+                                     layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code,
+                                     want_arg, budget, rows_lo, rows_hi, out, absum, trunc, kink, status)
+                if progress is not None and len(pieces) > 1 and rows_hi < rows:
+                    progress(done, total)
             if method == "unit" and budget:
                 _flag_units(net, layer, chunk[crossed.any(axis=0)], want, kink)
             done += int(counts[start:start + block].sum())
@@ -373,11 +421,18 @@ def _full(
     cum = np.cumsum(per_param[order])
     threads = numba.get_num_threads()
     # each chunk starts with a forward pass of the batch: keep chunks large
-    block_flops = max(BLOCK_FLOPS, 16.0 * per_chunk * threads)
+    # (FULL_CHUNK_PASSES of it), and two per thread in a call ...
+    chunk_work = FULL_CHUNK_PASSES * per_chunk
+    block_flops = max(BLOCK_FLOPS, 2.0 * chunk_work * threads)
+    if 2.0 * (chunk_work + per_chunk) > CALL_FLOPS_PER_THREAD:
+        # ... unless that makes a call too long for Ctrl-C: then one chunk per thread, as large as fits
+        # (never less than a forward pass and one parameter: the call's floor on this net)
+        chunk_work = max(CALL_FLOPS_PER_THREAD - per_chunk, float(per_param.max()))
+        block_flops = chunk_work * threads
     units = n_units(net.layout)
     for lo, hi in _blocks(cum, block_flops):
         work = cum[hi - 1] - (cum[lo - 1] if lo > 0 else 0.0)
-        parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // (FULL_CHUNK_PASSES * per_chunk))))
+        parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // chunk_work)))
         bounds = _split_by_cost(cum, lo, hi, parts)
         full_differences(theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z, order, bounds,
                          units, out, kink)

@@ -89,6 +89,16 @@ def _slack(code):
 
 
 @jit(inline=True)
+def _task_samples(task, parts, n_lo, n_hi):
+    """Unit index and sample range ``[lo, hi)`` of ``task`` when each unit's samples ``[n_lo, n_hi)`` are
+    split into ``parts`` consecutive pieces (tasks ``b * parts .. b * parts + parts - 1`` are unit ``b``'s)."""
+    b = task // parts
+    c = task - b * parts
+    span = n_hi - n_lo
+    return b, n_lo + (span * c) // parts, n_lo + (span * (c + 1)) // parts
+
+
+@jit(inline=True)
 def _compose(c1, c2, c3, u1, u2, u3):
     """Coefficients of ``f(z + u(s)) - f(z)`` to ``s^3``, ``u(s) = u1 s + u2 s^2 + u3 s^3``.
 
@@ -156,7 +166,8 @@ def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, s_abs)
 
 
 @jit(parallel=True)
-def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out, E3_out, E1abs_out, lim_out):
+def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n_hi, parts, E1_out, E3_out,
+                E1abs_out, lim_out):
     """Odd loss-change coefficients of the units ``units`` of layer ``l``, every sample.
 
     Parameters
@@ -173,6 +184,13 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
         Layer.
     units : ndarray of int64, shape (B,)
         Units of layer ``l``.
+    n_lo, n_hi : int
+        Only samples ``n_lo <= n < n_hi`` are computed (and their rows of
+        the outputs written): a unit whose series cost much can be done in
+        several calls, each short enough for Ctrl-C to land between them.
+    parts : int
+        Each unit's samples are split into this many pieces, each a task of
+        its own (use more than one when there are fewer units than threads).
     E1_out, E3_out : ndarray of float64, shape (N, B)
         Written: ``e1``/``e3`` of unit ``units[b]`` and sample ``n`` at ``[n, b]``
         (unscaled per-sample loss, see the module docstring).
@@ -189,15 +207,17 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
 
     Notes
     -----
-    One thread computes one unit, samples in order, so the result does not
-    depend on the thread count. Work per unit and sample: about four times
+    One thread computes one unit's piece of samples, in order, and every
+    sample's coefficients depend on nothing else, so the result does not
+    depend on the thread count, on ``parts`` or on the sample ranges. Work per unit and sample: about four times
     a forward pass of the layers after ``l + 1``.
     """
     last = layout.shape[0] - 1
     N = Z.shape[0]
     width = max_width(layout)
     code = layout[l, ACT]
-    for b in prange(units.shape[0]):
+    for task in prange(units.shape[0] * parts):
+        b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         u = layout[l, U_OFF] + j
         s1 = np.empty(width, dtype=np.float64)
@@ -208,7 +228,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
         d2 = np.empty(width, dtype=np.float64)
         d3 = np.empty(width, dtype=np.float64)
         da = np.empty(width, dtype=np.float64)
-        for n in range(N):
+        for n in range(lo, hi):
             lim = min(1.0, _change_limit(code, Z[n, u], 1.0))
             if l == last:
                 if loss_code == CROSS_ENTROPY:
@@ -286,22 +306,24 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
 
 
 @jit(parallel=True)
-def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, E1abs_out):
+def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, n_hi, parts, E1abs_out):
     """Only the absolute-value chain of :func:`unit_series` (``E1abs_out``), for ``engine="unit"``.
 
     One stream instead of four: the unit engine takes its derivatives from
     :func:`unit_deltas` and needs the series only for the rounding budget.
+    ``n_lo``, ``n_hi``, ``parts``: as in :func:`unit_series`.
     """
     last = layout.shape[0] - 1
     N = Z.shape[0]
     width = max_width(layout)
     code = layout[l, ACT]
-    for b in prange(units.shape[0]):
+    for task in prange(units.shape[0] * parts):
+        b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         u = layout[l, U_OFF] + j
         sa = np.empty(width, dtype=np.float64)
         da = np.empty(width, dtype=np.float64)
-        for n in range(N):
+        for n in range(lo, hi):
             g = abs(C[0, n, u]) + _slack(code)
             if l == last:
                 if loss_code == CROSS_ENTROPY:
@@ -354,21 +376,23 @@ UNIT_DELTAS = 3
 
 
 @jit(parallel=True)
-def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, h, D_out, crossed_out):
+def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n_hi, parts, h, D_out, crossed_out):
     """Numerical derivatives of every sample's loss with respect to each unit's pre-activation.
 
     ``D_out[n, b] = (E_n(z + h) - E_n(z - h)) / 2h`` for unit ``units[b]``
     of layer ``l``, by the direct path (:func:`.incremental.sample_change_direct`:
     cancellation-free, two evaluations of the sample's suffix);
     ``crossed_out[n, b]`` is 1 where a step crossed a relu/leaky_relu kink.
-    One thread per unit, samples in order: independent of the thread count.
+    One thread per unit and piece of samples (``n_lo``, ``n_hi``, ``parts``:
+    as in :func:`unit_series`), in order: independent of the thread count.
     """
     N = Z.shape[0]
     width = max_width(layout)
-    for b in prange(units.shape[0]):
+    for task in prange(units.shape[0] * parts):
+        b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         scratch = np.empty((4, width), dtype=np.float64)
-        for n in range(N):
+        for n in range(lo, hi):
             change, crossed = sample_change_direct(
                 theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, scratch[0], scratch[1], scratch[2],
                 scratch[3],
@@ -464,7 +488,7 @@ def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an,
 @jit(parallel=True)
 def assemble_unit_params(
     theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
-    want, budget, out, absum_out, trunc_out, kink_out, status_out,
+    want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
@@ -497,6 +521,10 @@ def assemble_unit_params(
         Also write ``absum_out``, ``trunc_out`` and ``kink_out``. Without
         it (a numerical gradient alone) they are not touched (pass empty
         arrays) and ``E1abs`` is not read: a third less work per entry.
+    rows_lo, rows_hi : int
+        Only rows ``rows_lo <= i < rows_hi`` of ``W_l`` (row ``fan_in``: the
+        bias) are assembled, so that a costly block can be split into calls
+        short enough for Ctrl-C to land between them.
     out : ndarray of float64, shape (P,)
         Written: the derivative.
     absum_out : ndarray of float64, shape (P,)
@@ -553,7 +581,7 @@ def assemble_unit_params(
         for n in range(N):
             low = min(low, lim[n, b])
         lim_min[b] = low
-    for i in prange(fan_in + 1):
+    for i in prange(rows_lo, rows_hi):
         a = np.empty(N, dtype=np.float64)
         for n in range(N):
             if i == fan_in:
