@@ -236,3 +236,37 @@ def test_steps_computed_in_the_kernel_are_the_step_array_bitwise(method, scaled,
     assert np.array_equal(inline.values.view(np.int64), given.values.view(np.int64))
     if scaled:  # and the steps really were per parameter
         assert np.unique(given.steps).size > 10
+
+
+@pytest.mark.parametrize("engine,method", [("incremental", "central"), ("incremental", "richardson"),
+                                           ("unit", "central"), ("full", "central")])
+def test_calls_split_by_samples_and_rows_do_not_change_a_single_bit(monkeypatch, engine, method):
+    # A tiny call budget splits every unit's samples (and its parameters' rows) over many calls,
+    # and each unit's samples between threads, as on a net whose units cost seconds (issue 12, item 8).
+    net, params, X, Y = _case([6, 20, 12, 3], "tanh", "sigmoid", "mse", N=7)
+    theta = net.flatten(params)
+    whole = engines.numerical_details(net, theta, X, Y, 1e-6, engine, method)
+    monkeypatch.setattr(engines, "CALL_FLOPS_PER_THREAD", 1.0)
+    calls = []
+    split = engines.numerical_details(net, theta, X, Y, 1e-6, engine, method,
+                                      progress=lambda d, t: calls.append((d, t)))
+    for name in ("values", "absum", "trunc", "kink", "status"):
+        assert np.array_equal(getattr(whole, name), getattr(split, name), equal_nan=True), name
+    if engine != "full":
+        assert len(calls) > X.shape[0] * net.n_layers  # progress after every call, not only every block
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (net.n_params, net.n_params)
+
+
+@pytest.mark.parametrize("sizes,hidden,output,loss", CASES[:3], ids=IDS[:3])
+def test_unit_series_pieces_are_the_whole_bitwise(sizes, hidden, output, loss):
+    net, params, X, Y = _case(sizes, hidden, output, loss, N=7)
+    theta = net.flatten(params)
+    for layer in range(net.n_layers):
+        st, units, *whole = _series(net, theta, X, Y, layer)  # units, E1, E3, lim, E1abs
+        got = [np.full_like(whole[0], np.nan) for _ in range(4)]
+        E1, E3, E1abs, lim = got
+        for n_lo, n_hi, parts in [(0, 3, 3), (3, 4, 1), (4, 7, 2)]:  # ranges, each unit's split between tasks
+            unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, units, n_lo,
+                        n_hi, parts, E1, E3, E1abs, lim)
+        for a, b in zip((E1, E3, lim, E1abs), whole):
+            assert np.array_equal(a, b)

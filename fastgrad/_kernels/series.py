@@ -46,7 +46,7 @@ from .codes import (
     W_OFF,
 )
 from .deltas import SERIES_MAX
-from .incremental import sample_change_checked, sample_change_direct
+from .incremental import sample_change_checked
 from .loss import loss_scale
 from .steps import step_size
 
@@ -380,8 +380,9 @@ def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
     """Numerical derivatives of every sample's loss with respect to each unit's pre-activation.
 
     ``D_out[n, b] = (E_n(z + h) - E_n(z - h)) / 2h`` for unit ``units[b]``
-    of layer ``l``, by the direct path (:func:`.incremental.sample_change_direct`:
-    cancellation-free, two evaluations of the sample's suffix);
+    of layer ``l``, by the direct path (:func:`.incremental.sample_change_checked`:
+    cancellation-free, two evaluations of the sample's suffix; NaN where the
+    sample's loss at ``z +- h`` is not finite);
     ``crossed_out[n, b]`` is 1 where a step crossed a relu/leaky_relu kink.
     One thread per unit and piece of samples (``n_lo``, ``n_hi``, ``parts``:
     as in :func:`unit_series`), in order: independent of the thread count.
@@ -393,10 +394,10 @@ def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
         j = units[b]
         scratch = np.empty((4, width), dtype=np.float64)
         for n in range(lo, hi):
-            change, crossed = sample_change_direct(
+            change, crossed, _, _ = sample_change_checked(
                 theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, scratch[0], scratch[1], scratch[2],
                 scratch[3],
-            )
+            )  # NaN where the loss at z +- h is not finite
             D_out[n, b] = change / (2.0 * h)
             crossed_out[n, b] = 1 if crossed else 0
 
