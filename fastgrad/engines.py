@@ -31,7 +31,6 @@ from ._kernels.deltas import N_COEF
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
-from ._kernels.steps import parameter_steps_into
 from ._kernels.series import (
     CENTRAL_METHOD,
     COMPLEX_METHOD,
@@ -46,6 +45,7 @@ from ._kernels.series import (
     unit_deltas,
     unit_series,
 )
+from ._kernels.steps import parameter_steps_into
 from .model import MLP
 
 ENGINES = ("incremental", "full", "unit")
@@ -99,9 +99,13 @@ def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
 
 
 def _unit_blocks(n_units: int, cost: float, threads: int) -> int:
-    """Units per block: BLOCK_FLOPS of work and CHUNKS_PER_THREAD units per thread, unless that
-    makes a call longer than CALL_FLOPS_PER_THREAD per thread; then as many as fit (at least
-    ``threads``: their samples are split further, see :func:`_pieces`)."""
+    """Return the units per block of a layer whose units cost ``cost`` each.
+
+    BLOCK_FLOPS of work and CHUNKS_PER_THREAD units per thread, unless that
+    makes a call longer than CALL_FLOPS_PER_THREAD per thread; then as many
+    as fit, but at least ``threads`` (their samples are split further, see
+    :func:`_pieces`).
+    """
     block = max(threads * CHUNKS_PER_THREAD, int(BLOCK_FLOPS // cost))
     limit = CALL_FLOPS_PER_THREAD * threads
     if block * cost > limit:
@@ -110,8 +114,7 @@ def _unit_blocks(n_units: int, cost: float, threads: int) -> int:
 
 
 def _pieces(count: int, work: float, threads: int) -> list[tuple[int, int]]:
-    """Split ``range(count)`` (samples or rows, ``work`` in all) into calls of at most
-    CALL_FLOPS_PER_THREAD per thread."""
+    """Split ``range(count)`` (samples or rows, ``work`` in all) into calls of CALL_FLOPS_PER_THREAD per thread."""
     limit = CALL_FLOPS_PER_THREAD * threads
     if work <= limit or count <= 1:
         return [(0, count)]

@@ -33,7 +33,6 @@ import fastgrad
 from fastgrad import engines
 from fastgrad._kernels import codes
 from fastgrad._kernels.activations import activate
-from fastgrad.check import default_eps
 from fastgrad._kernels.deltas import (
     N_COEF,
     SERIES_MAX,
@@ -42,6 +41,7 @@ from fastgrad._kernels.deltas import (
     log_softmax_shift_one,
     taylor_coefficients,
 )
+from fastgrad.check import default_eps
 
 LD = np.longdouble
 U = 2.0**-53
@@ -67,7 +67,7 @@ CODE = {"sigmoid": codes.SIGMOID, "tanh": codes.TANH, "softplus": codes.SOFTPLUS
 
 
 def _ld(x: Fraction) -> np.longdouble:
-    """A rational number rounded to long double (via 40 decimal digits)."""
+    """Round a rational number to long double (via 40 decimal digits)."""
     if x == 0:
         return LD(0)
     with localcontext() as ctx:
@@ -219,9 +219,13 @@ def _shift_ref(z: np.ndarray, dz: list[float]) -> tuple[np.ndarray, float]:
 
 
 def _shift_tolerance(z, dz, ref, weights, size):
-    """16 U of the result (or of the summed terms' size: mixed signs cancel) when every change is
-    at most 1; beyond, also the rounding of each exponent ``z_k - lse + dz_k``, weighted by
-    ``d result / d dz_k = softmax(z + dz)_k``."""
+    """Return the allowed error of a softmax shift.
+
+    16 U of the result (or of the summed terms' size: mixed signs cancel)
+    when every change is at most 1; beyond, also the rounding of each
+    exponent ``z_k - lse + dz_k``, weighted by ``d result / d dz_k =
+    softmax(z + dz)_k``.
+    """
     tol = 16 * U * (abs(float(ref)) + size) + ABS_FLOOR
     if max(abs(v) for v in dz) > 1.0:
         zmax = float(np.max(z))
@@ -288,25 +292,29 @@ def _act_ld(name, z):
 
 
 def _loss(params, X, Y, hidden, output, loss, dtype):
-    """The loss in ``dtype`` (long double for the reference, float64 to see whether it overflows)."""
+    """Return the loss in ``dtype`` (long double for the reference, float64 to see whether it overflows)."""
     a = np.asarray(X, dtype=dtype)
     L = len(params) // 2
     with np.errstate(all="ignore"):
-        for l in range(L):
-            z = a @ np.asarray(params[2 * l], dtype=dtype) + np.asarray(params[2 * l + 1], dtype=dtype)
-            if l == L - 1 and output == "softmax":
+        for layer in range(L):
+            z = a @ np.asarray(params[2 * layer], dtype=dtype) + np.asarray(params[2 * layer + 1], dtype=dtype)
+            if layer == L - 1 and output == "softmax":
                 m = z.max(axis=1, keepdims=True)
                 lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
                 return (np.asarray(Y, dtype) * (lse - z)).sum() / X.shape[0]
-            a = _act_ld(output if l == L - 1 else hidden, z)
+            a = _act_ld(output if layer == L - 1 else hidden, z)
         r = np.asarray(Y, dtype) - a
         total = (r * r).sum()
         return {"mse": total / X.shape[0], "sse": total, "half_sse": total / 2}[loss]
 
 
 def _reference(params, X, Y, hidden, output, loss, steps, method):
-    """Per flat entry: the central (or Richardson) difference at ``steps`` in long double, its own
-    rounding bound, and whether the float64 loss is finite at every point it uses."""
+    """Return, per flat entry, a long-double difference, its rounding bound and whether the loss is finite.
+
+    The central (or Richardson) difference at ``steps`` in long double, a
+    bound on its own rounding, and whether the float64 loss is finite at
+    every point it uses.
+    """
     flat = [np.asarray(p, dtype=np.float64) for p in params]
     P = sum(p.size for p in flat)
     value, err, finite = np.empty(P), np.zeros(P), np.ones(P, dtype=bool)

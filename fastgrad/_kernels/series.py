@@ -90,8 +90,12 @@ def _slack(code):
 
 @jit(inline=True)
 def _task_samples(task, parts, n_lo, n_hi):
-    """Unit index and sample range ``[lo, hi)`` of ``task`` when each unit's samples ``[n_lo, n_hi)`` are
-    split into ``parts`` consecutive pieces (tasks ``b * parts .. b * parts + parts - 1`` are unit ``b``'s)."""
+    """Return the unit index and the sample range ``[lo, hi)`` of ``task``.
+
+    Each unit's samples ``[n_lo, n_hi)`` are split into ``parts``
+    consecutive pieces; tasks ``b * parts .. b * parts + parts - 1`` are
+    unit ``b``'s.
+    """
     b = task // parts
     c = task - b * parts
     span = n_hi - n_lo
@@ -213,7 +217,6 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
     a forward pass of the layers after ``l + 1``.
     """
     last = layout.shape[0] - 1
-    N = Z.shape[0]
     width = max_width(layout)
     code = layout[l, ACT]
     for task in prange(units.shape[0] * parts):
@@ -314,7 +317,6 @@ def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, 
     ``n_lo``, ``n_hi``, ``parts``: as in :func:`unit_series`.
     """
     last = layout.shape[0] - 1
-    N = Z.shape[0]
     width = max_width(layout)
     code = layout[l, ACT]
     for task in prange(units.shape[0] * parts):
@@ -387,7 +389,6 @@ def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
     One thread per unit and piece of samples (``n_lo``, ``n_hi``, ``parts``:
     as in :func:`unit_series`), in order: independent of the thread count.
     """
-    N = Z.shape[0]
     width = max_width(layout)
     for task in prange(units.shape[0] * parts):
         b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
