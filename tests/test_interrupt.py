@@ -309,6 +309,7 @@ def test_api_interrupt_stops_fast_and_leaves_inputs_untouched(tmp_path, case):
     assert "Traceback" not in child.text("stderr"), child.report()
 
 
+@pytest.mark.slow  # a 67 M-parameter net: ~15 s and ~3.5 GB in the child
 def test_api_interrupt_on_a_net_whose_units_cost_seconds(tmp_path):
     # issue 12, item 8: blocks are sized by cost, and a unit's samples split over calls
     sizes, hidden, N = COSTLY_UNITS
