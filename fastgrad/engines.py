@@ -9,16 +9,19 @@ change, shared by all the unit's parameters
 (:mod:`fastgrad._kernels.series`), and sample by sample where those
 polynomials do not apply (:mod:`fastgrad._kernels.incremental`).
 
-Both call their kernel block by block, in Python, so that progress can be
-reported and Ctrl-C lands within a fraction of a second; block and chunk
-boundaries never change the result, because every derivative is computed by
-one thread, in a fixed order, into its own slot.
+Both call their kernels block by block, in Python, so that progress can be
+reported and Ctrl-C lands within a fraction of a second (a signal is seen
+only between two calls): blocks are sized by their estimated work, and a
+unit whose work alone is too much for one call has its samples (and its
+parameters' rows) split over several calls. Block, chunk and call
+boundaries never change the result, because every derivative is computed
+by one thread, in a fixed order, into its own slot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numba
@@ -28,23 +31,32 @@ from ._kernels.deltas import N_COEF
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
-from ._kernels.steps import parameter_steps_into
 from ._kernels.series import (
     CENTRAL_METHOD,
     COMPLEX_METHOD,
     RICHARDSON_METHOD,
+    STATUS_ESTIMATE_NONFINITE,
+    STATUS_LOSS_NONFINITE,
+    STATUS_OK,
+    STATUS_VALUE_NONFINITE,
     UNIT_DELTAS,
     assemble_unit_params,
     unit_abs_series,
     unit_deltas,
     unit_series,
 )
+from ._kernels.steps import parameter_steps_into
 from .model import MLP
 
 ENGINES = ("incremental", "full", "unit")
 
 #: Floating-point work per kernel call: about a tenth of a second on one core.
 BLOCK_FLOPS = 2e8
+#: Most floating-point work per thread in one kernel call: about a quarter
+#: of a second here (Ctrl-C and progress reports land between calls; see
+#: ``tests/test_interrupt.py``). Blocks of cheap units stay at BLOCK_FLOPS
+#: and CHUNKS_PER_THREAD; costlier units are split to fit.
+CALL_FLOPS_PER_THREAD = 5e8
 #: ``prange`` chunks per thread within a block (load balance).
 CHUNKS_PER_THREAD = 4
 #: The full engine's smallest chunk, in forward passes of the batch (each
@@ -64,21 +76,50 @@ def full_param_cost(net: MLP, n_samples: int) -> float:
     return 4.0 * n_samples * (net.n_params + n_units(net.layout))
 
 
-def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
-    """Estimated floating-point work of one unit of ``layer`` with the incremental engine.
+def unit_cost_parts(net: MLP, layer: int, n_samples: int) -> tuple[float, float]:
+    """Estimated floating-point work of one unit of ``layer``: ``(series, assembly)``.
 
     The unit's loss-change series (three coefficient vectors and their
     absolute-value twin carried through every layer after ``layer + 1``:
-    four times that suffix's forward pass, plus the compositions) and the
+    four times that suffix's forward pass, plus the compositions), and the
     assembly of its ``fan_in + 1`` parameters' derivatives (six operations
-    per sample each).
+    per sample each). Both are proportional to ``n_samples``.
     """
     sizes = net.sizes
     L = net.n_layers
-    work = 8.0 * sum(sizes[m] * sizes[m + 1] for m in range(layer + 2, L))
-    work += 20.0 * sum(sizes[m + 1] for m in range(layer + 1, L)) + 20.0
-    work += 6.0 * (sizes[layer] + 1)
-    return work * n_samples
+    series = 8.0 * sum(sizes[m] * sizes[m + 1] for m in range(layer + 2, L))
+    series += 20.0 * sum(sizes[m + 1] for m in range(layer + 1, L)) + 20.0
+    return series * n_samples, 6.0 * (sizes[layer] + 1) * n_samples
+
+
+def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
+    """Estimated floating-point work of one unit of ``layer`` with the incremental engine (all of it)."""
+    series, assembly = unit_cost_parts(net, layer, n_samples)
+    return series + assembly
+
+
+def _unit_blocks(n_units: int, cost: float, threads: int) -> int:
+    """Return the units per block of a layer whose units cost ``cost`` each.
+
+    BLOCK_FLOPS of work and CHUNKS_PER_THREAD units per thread, unless that
+    makes a call longer than CALL_FLOPS_PER_THREAD per thread; then as many
+    as fit, but at least ``threads`` (their samples are split further, see
+    :func:`_pieces`).
+    """
+    block = max(threads * CHUNKS_PER_THREAD, int(BLOCK_FLOPS // cost))
+    limit = CALL_FLOPS_PER_THREAD * threads
+    if block * cost > limit:
+        block = max(threads, int(limit // cost))
+    return max(1, min(block, n_units))
+
+
+def _pieces(count: int, work: float, threads: int) -> list[tuple[int, int]]:
+    """Split ``range(count)`` (samples or rows, ``work`` in all) into calls of CALL_FLOPS_PER_THREAD per thread."""
+    limit = CALL_FLOPS_PER_THREAD * threads
+    if work <= limit or count <= 1:
+        return [(0, count)]
+    step = max(1, int(count * limit // work))
+    return [(lo, min(count, lo + step)) for lo in range(0, count, step)]
 
 
 def _split_by_cost(cum: np.ndarray, lo: int, hi: int, parts: int) -> np.ndarray:
@@ -167,6 +208,19 @@ class Numerical:
     steps : ndarray of float64
         The step used for each parameter (empty when the incremental
         engine computed each step in its kernel: no budget was asked for).
+    status : ndarray of int8
+        Per entry (empty when no budget was asked for): ``STATUS_OK`` (0),
+        or why the value is not finite or its budget incomplete:
+        ``STATUS_LOSS_NONFINITE`` (1): the loss at ``w +- h`` (or
+        ``+- 2h``, which Richardson's value needs) is not finite in float64,
+        so no difference of losses exists (value NaN with the incremental
+        engine, NaN or inf with the full one); ``STATUS_VALUE_NONFINITE``
+        (2): the losses are finite but the difference quotient is outside
+        float64's range; ``STATUS_ESTIMATE_NONFINITE`` (3): the value is
+        finite but the loss at the extra step that estimates its
+        truncation (``+- 2h`` central, ``+- 4h`` Richardson) is not, so
+        ``trunc`` lacks that estimate. A finite value never has a nonzero
+        status other than 3. See :data:`STATUS_REASONS`.
     """
 
     values: np.ndarray
@@ -174,6 +228,15 @@ class Numerical:
     trunc: np.ndarray
     kink: np.ndarray
     steps: np.ndarray
+    status: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+
+
+#: What each nonzero :attr:`Numerical.status` means, for reports.
+STATUS_REASONS = {
+    STATUS_LOSS_NONFINITE: "the loss at w +- h is not finite (the perturbed forward pass overflows)",
+    STATUS_VALUE_NONFINITE: "the difference quotient overflows float64 (the derivative is beyond 1.8e308)",
+    STATUS_ESTIMATE_NONFINITE: "the loss at w +- 2h, which estimates the truncation error, is not finite",
+}
 
 
 def parameter_steps(theta: np.ndarray, eps: float, scaled: bool, method: str) -> np.ndarray:
@@ -211,35 +274,50 @@ def _incremental(
     absum = np.zeros(size)
     trunc = np.zeros(size)
     kink = np.zeros(size, dtype=np.int8)
+    status = np.zeros(size, dtype=np.int8)
     st = IncrementalState(net, X, Y, Z, A)
     N = X.shape[0]
-    min_units = numba.get_num_threads() * CHUNKS_PER_THREAD
+    threads = numba.get_num_threads()
     code = METHOD_CODES[method]
     done = 0
     for layer in range(net.n_layers):
         units, counts = _wanted_units(net, want, layer, every=total == P)
-        block = max(min_units, int(BLOCK_FLOPS // unit_cost(net, layer, N)))
+        series_cost, assembly_cost = unit_cost_parts(net, layer, N)
+        block = _unit_blocks(units.size, series_cost + assembly_cost, threads)
+        rows = net.sizes[layer] + 1
         for start in range(0, units.size, block):
             chunk = units[start:start + block]
             E1 = np.empty((N, chunk.size), dtype=np.float64)
             E3 = np.empty_like(E1)
             E1abs = np.empty_like(E1)
             lim = np.empty_like(E1)
-            if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
-                crossed = np.empty((N, chunk.size), dtype=np.int8)
-                unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
-                            float(eps), E1, crossed)
-                if budget:
-                    unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer,
-                                    chunk, E1abs)
+            crossed = np.empty((N, chunk.size), dtype=np.int8)
+            # fewer units than threads: split each unit's samples between threads too
+            parts = -(-threads // chunk.size)
+            samples = _pieces(N, series_cost * chunk.size, threads)
+            for n_lo, n_hi in samples:
+                split = min(parts, n_hi - n_lo)
+                if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
+                    unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
+                                chunk, n_lo, n_hi, split, float(eps), E1, crossed)
+                    if budget:
+                        unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer,
+                                        chunk, n_lo, n_hi, split, E1abs)
+                else:
+                    unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
+                                chunk, n_lo, n_hi, split, E1, E3, E1abs, lim)
+                if progress is not None and len(samples) > 1:
+                    progress(done, total)  # a long unit: show life, give Ctrl-C a chance
+            if method == "unit":
                 E3[:] = 0.0
                 lim[:] = np.inf
-            else:
-                unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, chunk,
-                            E1, E3, E1abs, lim)
-            assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
-                                 layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code, want_arg,
-                                 budget, out, absum, trunc, kink)
+            pieces = _pieces(rows, assembly_cost * chunk.size, threads)
+            for rows_lo, rows_hi in pieces:
+                assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
+                                     layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code,
+                                     want_arg, budget, rows_lo, rows_hi, out, absum, trunc, kink, status)
+                if progress is not None and len(pieces) > 1 and rows_hi < rows:
+                    progress(done, total)
             if method == "unit" and budget:
                 _flag_units(net, layer, chunk[crossed.any(axis=0)], want, kink)
             done += int(counts[start:start + block].sum())
@@ -248,7 +326,7 @@ def _incremental(
     if method == "unit" and budget:
         # delta(h) - delta = e3 h^2 + ...: bounded, heuristically, by UNIT_TRUNCATION x h^2 x the terms' size
         trunc += UNIT_TRUNCATION * steps * steps * absum
-    return Numerical(out, absum, trunc, kink.view(np.bool_), steps)
+    return Numerical(out, absum, trunc, kink.view(np.bool_), steps, status)
 
 
 def numerical_details(
@@ -318,7 +396,17 @@ def numerical_details(
     if not budget:
         return Numerical(values, np.zeros(0), np.zeros(0), kink, steps)
     series = _incremental(net, theta, X, Y, steps, "central", want, None, Z, A)
-    return Numerical(values, series.absum, series.trunc, kink, steps)
+    # the full engine's values are differences of losses: a non-finite one means a non-finite loss
+    # (or, with finite losses, an overflowing quotient: told apart by the series' own evaluation)
+    status = np.zeros(P, dtype=np.int8)
+    bad = ~np.isfinite(values)
+    if want is not None:
+        bad &= want
+    status[bad] = np.where(series.status[bad] == STATUS_VALUE_NONFINITE, STATUS_VALUE_NONFINITE,
+                           STATUS_LOSS_NONFINITE)
+    # a finite value whose budget lost the series' truncation estimate
+    status[~bad & (series.status != STATUS_OK)] = STATUS_ESTIMATE_NONFINITE
+    return Numerical(values, series.absum, series.trunc, kink, steps, status)
 
 
 def _full(
@@ -336,11 +424,18 @@ def _full(
     cum = np.cumsum(per_param[order])
     threads = numba.get_num_threads()
     # each chunk starts with a forward pass of the batch: keep chunks large
-    block_flops = max(BLOCK_FLOPS, 16.0 * per_chunk * threads)
+    # (FULL_CHUNK_PASSES of it), and two per thread in a call ...
+    chunk_work = FULL_CHUNK_PASSES * per_chunk
+    block_flops = max(BLOCK_FLOPS, 2.0 * chunk_work * threads)
+    if 2.0 * (chunk_work + per_chunk) > CALL_FLOPS_PER_THREAD:
+        # ... unless that makes a call too long for Ctrl-C: then one chunk per thread, as large as fits
+        # (never less than a forward pass and one parameter: the call's floor on this net)
+        chunk_work = max(CALL_FLOPS_PER_THREAD - per_chunk, float(per_param.max()))
+        block_flops = chunk_work * threads
     units = n_units(net.layout)
     for lo, hi in _blocks(cum, block_flops):
         work = cum[hi - 1] - (cum[lo - 1] if lo > 0 else 0.0)
-        parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // (FULL_CHUNK_PASSES * per_chunk))))
+        parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // chunk_work)))
         bounds = _split_by_cost(cum, lo, hi, parts)
         full_differences(theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z, order, bounds,
                          units, out, kink)

@@ -59,6 +59,13 @@ LAUNCH = [
 LONG_FULL = ("784,128,10", "sigmoid", "full", 32)
 LONG_INCREMENTAL = ("784,2048,256,256,10", "tanh", "incremental", 256)
 
+#: A net whose single unit costs much (issue 12, item 8): each unit of the
+#: first layer carries its series through the 8192 x 8192 layer, ~0.12 s
+#: per sample on one core here. When blocks were at least threads x 4
+#: units whatever they cost, one kernel call ran for ~15 s (N = 32), and a
+#: Ctrl-C waited for it.
+COSTLY_UNITS = ("64,16,8192,8192,10", "tanh", 32)
+
 REPO_ROOT = Path(fastgrad.__file__).resolve().parents[1]
 
 API_SCRIPT = textwrap.dedent(
@@ -110,6 +117,64 @@ API_SCRIPT = textwrap.dedent(
                 problems.append(f"{name}: flags changed")
             if not np.array_equal(a, copy) or a.tobytes() != copy.tobytes():
                 problems.append(f"{name}: values changed")
+        if problems:
+            print("INTERRUPTED-CHANGED", "; ".join(problems), flush=True)
+            sys.exit(1)
+        print("INTERRUPTED-UNTOUCHED at", time.monotonic(), flush=True)
+        sys.exit(130)
+    print("FINISHED", flush=True)
+    """
+)
+
+#: The same for a net of 67 M parameters: no copies of the user's arrays
+#: (they would double the memory); each is fingerprinted instead (a
+#: wrapping sum of its 64-bit words, and its first and last bytes), and the
+#: time the interrupt is caught is printed before the fingerprints are
+#: compared.
+COSTLY_SCRIPT = textwrap.dedent(
+    """\
+    import sys
+    import time
+
+    import numpy as np
+
+    import fastgrad
+
+    sizes = [int(s) for s in sys.argv[1].split(",")]
+    hidden, N = sys.argv[2], int(sys.argv[3])
+    net = fastgrad.MLP(sizes, hidden=hidden, output="sigmoid", loss="mse")
+    rng = np.random.default_rng(0)
+    params = net.init(seed=0)
+    X = rng.standard_normal((N, sizes[0]))
+    Y = rng.uniform(size=(N, sizes[-1]))
+    arrays = [(f"params[{i}]", p) for i, p in enumerate(params)] + [("X", X), ("Y", Y)]
+
+
+    def fingerprint(a):
+        words = a.reshape(-1).view(np.uint64)
+        return (a.dtype, a.shape, a.strides, bool(a.flags.writeable), int(words.sum(dtype=np.uint64)),
+                a.reshape(-1)[:8].tobytes(), a.reshape(-1)[-8:].tobytes())
+
+
+    before = [(name, fingerprint(a)) for name, a in arrays]
+    ids = [id(p) for p in params]
+    reported = False
+
+
+    def progress(done, total):
+        global reported
+        if not reported:
+            reported = True
+            print("PROGRESS", done, total, flush=True)
+
+
+    try:
+        fastgrad.check(net, params, X, Y, progress=progress)
+    except KeyboardInterrupt:
+        print("CAUGHT at", time.monotonic(), flush=True)
+        problems = [name for (name, fp), (_, a) in zip(before, arrays) if fingerprint(a) != fp]
+        if [id(p) for p in params] != ids:
+            problems.append("params list changed")
         if problems:
             print("INTERRUPTED-CHANGED", "; ".join(problems), flush=True)
             sys.exit(1)
@@ -242,6 +307,53 @@ def test_api_interrupt_stops_fast_and_leaves_inputs_untouched(tmp_path, case):
     assert "INTERRUPTED-UNTOUCHED" in out, child.report()
     assert elapsed < EXIT_WITHIN, f"{elapsed:.3f} s from SIGINT to exit"
     assert "Traceback" not in child.text("stderr"), child.report()
+
+
+@pytest.mark.slow  # a 67 M-parameter net: ~15 s and ~3.5 GB in the child
+def test_api_interrupt_on_a_net_whose_units_cost_seconds(tmp_path):
+    # issue 12, item 8: blocks are sized by cost, and a unit's samples split over calls
+    sizes, hidden, N = COSTLY_UNITS
+    script = tmp_path / "costly_check.py"
+    script.write_text(COSTLY_SCRIPT)
+    with Child([sys.executable, str(script), sizes, hidden, str(N)]) as child:
+        # the first report comes from inside the engine: the kernels are loaded and running
+        assert child.wait_for("stdout", b"PROGRESS", START_TIMEOUT), child.report()
+        elapsed = child.interrupt()
+    out = child.text("stdout")
+    caught = re.search(r"CAUGHT at (\S+)", out)
+    if caught:
+        print(f"costly units: SIGINT to KeyboardInterrupt {float(caught[1]) - child.signalled_at:.3f} s")
+    checked = re.search(r"INTERRUPTED-UNTOUCHED at (\S+)", out)
+    if checked:
+        print(f"costly units: SIGINT to the arrays checked {float(checked[1]) - child.signalled_at:.3f} s")
+    print(f"costly units: SIGINT to exit {elapsed:.3f} s")
+    assert "FINISHED" not in out, "the check ended before the signal"
+    assert child.proc.returncode == 130, child.report()
+    assert "INTERRUPTED-UNTOUCHED" in out, child.report()
+    assert elapsed < EXIT_WITHIN, f"{elapsed:.3f} s from SIGINT to exit"
+    assert "Traceback" not in child.text("stderr"), child.report()
+
+
+def test_blocks_are_sized_by_cost():
+    # no kernel call of either engine on COSTLY_UNITS exceeds CALL_FLOPS_PER_THREAD per thread by its estimate
+    # (the incremental engine's floor is one unit and sample per thread)
+    from fastgrad import engines
+
+    sizes, _, N = COSTLY_UNITS
+    net = fastgrad.MLP([int(s) for s in sizes.split(",")])
+    threads = 2
+    limit = engines.CALL_FLOPS_PER_THREAD * threads
+    for layer in range(net.n_layers):
+        series, assembly = engines.unit_cost_parts(net, layer, N)
+        block = engines._unit_blocks(net.sizes[layer + 1], series + assembly, threads)
+        if block * (series + assembly) > limit:
+            assert block <= threads
+            floor = block * series / N  # one sample per unit
+            for lo, hi in engines._pieces(N, series * block, threads):
+                assert (hi - lo) * block * series / N <= max(limit, floor)
+            for lo, hi in engines._pieces(net.sizes[layer] + 1, assembly * block, threads):
+                assert (hi - lo) * block * assembly / (net.sizes[layer] + 1) <= max(limit, assembly * block
+                                                                                      / (net.sizes[layer] + 1))
 
 
 def _check_cli_interrupt(args: list[str]) -> tuple[Child, float]:

@@ -50,7 +50,7 @@ def _series(net, theta, X, Y, layer):
     E3 = np.empty_like(E1)
     E1abs = np.empty_like(E1)
     lim = np.empty_like(E1)
-    unit_series(theta, net.layout, net.loss_code, Z, A, st.C, st.R, Y, st.ysum, layer, units,
+    unit_series(theta, net.layout, net.loss_code, Z, A, st.C, st.R, Y, st.ysum, layer, units, 0, X.shape[0], 1,
                 E1, E3, E1abs, lim)
     assert np.all(E1abs >= np.abs(E1) * (1 - 1e-12))  # the absolute chain bounds the signed one
     return st, units, E1, E3, lim, E1abs
@@ -60,9 +60,11 @@ def _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, lim, h, out, me
     P = net.n_params
     want = np.ones(P, dtype=np.bool_)
     steps = np.full(P, h)
-    absum, trunc, kink = np.zeros(P), np.zeros(P), np.zeros(P, dtype=np.int8)
+    absum, trunc, kink, status = np.zeros(P), np.zeros(P), np.zeros(P, dtype=np.int8), np.zeros(P, dtype=np.int8)
     assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, layer, units,
-                         E1, E3, E1abs, lim, steps, 0.0, False, method, want, True, out, absum, trunc, kink)
+                         E1, E3, E1abs, lim, steps, 0.0, False, method, want, True, 0, net.sizes[layer] + 1, out,
+                         absum, trunc, kink, status)
+    assert not status.any()
     return absum, trunc, kink
 
 
@@ -198,7 +200,8 @@ def test_abs_only_series_is_the_series_absolute_chain(sizes, hidden, output, los
     for layer in range(net.n_layers):
         st, units, _, _, _, E1abs = _series(net, theta, X, Y, layer)
         alone = np.empty_like(E1abs)
-        unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer, units, alone)
+        unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer, units, 0,
+                        X.shape[0], 1, alone)
         assert np.array_equal(alone, E1abs)
 
 
@@ -233,3 +236,37 @@ def test_steps_computed_in_the_kernel_are_the_step_array_bitwise(method, scaled,
     assert np.array_equal(inline.values.view(np.int64), given.values.view(np.int64))
     if scaled:  # and the steps really were per parameter
         assert np.unique(given.steps).size > 10
+
+
+@pytest.mark.parametrize("engine,method", [("incremental", "central"), ("incremental", "richardson"),
+                                           ("unit", "central"), ("full", "central")])
+def test_calls_split_by_samples_and_rows_do_not_change_a_single_bit(monkeypatch, engine, method):
+    # A tiny call budget splits every unit's samples (and its parameters' rows) over many calls,
+    # and each unit's samples between threads, as on a net whose units cost seconds (issue 12, item 8).
+    net, params, X, Y = _case([6, 20, 12, 3], "tanh", "sigmoid", "mse", N=7)
+    theta = net.flatten(params)
+    whole = engines.numerical_details(net, theta, X, Y, 1e-6, engine, method)
+    monkeypatch.setattr(engines, "CALL_FLOPS_PER_THREAD", 1.0)
+    calls = []
+    split = engines.numerical_details(net, theta, X, Y, 1e-6, engine, method,
+                                      progress=lambda d, t: calls.append((d, t)))
+    for name in ("values", "absum", "trunc", "kink", "status"):
+        assert np.array_equal(getattr(whole, name), getattr(split, name), equal_nan=True), name
+    if engine != "full":
+        assert len(calls) > X.shape[0] * net.n_layers  # progress after every call, not only every block
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1] == (net.n_params, net.n_params)
+
+
+@pytest.mark.parametrize("sizes,hidden,output,loss", CASES[:3], ids=IDS[:3])
+def test_unit_series_pieces_are_the_whole_bitwise(sizes, hidden, output, loss):
+    net, params, X, Y = _case(sizes, hidden, output, loss, N=7)
+    theta = net.flatten(params)
+    for layer in range(net.n_layers):
+        st, units, *whole = _series(net, theta, X, Y, layer)  # units, E1, E3, lim, E1abs
+        got = [np.full_like(whole[0], np.nan) for _ in range(4)]
+        E1, E3, E1abs, lim = got
+        for n_lo, n_hi, parts in [(0, 3, 3), (3, 4, 1), (4, 7, 2)]:  # ranges, each unit's split between tasks
+            unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, units, n_lo,
+                        n_hi, parts, E1, E3, E1abs, lim)
+        for a, b in zip((E1, E3, lim, E1abs), whole):
+            assert np.array_equal(a, b)

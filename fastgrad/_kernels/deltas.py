@@ -17,6 +17,13 @@ computed from the change ``d`` itself:
   (measured: at most 16 and 31 ulps for ``|z| <= 30``, see
   ``tests/test_deltas.py``); softplus switches to ``d + softplus(-(z + d))
   - softplus(-z)`` where ``log1p`` would cancel.
+
+Every closed form is finite for every finite ``z`` and ``d`` whose exact
+result is in float64's range (see ``tests/test_nonfinite.py``): the
+``expm1`` factor is always taken of ``-|d|`` (a forward and a backward form
+of sigmoid's and tanh's change, chosen by the sign of ``d``), so it never
+overflows and is never multiplied by a vanishing factor, and steps where
+``exp`` would overflow (``d > EXP_MAX``) go through logarithms.
 """
 
 import math
@@ -29,6 +36,9 @@ from .codes import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTPLUS, T
 SERIES_MAX = 1e-4
 #: Number of Taylor coefficients kept per unit and sample.
 N_COEF = 4
+#: Largest argument for which ``exp``/``expm1`` are used as they are
+#: (``exp(709.78...)`` overflows float64).
+EXP_MAX = 709.0
 
 
 @jit()
@@ -113,12 +123,45 @@ def act_delta(code, z, d, c1, c2, c3, c4):
     if abs(d) <= SERIES_MAX:
         return d * (c1 + d * (c2 + d * (c3 + d * c4)))
     if code == SIGMOID:
-        # s(z+d) - s(z) = -expm1(-d) * s(-z) * s(z+d)
-        return -math.expm1(-d) * sigmoid(-z) * sigmoid(z + d)
+        return sigmoid_delta(z, d)
     if code == TANH:
-        # tanh(x) = 2 s(2x) - 1
-        return -2.0 * math.expm1(-2.0 * d) * sigmoid(-2.0 * z) * sigmoid(2.0 * (z + d))
-    # softplus(z+d) - softplus(z) = log1p(s(z) * expm1(d))
+        # tanh(x) = 2 s(2x) - 1 (2z and 2d may overflow to inf: s(+-inf) is 1 or 0, the limit)
+        return 2.0 * sigmoid_delta(2.0 * z, 2.0 * d, 2.0 * (z + d))
+    return softplus_delta(z, d)
+
+
+@jit()
+def sigmoid_delta(z, d, zd=math.nan):
+    """``s(z + d) - s(z)`` for ``|d| > SERIES_MAX`` (or any ``d``), finite for any finite ``z``, ``d``.
+
+    ``s(z+d) - s(z) = -expm1(-d) s(-z) s(z+d) = expm1(d) s(z) s(-(z+d))``:
+    the first form for ``d > 0``, the second for ``d < 0``, so that the
+    ``expm1`` factor is in (-1, 0) and every factor is at most 1 in size
+    (the other choice overflows for ``|d| > 709``, giving inf * 0, and loses
+    digits to a subnormal ``s`` long before). Each factor has a small
+    relative error. ``zd``: ``z + d`` as the caller rounded it (NaN:
+    ``fl(z + d)``).
+    """
+    if math.isnan(zd):
+        zd = z + d
+    if d > 0.0:
+        return -math.expm1(-d) * sigmoid(-z) * sigmoid(zd)
+    return math.expm1(d) * sigmoid(z) * sigmoid(-zd)
+
+
+@jit()
+def softplus_delta(z, d):
+    """``softplus(z + d) - softplus(z)`` for ``|d| > SERIES_MAX``, without cancellation or overflow."""
+    if d > EXP_MAX or (d > 0.0 and z < -EXP_MAX):
+        # expm1(d) overflows, or s(z) has underflowed (to a subnormal or 0,
+        # although s(z) expm1(d) may be large). Then either the change is
+        # d plus at most log 2 in size (z > 0), or the old value is below
+        # log 2 and e^(z + d) / e^z-fold smaller than the new one: no
+        # cancellation either way.
+        if z > 0.0:
+            return d + (math.log1p(math.exp(-(z + d))) - math.log1p(math.exp(-z)))
+        return softplus(z + d) - softplus(z)
+    # softplus(z+d) - softplus(z) = log1p(s(z) * expm1(d)); |x| < 8.3e307
     x = sigmoid(z) * math.expm1(d)
     if x > -0.5:
         return math.log1p(x)
@@ -155,29 +198,91 @@ def squared_delta(dx_plus, dx_minus, residual):
     return (dx_minus - dx_plus) * (2.0 * residual - dx_plus - dx_minus)
 
 
+#: Smallest normal float64: a probability below it has lost relative precision.
+_MIN_NORMAL = 2.2250738585072014e-308
+
+
 @jit()
-def log_softmax_shift(p, dz, start, count):
+def _log_sum_exp(z, start, count):
+    """``log(sum_k exp(z_k))`` over ``z[start:start + count]``, shifted by the maximum."""
+    zmax = z[start]
+    for k in range(start + 1, start + count):
+        zmax = max(zmax, z[k])
+    total = 0.0
+    for k in range(start, start + count):
+        total += math.exp(z[k] - zmax)
+    return zmax + math.log(total)
+
+
+@jit()
+def _direct_term(p, d):
+    """Whether ``p * expm1(d)`` is accurate as it stands (else it is formed from the log-probability).
+
+    ``expm1(d)`` overflows beyond ``EXP_MAX``, and a probability that
+    underflowed (subnormal or 0) says little about ``p e^d`` for large ``d``.
+    """
+    return d <= EXP_MAX and (p >= _MIN_NORMAL or d <= 0.0)
+
+
+@jit()
+def log_softmax_shift(z, p, dz, start, count):
     """``logsumexp(z + dz) - logsumexp(z)`` = ``log(sum_k p_k exp(dz_k))``.
 
-    ``p`` holds ``softmax(z)`` at ``[start, start + count)``; ``dz`` the
-    changes at ``[0, count)``. Small changes go through
+    ``z`` holds the logits and ``p = softmax(z)`` at ``[start, start + count)``;
+    ``dz`` the changes at ``[0, count)``. Small changes go through
     ``log1p(sum_k p_k expm1(dz_k))``, which keeps their relative accuracy.
-    When that sum is near -1 (every ``dz_k`` very negative), ``log1p`` would
-    cancel; the result is then at most ``log(1/2)`` in size, and the
-    max-shifted ``log(sum_k exp(log p_k + dz_k))`` is accurate instead.
+    A term whose ``expm1`` would overflow, or whose probability underflowed,
+    is formed as ``exp(log p_k + dz_k) - p_k`` with ``log p_k = z_k - lse(z)``
+    from the logits. When the sum is near -1 (every ``dz_k`` very negative),
+    ``log1p`` would cancel; the result is then at most ``log(1/2)`` in size,
+    and the max-shifted ``log(sum_k exp(log p_k + dz_k))`` is accurate
+    instead; so it is when the sum overflows (the result is then above 700).
     """
     s = 0.0
+    lse = math.nan
     for k in range(count):
-        if dz[k] != 0.0:
-            s += p[start + k] * expm1_small(dz[k])
-    if s > -0.5:
+        d = dz[k]
+        if d != 0.0:
+            pk = p[start + k]
+            if _direct_term(pk, d):
+                s += pk * expm1_small(d)
+            else:
+                if math.isnan(lse):
+                    lse = _log_sum_exp(z, start, count)
+                s += math.exp((z[start + k] - lse) + d) - pk
+    if s > -0.5 and s < math.inf:
         return math.log1p(s)
+    if math.isnan(lse):
+        lse = _log_sum_exp(z, start, count)
     m = -math.inf
     for k in range(count):
-        if p[start + k] > 0.0:
-            m = max(m, math.log(p[start + k]) + dz[k])
+        m = max(m, (z[start + k] - lse) + dz[k])
     total = 0.0
     for k in range(count):
-        if p[start + k] > 0.0:
-            total += math.exp(math.log(p[start + k]) + dz[k] - m)
+        total += math.exp((z[start + k] - lse) + dz[k] - m)
+    return m + math.log(total)
+
+
+@jit()
+def log_softmax_shift_one(z, p, start, count, j, t):
+    """:func:`log_softmax_shift` when only logit ``j`` moves, by ``t``: ``log(1 + p_j expm1(t))``."""
+    pj = p[start + j]
+    lse = math.nan
+    if _direct_term(pj, t):
+        x = pj * expm1_small(t)
+    else:
+        lse = _log_sum_exp(z, start, count)
+        x = math.exp((z[start + j] - lse) + t) - pj
+    if x > -0.5 and x < math.inf:
+        return math.log1p(x)
+    # 1 + x near 0 (p_j near 1, t << 0: the other classes' share is summed
+    # from their own log-probabilities, not formed as 1 - p_j) or overflowing
+    if math.isnan(lse):
+        lse = _log_sum_exp(z, start, count)
+    m = -math.inf
+    for k in range(count):
+        m = max(m, (z[start + k] - lse) + (t if k == j else 0.0))
+    total = 0.0
+    for k in range(count):
+        total += math.exp((z[start + k] - lse) + (t if k == j else 0.0) - m)
     return m + math.log(total)

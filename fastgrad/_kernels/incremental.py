@@ -13,18 +13,35 @@ polynomials do not apply.
 
 import math
 
+import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .codes import ACT, CROSS_ENTROPY, FAN_OUT, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTPLUS, TANH, U_OFF, W_OFF
+from .activations import activate
+from .codes import (
+    ACT,
+    CROSS_ENTROPY,
+    FAN_OUT,
+    IDENTITY,
+    LEAKY_RELU,
+    RELU,
+    SIGMOID,
+    SOFTMAX,
+    SOFTPLUS,
+    TANH,
+    U_OFF,
+    W_OFF,
+)
 from .deltas import (
     SERIES_MAX,
     act_delta,
-    expm1_small,
     log_softmax_shift,
+    log_softmax_shift_one,
     squared_delta,
     taylor_coefficients,
 )
+from .forward import forward_layers
+from .loss import sample_loss
 
 
 @jit(parallel=True)
@@ -140,7 +157,7 @@ def _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, x_p, x_m
     off = layout[last, U_OFF]
     K = layout[last, FAN_OUT]
     if loss_code == CROSS_ENTROPY:
-        shift = log_softmax_shift(A[n], dz_p, off, K) - log_softmax_shift(A[n], dz_m, off, K)
+        shift = log_softmax_shift(Z[n], A[n], dz_p, off, K) - log_softmax_shift(Z[n], A[n], dz_m, off, K)
         lin = 0.0
         for k in range(K):
             lin += Y[n, k] * (dz_p[k] - dz_m[k])
@@ -169,8 +186,9 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
     u = layout[l, U_OFF] + j
     if l == last and loss_code == CROSS_ENTROPY:
         # only logit j moves: ysum * (lse(+) - lse(-)) - y_j * 2t
-        pj = A[n, u]
-        shift = math.log1p(pj * expm1_small(t)) - math.log1p(pj * expm1_small(-t))
+        off = layout[l, U_OFF]
+        K = layout[l, FAN_OUT]
+        shift = log_softmax_shift_one(Z[n], A[n], off, K, j, t) - log_softmax_shift_one(Z[n], A[n], off, K, j, -t)
         return ysum[n] * shift - Y[n, j] * (2.0 * t), False
     code = layout[l, ACT]
     z = Z[n, u]
@@ -192,3 +210,62 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
         dz_m[k] = gm * w
     change, crossed_later = _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, m, dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_later
+
+
+@jit()
+def sample_loss_shifted(theta, layout, loss_code, Z, A, Y, n, l, j, t, zw, aw):
+    """Sample ``n``'s unscaled loss with unit ``j`` of layer ``l`` moved by ``t``, by a plain forward pass.
+
+    The pre-activation becomes ``Z[n, u] + t`` and every later layer is
+    recomputed (:func:`.forward.forward_layers`); ``zw``/``aw`` are (1, U)
+    scratch rows. The loss itself, not a change: only for
+    :func:`sample_change_checked`'s fallback.
+    """
+    for v in range(Z.shape[1]):
+        zw[0, v] = Z[n, v]
+        aw[0, v] = A[n, v]
+    u_off = layout[l, U_OFF]
+    u = u_off + j
+    zw[0, u] = Z[n, u] + t
+    code = layout[l, ACT]
+    if code == SOFTMAX:
+        activate(zw[0], aw[0], u_off, layout[l, FAN_OUT], code)
+    else:
+        activate(zw[0], aw[0], u, 1, code)
+    if l + 1 < layout.shape[0]:
+        forward_layers(theta, layout, Z, 0, 1, l + 1, True, zw, aw)  # Z stands in for X: never read from layer 1 on
+    return sample_loss(zw[0], aw[0], Y[n], layout, loss_code)
+
+
+@jit()
+def sample_change_checked(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, dz_p, dz_m, da_p, da_m):
+    """:func:`sample_change_direct`, falling back to the plain difference where it is not finite.
+
+    The changes' closed forms are finite wherever the exact changes are in
+    range; what can still overflow (a pre-activation change beyond 1.8e308,
+    or a loss change beyond it) is retried as ``E_n(+t) - E_n(-t)`` from two
+    plain forward passes of the sample (:func:`sample_loss_shifted`).
+
+    Returns
+    -------
+    change : float
+        Unscaled ``E_n(+) - E_n(-)``; NaN when the loss at ``+-t`` is not finite.
+    crossed : bool
+        As in :func:`sample_change_direct`.
+    magnitude : float
+        ``|E_n(+)| + |E_n(-)|`` when the plain difference was taken (its
+        cancellation scales with it), else 0.
+    finite : bool
+        False when the loss at ``+t`` or ``-t`` is not finite in float64.
+    """
+    change, crossed = sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t,
+                                           dz_p, dz_m, da_p, da_m)
+    if math.isfinite(change):
+        return change, crossed, 0.0, True
+    zw = np.empty((1, Z.shape[1]), dtype=np.float64)
+    aw = np.empty((1, Z.shape[1]), dtype=np.float64)
+    e_plus = sample_loss_shifted(theta, layout, loss_code, Z, A, Y, n, l, j, t, zw, aw)
+    e_minus = sample_loss_shifted(theta, layout, loss_code, Z, A, Y, n, l, j, -t, zw, aw)
+    if math.isfinite(e_plus) and math.isfinite(e_minus):
+        return e_plus - e_minus, crossed, abs(e_plus) + abs(e_minus), True
+    return math.nan, crossed, 0.0, False

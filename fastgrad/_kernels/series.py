@@ -27,6 +27,8 @@ within reach, a non-finite coefficient) is computed by the direct path of
 :mod:`.incremental` instead, for that parameter and sample only.
 """
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -44,7 +46,7 @@ from .codes import (
     W_OFF,
 )
 from .deltas import SERIES_MAX
-from .incremental import sample_change_direct
+from .incremental import sample_change_checked
 from .loss import loss_scale
 from .steps import step_size
 
@@ -84,6 +86,20 @@ def _slack(code):
     if code == RELU or code == LEAKY_RELU or code == IDENTITY:
         return 0.0
     return 1.0
+
+
+@jit(inline=True)
+def _task_samples(task, parts, n_lo, n_hi):
+    """Return the unit index and the sample range ``[lo, hi)`` of ``task``.
+
+    Each unit's samples ``[n_lo, n_hi)`` are split into ``parts``
+    consecutive pieces; tasks ``b * parts .. b * parts + parts - 1`` are
+    unit ``b``'s.
+    """
+    b = task // parts
+    c = task - b * parts
+    span = n_hi - n_lo
+    return b, n_lo + (span * c) // parts, n_lo + (span * (c + 1)) // parts
 
 
 @jit(inline=True)
@@ -154,7 +170,8 @@ def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, s_abs)
 
 
 @jit(parallel=True)
-def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out, E3_out, E1abs_out, lim_out):
+def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n_hi, parts, E1_out, E3_out,
+                E1abs_out, lim_out):
     """Odd loss-change coefficients of the units ``units`` of layer ``l``, every sample.
 
     Parameters
@@ -171,6 +188,13 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
         Layer.
     units : ndarray of int64, shape (B,)
         Units of layer ``l``.
+    n_lo, n_hi : int
+        Only samples ``n_lo <= n < n_hi`` are computed (and their rows of
+        the outputs written): a unit whose series cost much can be done in
+        several calls, each short enough for Ctrl-C to land between them.
+    parts : int
+        Each unit's samples are split into this many pieces, each a task of
+        its own (use more than one when there are fewer units than threads).
     E1_out, E3_out : ndarray of float64, shape (N, B)
         Written: ``e1``/``e3`` of unit ``units[b]`` and sample ``n`` at ``[n, b]``
         (unscaled per-sample loss, see the module docstring).
@@ -187,15 +211,16 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
 
     Notes
     -----
-    One thread computes one unit, samples in order, so the result does not
-    depend on the thread count. Work per unit and sample: about four times
+    One thread computes one unit's piece of samples, in order, and every
+    sample's coefficients depend on nothing else, so the result does not
+    depend on the thread count, on ``parts`` or on the sample ranges. Work per unit and sample: about four times
     a forward pass of the layers after ``l + 1``.
     """
     last = layout.shape[0] - 1
-    N = Z.shape[0]
     width = max_width(layout)
     code = layout[l, ACT]
-    for b in prange(units.shape[0]):
+    for task in prange(units.shape[0] * parts):
+        b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         u = layout[l, U_OFF] + j
         s1 = np.empty(width, dtype=np.float64)
@@ -206,7 +231,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
         d2 = np.empty(width, dtype=np.float64)
         d3 = np.empty(width, dtype=np.float64)
         da = np.empty(width, dtype=np.float64)
-        for n in range(N):
+        for n in range(lo, hi):
             lim = min(1.0, _change_limit(code, Z[n, u], 1.0))
             if l == last:
                 if loss_code == CROSS_ENTROPY:
@@ -284,22 +309,23 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, E1_out,
 
 
 @jit(parallel=True)
-def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, E1abs_out):
+def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, n_hi, parts, E1abs_out):
     """Only the absolute-value chain of :func:`unit_series` (``E1abs_out``), for ``engine="unit"``.
 
     One stream instead of four: the unit engine takes its derivatives from
     :func:`unit_deltas` and needs the series only for the rounding budget.
+    ``n_lo``, ``n_hi``, ``parts``: as in :func:`unit_series`.
     """
     last = layout.shape[0] - 1
-    N = Z.shape[0]
     width = max_width(layout)
     code = layout[l, ACT]
-    for b in prange(units.shape[0]):
+    for task in prange(units.shape[0] * parts):
+        b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         u = layout[l, U_OFF] + j
         sa = np.empty(width, dtype=np.float64)
         da = np.empty(width, dtype=np.float64)
-        for n in range(N):
+        for n in range(lo, hi):
             g = abs(C[0, n, u]) + _slack(code)
             if l == last:
                 if loss_code == CROSS_ENTROPY:
@@ -352,62 +378,119 @@ UNIT_DELTAS = 3
 
 
 @jit(parallel=True)
-def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, h, D_out, crossed_out):
+def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n_hi, parts, h, D_out, crossed_out):
     """Numerical derivatives of every sample's loss with respect to each unit's pre-activation.
 
     ``D_out[n, b] = (E_n(z + h) - E_n(z - h)) / 2h`` for unit ``units[b]``
-    of layer ``l``, by the direct path (:func:`.incremental.sample_change_direct`:
-    cancellation-free, two evaluations of the sample's suffix);
+    of layer ``l``, by the direct path (:func:`.incremental.sample_change_checked`:
+    cancellation-free, two evaluations of the sample's suffix; NaN where the
+    sample's loss at ``z +- h`` is not finite);
     ``crossed_out[n, b]`` is 1 where a step crossed a relu/leaky_relu kink.
-    One thread per unit, samples in order: independent of the thread count.
+    One thread per unit and piece of samples (``n_lo``, ``n_hi``, ``parts``:
+    as in :func:`unit_series`), in order: independent of the thread count.
     """
-    N = Z.shape[0]
     width = max_width(layout)
-    for b in prange(units.shape[0]):
+    for task in prange(units.shape[0] * parts):
+        b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         scratch = np.empty((4, width), dtype=np.float64)
-        for n in range(N):
-            change, crossed = sample_change_direct(
+        for n in range(lo, hi):
+            change, crossed, _, _ = sample_change_checked(
                 theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, scratch[0], scratch[1], scratch[2],
                 scratch[3],
-            )
+            )  # NaN where the loss at z +- h is not finite
             D_out[n, b] = change / (2.0 * h)
             crossed_out[n, b] = 1 if crossed else 0
 
 
+#: Entry status codes written by :func:`assemble_unit_params` (``status_out``).
+#: The value is finite and its truncation estimate complete.
+STATUS_OK = 0
+#: A sample's loss at ``w +- h`` (or ``+- 2h``, which Richardson's value
+#: needs) is not finite in float64: no difference of losses exists; the
+#: value is NaN.
+STATUS_LOSS_NONFINITE = 1
+#: The difference quotient itself is outside float64's range (or the sum of
+#: the samples' contributions is inf - inf): the value is not finite.
+STATUS_VALUE_NONFINITE = 2
+#: The value is finite, but a sample's loss at the extra step that only
+#: estimates the truncation error (``+- 2h`` central, ``+- 4h`` Richardson)
+#: is not: that estimate is missing from the entry's truncation.
+STATUS_ESTIMATE_NONFINITE = 3
+
+
 @jit()
-def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, scratch):
-    """One sample's contribution ``(value, truncation, crossed)`` by the direct path.
+def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch):
+    """One sample's contribution ``(value, truncation, crossed, status)`` by the direct path.
 
     ``value`` is the unscaled contribution to the derivative: the central
     difference ``D(h) = (E_n(+) - E_n(-)) / 2h``, or Richardson's
     ``R(h) = (4 D(h) - D(2h)) / 3``. ``truncation`` estimates its truncation
     error from the same formula at twice the step: ``|D(h) - D(2h)| / 3``,
-    or ``|R(h) - R(2h)| / 15``.
+    or ``|R(h) - R(2h)| / 15`` (both assume the step is small enough for the
+    error's leading power of ``h``), plus the cancellation of any plain
+    difference of losses :func:`.incremental.sample_change_checked` fell
+    back to. ``status`` is one of the ``STATUS_*`` codes: where a loss the
+    value needs is not finite, the value is NaN; where only the estimate's
+    is, the estimate is left out.
+
+    Richardson has ``D(h)``, ``D(2h)`` and ``D(4h)``, which also show when
+    the step is not small: the differences ``d1 = D(h) - D(2h)`` and
+    ``d2 = D(2h) - D(4h)`` have the ratio 4 only where ``h^2`` dominates (a
+    saturated unit flipped by a huge step gives ``D ~ 1/h``, ratio 1/2, and
+    ``R(h)`` keeps 7/6 of ``D(h)``, all of it error). Fitting ``D(h) = D* +
+    c h^p`` to the three gives ``R(h) - D* = d1 (4 d1 - d2) / (3 (d1 -
+    d2))``, 0 at ratio 4; it is added (at most ``|R(h)| + |d1|``), unless
+    ``4 d1 - d2`` is within ``noise`` (a bound on the rounding of one
+    ``D``) of 0.
     """
     d = np.empty(3, dtype=np.float64)
     crossed = False
     count = 3 if method == RICHARDSON_METHOD else 2
+    status = STATUS_OK
+    rounding = 0.0
     step = h
     for k in range(count):
         t = step * an
-        change, crossed_k = sample_change_direct(
-            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, scratch[0], scratch[1], scratch[2], scratch[3]
+        change, crossed_k, magnitude, finite = sample_change_checked(
+            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, scratch[0], scratch[1], scratch[2],
+            scratch[3]
         )
         d[k] = change / (2.0 * step)
-        crossed = crossed or (crossed_k and k < count - 1)  # the extra step only estimates the error
+        if k < count - 1:  # the extra step only estimates the error
+            crossed = crossed or crossed_k
+            if not finite:
+                return math.nan, 0.0, crossed, STATUS_LOSS_NONFINITE
+            # a plain difference of losses: its cancellation, weighted as in the formula (4/3, 1/3)
+            rounding += 8.0 * (layout.shape[0] + 2) * 2.0**-53 * magnitude / (2.0 * step)
+        elif not finite:
+            status = STATUS_ESTIMATE_NONFINITE
         step *= 2.0
     if method == RICHARDSON_METHOD:
         r1 = (4.0 * d[0] - d[1]) / 3.0
+        if status != STATUS_OK:
+            return r1, rounding, crossed, status
         r2 = (4.0 * d[1] - d[2]) / 3.0
-        return r1, abs(r1 - r2) / 15.0, crossed
-    return d[0], abs(d[0] - d[1]) / 3.0, crossed
+        trunc = abs(r1 - r2) / 15.0 + rounding
+        d1 = d[0] - d[1]
+        d2 = d[1] - d[2]
+        off = 4.0 * d1 - d2  # 0 where the h^2 term dominates
+        if abs(off) > 8.0 * noise:
+            cap = abs(r1) + abs(d1)
+            if d1 == d2:
+                trunc += cap
+            else:
+                trunc += min(abs(d1 * off / (3.0 * (d1 - d2))), cap)
+        return r1, trunc, crossed, status
+    if status != STATUS_OK:
+        return d[0], rounding, crossed, status
+    return d[0], abs(d[0] - d[1]) / 3.0 + rounding, crossed, status
 
 
 @jit(parallel=True)
 def assemble_unit_params(
     theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
-    want, budget, out, absum_out, trunc_out, kink_out,
+    want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
@@ -440,6 +523,10 @@ def assemble_unit_params(
         Also write ``absum_out``, ``trunc_out`` and ``kink_out``. Without
         it (a numerical gradient alone) they are not touched (pass empty
         arrays) and ``E1abs`` is not read: a third less work per entry.
+    rows_lo, rows_hi : int
+        Only rows ``rows_lo <= i < rows_hi`` of ``W_l`` (row ``fan_in``: the
+        bias) are assembled, so that a costly block can be split into calls
+        short enough for Ctrl-C to land between them.
     out : ndarray of float64, shape (P,)
         Written: the derivative.
     absum_out : ndarray of float64, shape (P,)
@@ -454,6 +541,13 @@ def assemble_unit_params(
     kink_out : ndarray of int8, shape (P,)
         Written: 1 when a step of this parameter moved a relu/leaky_relu
         pre-activation across its kink in some sample, else 0.
+    status_out : ndarray of int8, shape (P,)
+        Written with ``budget``: ``STATUS_OK``, or why the value is not
+        finite (``STATUS_LOSS_NONFINITE``: the loss at ``w +- h`` is not,
+        value NaN; ``STATUS_VALUE_NONFINITE``: the quotient overflows) or
+        its truncation estimate incomplete (``STATUS_ESTIMATE_NONFINITE``).
+        Without ``budget`` the values are the same (NaN where the loss is
+        not finite) and nothing is written here.
 
     Notes
     -----
@@ -489,7 +583,7 @@ def assemble_unit_params(
         for n in range(N):
             low = min(low, lim[n, b])
         lim_min[b] = low
-    for i in prange(fan_in + 1):
+    for i in prange(rows_lo, rows_hi):
         a = np.empty(N, dtype=np.float64)
         for n in range(N):
             if i == fan_in:
@@ -529,10 +623,15 @@ def assemble_unit_params(
             h2 = h * h
             kink = False
             trunc = 0.0
-            if method == UNIT_DELTAS or h * a_max <= lim_min[b] or (method == COMPLEX_METHOD and lim_min[b] > 0.0):
+            status = STATUS_OK
+            whole = method == UNIT_DELTAS or h * a_max <= lim_min[b] or (
+                method == COMPLEX_METHOD and lim_min[b] > 0.0)
+            if whole:
                 value = acc1[b] + c3 * h2 * acc3[b]
                 trunc = abs(h2 * acc3[b]) if method != RICHARDSON_METHOD else 0.0
-            else:
+                # h^2 a^3 e3 summed before the h^2 can overflow (|a| > 5e102): sample by sample instead
+                whole = method == UNIT_DELTAS or (math.isfinite(value) and math.isfinite(trunc))
+            if not whole:
                 if scratch.shape[1] < width:
                     scratch = np.empty((4, width), dtype=np.float64)
                 value = 0.0
@@ -543,23 +642,38 @@ def assemble_unit_params(
                     if an == 0.0:
                         continue
                     if abs(h * an) <= lim[n, b] or (method == COMPLEX_METHOD and lim[n, b] > 0.0):
-                        value += an * E1[n, b] + c3 * h2 * (an * an * an) * E3[n, b]
-                        series3 += h2 * (an * an * an) * E3[n, b]
+                        term3 = h2 * (an * an * an) * E3[n, b]
+                        if not math.isfinite(term3):  # |h a| <= lim <= 1: (h a)^2 (a e3) is in range
+                            term3 = ((h * an) * (h * an)) * (an * E3[n, b])
+                        value += an * E1[n, b] + c3 * term3
+                        series3 += term3
                     elif method == COMPLEX_METHOD:
                         # on a kink (or non-finite coefficients): the piece the real part is on
                         value += an * E1[n, b]
                         kink = kink or lim[n, b] == 0.0
                     else:
-                        v, v_trunc, crossed = _direct_value(
-                            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, scratch
+                        noise = 4.0 * (layout.shape[0] + 2) * 2.0**-53 * abs(an) * E1abs[n, b] if budget else 0.0
+                        v, v_trunc, crossed, v_status = _direct_value(
+                            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch
                         )
+                        kink = kink or crossed
+                        if v_status == STATUS_LOSS_NONFINITE:
+                            status = STATUS_LOSS_NONFINITE
+                            break
+                        if v_status != STATUS_OK:
+                            status = v_status
                         value += v
                         direct_trunc += v_trunc
-                        kink = kink or crossed
                 trunc = abs(series3) if method != RICHARDSON_METHOD else 0.0
                 trunc += abs(direct_trunc)
+            if status == STATUS_LOSS_NONFINITE:
+                value = math.nan
+                trunc = 0.0
             out[p] = scale * value
+            if status == STATUS_OK and not math.isfinite(out[p]):
+                status = STATUS_VALUE_NONFINITE
             if budget:
                 absum_out[p] = scale * acc_abs[b]
                 trunc_out[p] = scale * trunc
                 kink_out[p] = 1 if kink else 0
+                status_out[p] = status
