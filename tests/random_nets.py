@@ -342,9 +342,12 @@ def _negligible(result: Any, t: int) -> float:
     """
     from fastgrad.check import NEGLIGIBLE_BUDGET
 
-    n = np.abs(np.asarray(result.numerical[t] if result.method != "directional" else result.analytic[t]))
-    finite = n[np.isfinite(n)]
-    return NEGLIGIBLE_BUDGET * float(finite.max(initial=0.0))
+    def scale(k: int) -> float:
+        n = np.abs(np.asarray(result.numerical[k] if result.method != "directional" else result.analytic[k]))
+        return float(n[np.isfinite(n)].max(initial=0.0))
+
+    own = scale(t)  # a tensor whose gradient is all zero takes the whole gradient's scale
+    return NEGLIGIBLE_BUDGET * (own if own > 0.0 else max(scale(k) for k in range(len(result.tensors))))
 
 
 def judge_perturbed(case: Case, grads: list[np.ndarray], baseline: Any = None) -> tuple[list[Problem], Tally]:

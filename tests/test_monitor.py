@@ -183,7 +183,13 @@ def test_an_inconclusive_periodic_check_warns_and_never_raises():
     with pytest.warns(fastgrad.monitor.GradientCheckWarning, match="inconclusive"):
         result = mon.step(params, X, Y, grads)
     assert result.status == "inconclusive" and mon.history[-1].status == "inconclusive"
+
+
+def test_a_failed_periodic_check_still_raises(case):
+    net, params, X, Y, grads = case
     wrong = [g.copy() for g in grads]
-    wrong[0] = wrong[0] + 1.0  # a real error is still raised
+    wrong[0] = wrong[0] * 1.01
+    mon = fastgrad.Monitor(net, every=1, budget=None, on_fail="raise", warm_up=False)
     with pytest.raises(fastgrad.GradientCheckError):
         mon.step(params, X, Y, wrong)
+    assert mon.history[-1].status == "failed"
