@@ -269,16 +269,15 @@ def _directional(
     found = directional_search(net, theta, X, Y, g, user_u, safety, seed, Z, A, NEGLIGIBLE_BUDGET)
     # each tensor's largest |g| too: the verdict takes a tensor's scale (the floor for the user's rounding,
     # the negligible budget) from its checked entries, and it must be the tensor's, as method="central" has it
-    size = np.where(np.isfinite(g), np.abs(g), -1.0)
-    largest = np.array([lo + int(np.argmax(size[lo:hi])) for lo, hi in zip(net.offsets[:-1], net.offsets[1:])
-                        if hi > lo], dtype=np.int64)
+    largest = np.array([lo + int(np.argmax(np.where(np.isfinite(g[lo:hi]), np.abs(g[lo:hi]), -1.0)))
+                        for lo, hi in zip(net.offsets[:-1], net.offsets[1:]) if hi > lo], dtype=np.int64)
     entries = np.union1d(np.union1d(np.asarray(found.leaves, dtype=np.int64), found.unresolved), largest)
     checked = np.zeros(P, dtype=bool)
     checked[entries] = True
     details = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
                                 indices=entries, Z=Z, A=A, scaled=True)
     budget = error_budget(net, details, Z, loss, "incremental", "central", user_u)
-    budget[~checked] = found.budget[~checked]
+    np.copyto(budget, found.budget, where=~checked)
     return details, budget, checked, found.evaluations, found.failed_tensors
 
 

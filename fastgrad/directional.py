@@ -1,29 +1,35 @@
 """Projections that localise: ``method="directional"``.
 
-Every entry ``p`` has a rounding scale ``rho_p``: how far the projection's
-two sides can be apart per unit of ``|v_p|``, from the size of the terms
-its derivative sums (``absum_p``, the incremental engine's, here computed
-for every entry at once by one absolute-value backward pass,
-:func:`term_sizes`) and the tensor's rounding floor of the checked
-gradient (``max |g|`` of the tensor)::
+Every entry ``p`` has a rounding scale ``rho_p = own_p + user_p``: how far
+the projection's two sides can be apart per unit of ``|v_p|``, from the
+size of the terms its derivative sums (``absum_p``, the incremental
+engine's, here computed for every entry at once by one absolute-value
+backward pass, :func:`term_sizes`) and the tensor's rounding floor of the
+checked gradient (``max |g|`` of the tensor)::
 
-    rho_p = (4 u + u_user) (L + 2 + sqrt(N)) absum_p + u_user (L + 2 + sqrt(N)) max_t |g| + tiny
+    own_p  = 4 u (L + 2 + sqrt(N)) absum_p                          (the complex pass)
+    user_p = u_user (L + 2 + sqrt(N)) (absum_p + max_t |g|) + tiny  (the checked gradient)
 
 (the terms of ``method="central"``'s budget for the same entry, with the
 complex pass's own rounding also summed over the batch).
 
 For each tensor, one random direction ``v_p = r_p / rho_p`` (``r_p`` of
-random sign and size in [0.5, 1.5], zero outside the tensor) and one
-complex-step directional derivative ``Im E(w + i h v) / h`` (one complex
-forward pass, nothing subtracted) are compared with ``v . g``, within
-``safety`` times the budget ``B = sum_p |v_p| rho_p`` (plus what underflow
-of the imaginary parts can cost). The weights make every entry's error
-count in units of its own rounding: an error ``d_p`` in one entry alone
-moves the projection by ``|v_p d_p|``, so the projection vouches for every
-entry to ``B / |v_p| = rho_p sum_q |r_q| / |r_p|`` (about ``|G| rho_p``
-for a group of ``|G|`` entries): the same multiple of its own rounding for
-a small entry as for a large one, whatever units the features come in.
-(With one direction of equal weights, an entry's error had to exceed the
+random sign and size in [0.5, 1.5], zero outside the tensor, scaled so that
+``max |v| <= 1.5``) and one complex-step directional derivative
+``Im E(w + i h v) / h`` (one complex forward pass, nothing subtracted) are
+compared with ``v . g``, within ``safety`` times the budget
+
+    B = sum_p |v_p| own_p + min(sum_p |v_p| user_p, HOEFFDING ||v user||_2) + underflow
+
+(the checked gradient's rounding errors were made before the random signs
+were drawn, so their projection is a random-sign sum: Hoeffding's bound).
+The weights make every entry's error count in units of its own rounding: an
+error ``d_p`` in one entry alone moves the projection by ``|v_p d_p|``, so
+the projection vouches for every entry to ``B / |v_p|``, at most
+``rho_p sum_q |r_q| / |r_p|`` (about ``|G| rho_p`` for a group of ``|G|``
+entries): the same multiple of its own rounding for a small entry as for a
+large one, whatever units the features come in. (With one direction of
+equal weights and a tensor-wide floor, an entry's error had to exceed the
 rounding of the whole tensor's largest entries.)
 
 A tensor whose projection disagrees is bisected: each half's projection is
@@ -35,10 +41,13 @@ of the ``2 P`` of a per-parameter check.
 
 What a projection cannot vouch for is not passed silently: an entry whose
 projection budget cannot tell its value from zero (``(safety + 1) B / |v_p|
->= |g_p|``, unless that budget is negligible for its tensor, the rule
-``method="central"`` applies to its own budget) is *unresolved* and is
-checked one by one by central differences too, where it passes, fails, or
-is reported inconclusive as ``method="central"`` would report it. Entries
+>= |g_p|``) is *unresolved* and is checked one by one by central
+differences too, where it passes, fails, or is reported inconclusive as
+``method="central"`` would report it. The one exception is
+``method="central"``'s own: a budget negligible for its tensor (at most
+``negligible`` times its largest ``|g|``) confirms an entry it cannot tell
+from zero when the entry's own rounding could not tell it from zero either
+(``(safety + 1) rho_p >= |g_p|``: the exact zeros of dead units). Entries
 whose rounding scales differ by more than ``SPAN`` are projected in
 separate groups (one more forward pass each), so that no weight is so
 small that its imaginary step underflows.
@@ -54,6 +63,7 @@ import numpy as np
 from ._config import DEFAULT_EPS_COMPLEX
 from ._kernels.codes import ACT, B_OFF, CROSS_ENTROPY, FAN_IN, FAN_OUT, IDENTITY, LEAKY_RELU, RELU, U_OFF, W_OFF
 from ._kernels.complex_forward import directional_derivative
+from ._kernels._jit import jit
 from ._kernels.forward import n_units
 from ._kernels.loss import loss_scale
 from .engines import IncrementalState
@@ -66,6 +76,12 @@ LEAF = 4
 #: Largest ratio of rounding scales ``rho`` within one projection: a weight
 #: ``rho_min / rho_p`` below ``1 / SPAN`` would bring ``h v_p`` near underflow.
 SPAN = 1e100
+#: The checked gradient's own rounding errors were made before the direction's
+#: random signs were drawn: their sum over a group, ``sum_p v_p e_p`` with
+#: ``|e_p| <= user_p``, exceeds ``HOEFFDING * ||v user||_2`` with probability
+#: at most ``2 exp(-HOEFFDING^2 / 2)`` (Hoeffding; 2.5e-14), far less than the
+#: worst case ``sum_p |v_p| user_p`` for a large group.
+HOEFFDING = 8.0
 #: Smallest positive subnormal: the absolute error of one operation on the
 #: imaginary parts once they underflow.
 _SUBNORMAL = 2.0**-1074
@@ -148,10 +164,69 @@ def term_sizes(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.
     return out
 
 
+@jit()
+def _sums(g, absum, weights, indices, lo, c_own, c_user, floor):
+    """Over one group (``indices``, or ``lo .. lo + len(weights)`` when ``indices`` is empty): ``v . g``,
+    ``sum |v| own``, ``sum |v| user`` and ``||v user||_2``, with ``own = c_own absum`` and
+    ``user = c_user absum + floor``.
+
+    ``v . g`` is summed with Neumaier's compensation (its error stays about
+    ``2 u sum |v g|`` however long the group), the 2-norm scaled by its
+    largest term (no underflow of the squares of tiny budgets). No
+    temporaries: a group may be a whole tensor of millions of entries.
+    """
+    n = weights.shape[0]
+    contiguous = indices.shape[0] == 0
+    s = 0.0
+    comp = 0.0
+    own_sum = 0.0
+    user_sum = 0.0
+    big = 0.0
+    for k in range(n):
+        p = lo + k if contiguous else indices[k]
+        w = weights[k]
+        x = w * g[p]
+        t = s + x
+        if abs(s) >= abs(x):
+            comp += (s - t) + x
+        else:
+            comp += (x - t) + s
+        s = t
+        a = abs(w)
+        own_sum += a * (c_own * absum[p])
+        q = a * (c_user * absum[p] + floor)
+        user_sum += q
+        big = max(big, q)
+    squares = 0.0
+    if big > 0.0:
+        for k in range(n):
+            p = lo + k if contiguous else indices[k]
+            q = abs(weights[k]) * (c_user * absum[p] + floor) / big
+            squares += q * q
+    return s + comp, own_sum, user_sum, big * np.sqrt(squares)
+
+
+@jit()
+def _place(out, values, indices, lo, divide):
+    """``out`` over one group (see :func:`_sums`) = ``values``, or ``divide / |values|`` when ``divide > 0``."""
+    contiguous = indices.shape[0] == 0
+    for k in range(values.shape[0]):
+        p = lo + k if contiguous else indices[k]
+        out[p] = values[k] if divide <= 0.0 else divide / abs(values[k])
+
+
+_CONTIGUOUS = np.zeros(0, dtype=np.int64)
+
+
 class _Search:
+    """Projections of groups of entries; a group is ``(lo, indices, weights)``: the flat entries ``indices``,
+    or ``lo .. lo + len(weights)`` when ``indices`` is empty (a contiguous range: no index array)."""
+
     def __init__(self, net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, g: np.ndarray,
-                 rho: np.ndarray, safety: float) -> None:
-        self.net, self.theta, self.X, self.Y, self.g, self.rho = net, theta, X, Y, g, rho
+                 absum: np.ndarray, c_own: float, c_user: float, safety: float) -> None:
+        self.net, self.theta, self.X, self.Y, self.g, self.absum = net, theta, X, Y, g, absum
+        self.c_own, self.c_user = c_own, c_user
+        self.floor = 0.0  # the current tensor's c_user max|g| + tiny (a group never spans two tensors)
         shape = (X.shape[0], n_units(net.layout))
         self.Zc = np.empty(shape, dtype=np.complex128)
         self.Ac = np.empty(shape, dtype=np.complex128)
@@ -162,43 +237,60 @@ class _Search:
         self.safety = safety
         self.out = Projection(budget=np.full(net.n_params, np.inf))
 
-    def numerical(self, indices: np.ndarray, weights: np.ndarray) -> float:
+    def numerical(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> float:
         self.v[:] = 0.0
-        self.v[indices] = weights
+        _place(self.v, weights, indices, lo, 0.0)
         self.out.evaluations += 1
         return float(directional_derivative(self.theta, self.v, STEP, self.net.layout, self.net.loss_code,
                                             self.X, self.Y, self.Zc, self.Ac))
 
-    def agrees(self, indices: np.ndarray, weights: np.ndarray) -> bool:
+    def budget(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+        """``v . g``, and how far the projection's two sides can be apart: the complex pass's own rounding,
+        underflow, and the checked gradient's rounding (the worst case, or Hoeffding's bound on its
+        random-sign sum)."""
+        analytic, own, user, user_norm = _sums(self.g, self.absum, weights, indices, lo, self.c_own, self.c_user,
+                                               self.floor)
+        return analytic, own + self.underflow + min(user, HOEFFDING * user_norm)
+
+    def agrees(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> bool:
         """Whether this group's projection agrees; if it does, what it vouches for, per entry."""
-        numerical = self.numerical(indices, weights)
-        analytic = float(weights @ self.g[indices])
-        budget = float(np.abs(weights) @ self.rho[indices]) + self.underflow
+        numerical = self.numerical(lo, indices, weights)
+        analytic, budget = self.budget(lo, indices, weights)
         if not abs(numerical - analytic) <= self.safety * budget:  # NaN disagrees
             return False
-        self.out.budget[indices] = budget / np.abs(weights)
+        _place(self.out.budget, weights, indices, lo, budget)
         return True
 
-    def bisect(self, indices: np.ndarray, weights: np.ndarray) -> None:
-        if indices.size <= LEAF:
-            self.out.leaves.extend(int(p) for p in indices)
+    def bisect(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> None:
+        n = weights.size
+        if n <= LEAF:
+            self.out.leaves.extend(int(p) for p in (range(lo, lo + n) if indices.size == 0 else indices))
             return
-        half = indices.size // 2
-        for part, w in ((indices[:half], weights[:half]), (indices[half:], weights[half:])):
-            if not self.agrees(part, w):
-                self.bisect(part, w)
+        half = n // 2
+        if indices.size == 0:
+            parts = ((lo, indices, weights[:half]), (lo + half, indices, weights[half:]))
+        else:
+            parts = ((lo, indices[:half], weights[:half]), (lo, indices[half:], weights[half:]))
+        for part in parts:
+            if not self.agrees(*part):
+                self.bisect(*part)
 
 
-def _groups(indices: np.ndarray, rho: np.ndarray) -> list[np.ndarray]:
-    """The entries of a tensor with a finite rounding scale, in groups whose scales span at most ``SPAN``."""
-    finite = indices[np.isfinite(rho[indices])]
-    if finite.size == 0:
+def _groups(lo: int, rho: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """A tensor's entries with a finite rounding scale ``rho`` (the tensor's, from flat index ``lo``), in
+    groups whose scales span at most ``SPAN``: ``(lo, indices, rho of the group)`` (indices empty: all of
+    them, contiguous)."""
+    finite = np.isfinite(rho)
+    if finite.all():
+        low, high = float(rho.min()), float(rho.max())
+        if high <= low * SPAN:
+            return [(lo, _CONTIGUOUS, rho)]
+    kept = np.flatnonzero(finite)
+    if kept.size == 0:
         return []
-    log_rho = np.log10(rho[finite])
+    log_rho = np.log10(rho[kept])
     band = np.floor((log_rho - log_rho.min()) / math.log10(SPAN)).astype(np.int64)
-    if not band.any():
-        return [finite]
-    return [finite[band == b] for b in np.unique(band)]
+    return [(lo, (lo + kept[band == b]).astype(np.int64), rho[kept[band == b]]) for b in np.unique(band)]
 
 
 def directional_search(
@@ -224,7 +316,8 @@ def directional_search(
         The forward pass at ``theta``.
     negligible : float
         A projection budget at or below this fraction of its tensor's
-        largest ``|g|`` resolves an entry however small its value (as
+        largest ``|g|`` confirms an entry it cannot tell from zero when the
+        entry's own rounding could not tell it from zero either (as
         ``method="central"`` treats its own budgets).
 
     Returns
@@ -233,42 +326,60 @@ def directional_search(
         The leaves, the unresolved entries and every entry's projection budget.
     """
     L, N = net.n_layers, X.shape[0]
+    bounds = [(int(lo), int(hi)) for lo, hi in zip(net.offsets[:-1], net.offsets[1:])]
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
     # rounding per unit of |v|: the complex pass's own over the terms each derivative sums (as the central
     # budget's 4 u (L + 2), and its sum over the batch), the checked gradient's over the same terms and at
     # its tensor's scale (residues of g - alpha W / N), each exactly as method="central"'s budget has them
     c_user = user_u * (L + 2 + math.sqrt(N))
-    c_terms = 4.0 * 2.0**-53 * (L + 2 + math.sqrt(N)) + c_user
+    c_own = 4.0 * 2.0**-53 * (L + 2 + math.sqrt(N))
+    scales = []
+    for lo, hi in bounds:
+        size = np.abs(g[lo:hi])
+        scales.append(float(size[np.isfinite(size)].max(initial=0.0)))
+        del size
     with np.errstate(over="ignore", invalid="ignore"):
-        rho = term_sizes(net, theta, X, Y, Z, A)
-        rho *= c_terms
-    absg = np.abs(g)
-    finite_g = np.where(np.isfinite(absg), absg, 0.0)
-    scales = np.array([float(finite_g[lo:hi].max(initial=0.0)) for lo, hi in zip(net.offsets[:-1], net.offsets[1:])])
-    with np.errstate(over="ignore", invalid="ignore"):
-        for t, (lo, hi) in enumerate(zip(net.offsets[:-1], net.offsets[1:])):
-            rho[lo:hi] += c_user * scales[t]
-        rho += tiny
-    rho[~(rho > 0.0)] = np.inf  # NaN: not finite, never projected
-    search = _Search(net, theta, X, Y, g, rho, safety)
+        absum = term_sizes(net, theta, X, Y, Z, A)
+    search = _Search(net, theta, X, Y, g, absum, c_own, c_user, safety)
     rng = np.random.default_rng(seed)
-    for t, name in enumerate(net.tensor_names):
-        lo, hi = int(net.offsets[t]), int(net.offsets[t + 1])
-        indices = np.arange(lo, hi)
-        r = rng.choice([-1.0, 1.0], size=indices.size) * rng.uniform(0.5, 1.5, size=indices.size)
-        for group in _groups(indices, rho):
-            rho_g = rho[group]
-            weights = r[group - lo] * (float(rho_g.min()) / rho_g)  # |v| <= 1.5: h v stays tiny
-            if not search.agrees(group, weights):
+    for name, (lo, hi), scale in zip(net.tensor_names, bounds, scales):
+        search.floor = c_user * scale + tiny
+        weights = rng.choice([-1.0, 1.0], size=hi - lo)
+        weights *= rng.uniform(0.5, 1.5, size=hi - lo)
+        with np.errstate(over="ignore", invalid="ignore"):
+            rho = (c_own + c_user) * absum[lo:hi]
+            rho += search.floor
+        rho[~(rho > 0.0)] = np.inf  # NaN: not finite, never projected
+        groups = _groups(lo, rho)
+        del rho
+        for start, indices, rho_g in groups:
+            # v_p = r_p rho_min / rho_p: |v| <= 1.5, h v stays tiny
+            np.divide(float(rho_g.min()), rho_g, out=rho_g)
+            if indices.size == 0:
+                weights *= rho_g
+                group_weights = weights
+            else:
+                group_weights = weights[indices - lo] * rho_g
+            del rho_g
+            if not search.agrees(start, indices, group_weights):
                 if name not in search.out.failed_tensors:
                     search.out.failed_tensors.append(name)
-                search.bisect(group, weights)
+                search.bisect(start, indices, group_weights)
+        del groups, weights
     out = search.out
+    del search
     leaf = np.zeros(net.n_params, dtype=bool)
     leaf[np.asarray(out.leaves, dtype=np.int64)] = True
-    vouches = (safety + 1.0) * out.budget
-    resolved = vouches < absg
-    for t, (lo, hi) in enumerate(zip(net.offsets[:-1], net.offsets[1:])):
-        resolved[lo:hi] |= out.budget[lo:hi] <= max(negligible * scales[t], 2.0 * tiny)
-    out.unresolved = np.flatnonzero(~resolved & ~leaf).astype(np.int64)
+    unresolved = []
+    for (lo, hi), scale in zip(bounds, scales):
+        size = np.abs(g[lo:hi])
+        budget = out.budget[lo:hi]
+        resolved = (safety + 1.0) * budget < size
+        # a budget negligible for its tensor confirms a value it cannot tell from zero only when checking the
+        # entry by itself could not tell it either (exact zeros of dead units); otherwise it is checked by itself
+        with np.errstate(over="ignore", invalid="ignore"):
+            alone = (safety + 1.0) * ((c_own + c_user) * absum[lo:hi] + (c_user * scale + tiny))
+        resolved |= (budget <= max(negligible * scale, 2.0 * tiny)) & (alone >= size)
+        unresolved.append(lo + np.flatnonzero(~resolved & ~leaf[lo:hi]))
+    out.unresolved = np.concatenate(unresolved).astype(np.int64)
     return out

@@ -38,7 +38,7 @@ def test_a_small_entry_of_a_tensor_with_large_ones_is_judged_on_its_own_scale():
         result = fastgrad.check(net, params, X, Y, wrong, method="directional", seed=seed)
         if result.status == "failed" and [(f.tensor, f.index) for f in result.failures] == [("W1", (1, 0))]:
             caught += 1
-    assert caught == 20
+    assert caught >= 19  # of 20 seeds (20 today)
 
 
 @pytest.mark.parametrize("units", [1e-3, 1e3])
@@ -110,23 +110,28 @@ def test_a_wrong_value_where_the_truth_cancels_to_zero_fails_as_with_central():
         assert [(f.tensor, f.index) for f in result.failures] == [("W1", (0, 3))], str(result)
 
 
-def test_every_entry_is_checked_or_resolved_by_its_projection():
-    """What the projections vouch for, per entry: ``result.budget`` of an entry not checked one by one
-    is the error its projection would have caught, and it tells the entry's value from zero."""
+@pytest.mark.parametrize("sizes, hidden", [([12, 20, 5], "tanh"), ([64, 256, 10], "tanh"), ([64, 128, 10], "relu")])
+def test_every_entry_is_checked_or_told_from_zero_by_its_projection(sizes, hidden):
+    """What the projections vouch for, per entry: ``result.budget`` of an entry not checked one by one is
+    the error its projection would have caught, and it tells the entry's value from zero; only an exact
+    zero (a dead unit's) may rest on a budget negligible for its tensor. Features over six decades: the
+    small features' weights have gradients ~1e-8 of the tensor's largest."""
     rng = np.random.default_rng(11)
-    net = fastgrad.MLP([12, 20, 5], hidden="tanh", output="softmax", loss="cross_entropy")
+    net = fastgrad.MLP(sizes, hidden=hidden, output="softmax", loss="cross_entropy")
     params = net.init(seed=5)
-    X = rng.standard_normal((32, 12)) * np.logspace(-3, 3, 12)
-    Y = np.eye(5)[rng.integers(0, 5, size=32)]
+    units = np.logspace(-3, 3, sizes[0])
+    params[0] = params[0] / units[:, None]
+    X = rng.standard_normal((32, sizes[0])) * units
+    Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], size=32)]
     g = net.backprop(params, X, Y)
     result = fastgrad.check(net, params, X, Y, g, method="directional", seed=1)
     assert result.passed and result.forward_passes == 4
     for name, a, budget, checked in zip(net.tensor_names, g, result.budget, result.checked):
         vouched = ~checked
         assert np.all(np.isfinite(budget[vouched]) & (budget[vouched] > 0)), name
-        scale = np.abs(a).max()
-        assert np.all((result.safety * budget[vouched] < np.abs(a[vouched]))
-                      | (budget[vouched] <= 1e-6 * scale)), name
+        told = result.safety * budget < np.abs(a)
+        zero = (a == 0) & (budget <= 1e-6 * np.abs(a).max())
+        assert np.all((told | zero)[vouched]), name
 
 
 def test_few_forward_passes_on_a_typical_net():
@@ -144,3 +149,27 @@ def test_few_forward_passes_on_a_typical_net():
     result = fastgrad.check(net, params, X, Y, wrong, method="directional", seed=0)
     assert [(f.tensor, f.index) for f in result.failures] == [("W1", (17, 99))]
     assert result.forward_passes <= 4 + 2 * int(np.ceil(np.log2(64 * 256)))
+
+
+def test_exact_zeros_of_dead_units_are_confirmed_and_a_residue_there_is_caught():
+    """A dead relu unit: its weights' gradients are exactly 0 with no terms at all. A tensor passed as
+    all zeros puts those entries (rounding scale ~1e-308) and the live ones (~1e-16) more than SPAN apart:
+    they are projected in separate groups, and the live ones still fail."""
+    rng = np.random.default_rng(7)
+    net = fastgrad.MLP([3, 4, 2], hidden="relu")
+    params = net.init(seed=3)
+    params[1][1] = -1e3  # unit 1 never fires
+    X, Y = rng.standard_normal((10, 3)), rng.random((10, 2))
+    g = net.backprop(params, X, Y)
+    assert not g[0][:, 1].any()
+    assert fastgrad.check(net, params, X, Y, g, method="directional", seed=0).passed
+    wrong = [x.copy() for x in g]
+    wrong[0][0, 1] = 1e-9
+    result = fastgrad.check(net, params, X, Y, wrong, method="directional", seed=0)
+    assert [(f.tensor, f.index) for f in result.failures] == [("W1", (0, 1))]
+    zeros = [x.copy() for x in g]
+    zeros[0][:] = 0.0
+    result = fastgrad.check(net, params, X, Y, zeros, method="directional", seed=0)
+    live = {("W1", (i, j)) for i in range(3) for j in (0, 2, 3) if g[0][i, j] != 0}
+    assert {(f.tensor, f.index) for f in result.failures} == live
+    assert result.forward_passes > 4  # W1's dead and live entries in two groups
