@@ -62,8 +62,6 @@ STEP_REACH = 0.25
 #: tensor's scale is a zero); above it, an entry whose value is within its
 #: budget of zero is unresolved.
 NEGLIGIBLE_BUDGET = 1e-6
-#: Entries per tensor whose terms' size sets the budget of ``method="directional"``'s projections.
-DIRECTIONAL_SAMPLE = 64
 
 
 def default_eps(engine: str, method: str) -> float:
@@ -274,36 +272,33 @@ def _directional(
     net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, g: np.ndarray, user_u: float, safety: float,
     seed: int | None, Z: np.ndarray, A: np.ndarray, loss: float,
 ) -> tuple[Numerical, np.ndarray, np.ndarray, int, list[str]]:
-    """``method="directional"``: projections, bisection, and the entries it narrows down to checked one by one.
+    """``method="directional"``: weighted projections, bisection, and the entries they leave checked one by one.
 
-    The entries are checked by central differences with the incremental
-    engine, so that each gets exactly the value and budget
-    ``method="central"`` would give it. The projections' budgets use the
-    size of the terms each derivative sums, estimated on a sample of every
-    tensor (``DIRECTIONAL_SAMPLE`` entries, by the same engine).
+    The entries the bisection narrows a disagreement down to, and those
+    whose projection budget cannot tell their value from zero
+    (:func:`fastgrad.directional.directional_search`), are checked by
+    central differences with the incremental engine, so that each gets
+    exactly the value, budget and verdict ``method="central"`` would give
+    it (an unresolved one may be inconclusive there too, and is then
+    listed as such); so is each tensor's largest entry, from which the
+    verdict takes the tensor's scale. Every other entry is vouched for by a projection: its
+    ``budget`` is what that projection vouches for (an error of more than
+    ``safety`` times it in that entry alone would have made it disagree),
+    its numerical value is NaN and it is not ``checked``.
     """
     P = net.n_params
-    rng = np.random.default_rng(seed)
-    sample = np.concatenate([
-        lo + np.sort(rng.choice(hi - lo, size=min(hi - lo, DIRECTIONAL_SAMPLE), replace=False))
-        for lo, hi in zip(net.offsets[:-1], net.offsets[1:])
-    ]).astype(np.int64)
-    probe = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
-                              indices=sample, Z=Z, A=A, scaled=True)
-    term_scale = np.array([float(np.mean(probe.absum[sample[(sample >= lo) & (sample < hi)]]))
-                           for lo, hi in zip(net.offsets[:-1], net.offsets[1:])])
-    del probe
-    found = directional_search(net, theta, X, Y, g, user_u, safety, seed, term_scale)
-    leaves = np.array(sorted(set(found.leaves)), dtype=np.int64)
+    found = directional_search(net, theta, X, Y, g, user_u, safety, seed, Z, A, NEGLIGIBLE_BUDGET)
+    # each tensor's largest |g| too: the verdict takes a tensor's scale (the floor for the user's rounding,
+    # the negligible budget) from its checked entries, and it must be the tensor's, as method="central" has it
+    largest = np.array([lo + int(np.argmax(np.where(np.isfinite(g[lo:hi]), np.abs(g[lo:hi]), -1.0)))
+                        for lo, hi in zip(net.offsets[:-1], net.offsets[1:]) if hi > lo], dtype=np.int64)
+    entries = np.union1d(np.union1d(np.asarray(found.leaves, dtype=np.int64), found.unresolved), largest)
     checked = np.zeros(P, dtype=bool)
-    checked[leaves] = True
-    if leaves.size:
-        details = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
-                                    indices=leaves, Z=Z, A=A, scaled=True)
-        budget = error_budget(net, details, theta, X, Z, A, Y, loss, "incremental", "central", user_u)
-    else:
-        details = Numerical(np.full(P, np.nan), np.zeros(P), np.zeros(P), np.zeros(P, dtype=bool), np.full(P, STEP))
-        budget = np.full(P, np.inf)
+    checked[entries] = True
+    details = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
+                                indices=entries, Z=Z, A=A, scaled=True)
+    budget = error_budget(net, details, theta, X, Z, A, Y, loss, "incremental", "central", user_u)
+    np.copyto(budget, found.budget, where=~checked)
     return details, budget, checked, found.evaluations, found.failed_tensors
 
 
@@ -565,7 +560,9 @@ def check(
     advice = _zero_bias_advice(net, params)
     # a tensor the check cannot vouch for makes the whole check unable to (a logistic regression's one weight
     # beside its judged bias is half the entries, and all of what matters)
-    mostly_inconclusive = bool(np.any(2 * counts[:, 1:N_COUNTS - 1].sum(axis=1) > counts[:, N_COUNTS - 1]))
+    # (method="directional" vouches for every entry, by a projection or one by one)
+    judged = np.diff(np.asarray(net.offsets)) if directional else counts[:, N_COUNTS - 1]
+    mostly_inconclusive = bool(np.any(2 * counts[:, 1:N_COUNTS - 1].sum(axis=1) > judged))
     return CheckResult(
         passed=all(s.passed for s in summaries) and not notes and not mostly_inconclusive,
         max_rel_error=max(s.max_rel_error for s in summaries),

@@ -22,6 +22,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt.format(*header).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
+def _unvouched(result: CheckResult, t: Any) -> bool:
+    """More than half of the tensor's judged entries are inconclusive (directional judges them all)."""
+    judged = t.size if result.method == "directional" else t.n_checked
+    return 2 * t.n_inconclusive > judged
+
+
 def _headline(result: CheckResult) -> list[str]:
     verdict = result.status.upper()
     run = (
@@ -53,7 +59,7 @@ def _headline(result: CheckResult) -> list[str]:
         lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
         reasons = sorted(result.inconclusive_reasons) or sorted({c.reason for c in result.inconclusive})
-        unvouched = [t.name for t in result.tensors if 2 * t.n_inconclusive > t.n_checked]
+        unvouched = [t.name for t in result.tensors if _unvouched(result, t)]
         most = f" (most of {', '.join(unvouched)}: the check cannot vouch for them)" if unvouched else ""
         lines.append(f"  {len(result.inconclusive)} of {result.n_checked} checked entries inconclusive{most},"
                      " left out of the verdict: see result.inconclusive")
@@ -72,7 +78,7 @@ def format_result(result: CheckResult) -> str:
         [
             t.name,
             "x".join(map(str, t.shape)),
-            "FAIL" if not t.passed else "inconcl." if 2 * t.n_inconclusive > t.n_checked else "ok",
+            "FAIL" if not t.passed else "inconcl." if _unvouched(result, t) else "ok",
             f"{t.n_failed}/{t.size}",
             f"{t.max_rel_error:.3g}",
             f"{t.max_budget_ratio:.3g}",
