@@ -509,7 +509,8 @@ def check(
             )
         else:
             details = numerical_details(
-                net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled
+                net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled,
+                keep_steps=False,
             )
             budget_flat = error_budget(net, details, theta, Xa, Z, A, Ya, loss, engine, method, user_u,
                                        in_place=True)

@@ -343,6 +343,7 @@ def numerical_details(
     A: np.ndarray | None = None,
     scaled: bool = False,
     budget: bool = True,
+    keep_steps: bool = True,
 ) -> Numerical:
     """Numerical derivatives of the parameters and their error-budget ingredients.
 
@@ -368,6 +369,11 @@ def numerical_details(
         the incremental engines ``kink`` and ``steps``); without it they
         are empty arrays and only the values (and the full engine's kink
         flags and steps) are computed.
+    keep_steps : bool
+        With the incremental engine, return the steps as an array of P
+        (else ``steps`` is empty: each step is computed where it is used,
+        and a check holds one array of P fewer; only the full engine's
+        budget needs them).
 
     Notes
     -----
@@ -385,8 +391,8 @@ def numerical_details(
     if engine == "unit":
         steps = np.full(P, float(eps)) if budget else np.zeros(0)
         return _incremental(net, theta, X, Y, steps, "unit", want, progress, Z, A, budget, eps=float(eps))
-    if engine == "incremental" and not budget:  # nobody reads the steps: the kernel computes each one
-        return _incremental(net, theta, X, Y, np.zeros(0), method, want, progress, Z, A, False, eps=float(eps),
+    if engine == "incremental" and not (budget and keep_steps):  # the kernel computes each step itself
+        return _incremental(net, theta, X, Y, np.zeros(0), method, want, progress, Z, A, budget, eps=float(eps),
                             scaled=scaled)
     steps = parameter_steps(theta, eps, scaled, method)
     if engine == "incremental":
