@@ -25,7 +25,7 @@ from ._config import (
     threads_context,
 )
 from ._kernels.loss import loss_from_activations, loss_magnitude
-from ._kernels.rounding import smooth_term_scales
+from ._kernels.rounding import add_input_rounding, unit_term_scales
 from ._kernels.verdict import (
     FAILED,
     KINK,
@@ -210,16 +210,21 @@ def _user_unit_roundoff(arrays: list[Any], dtypes: list[np.dtype]) -> float:
     return u
 
 
-def forward_rounding(net: MLP, theta: np.ndarray, X: np.ndarray, A: np.ndarray) -> float:
+def forward_rounding(net: MLP, scales: np.ndarray) -> float:
     """Roundings per term that the pre-activations of smooth layers add to every derivative.
 
-    ``2 sum_l s_l`` over the smooth layers, ``s_l`` the largest scale at which
-    layer ``l``'s pre-activations are rounded (see
+    ``2 sum_l max_j s_lj`` over the smooth layers (sigmoid, tanh, softplus,
+    softmax), ``s_lj`` the largest scale at which unit ``j`` of layer ``l``
+    is rounded (``scales``, from :func:`unit_term_scales`; see
     :mod:`fastgrad._kernels.rounding`): 0 for piecewise-linear nets.
     """
-    scales = np.zeros(net.n_layers)
-    smooth_term_scales(theta, net.layout, X, A, scales)
-    return 2.0 * float(scales.sum())
+    smooth = (codes.SIGMOID, codes.TANH, codes.SOFTPLUS, codes.SOFTMAX)
+    total = 0.0
+    for l in range(net.n_layers):
+        if int(net.layout[l, codes.ACT]) in smooth:
+            lo = int(net.layout[l, codes.U_OFF])
+            total += float(scales[lo:lo + net.sizes[l + 1]].max(initial=0.0))
+    return 2.0 * total
 
 
 def error_budget(
@@ -247,7 +252,10 @@ def error_budget(
       allows one roundoff of absolute error in every smooth activation's
       derivative, which is what ``s (1 - s)`` or ``1 - t^2`` lose in
       saturation);
-    * the smallest normal number of the user's dtype (underflow).
+    * the smallest normal number of the user's dtype (underflow);
+    * for a weight of a layer after the first, the absolute rounding of its
+      input activation, ``u s_i`` (both sides' ``u``), times the size of the
+      terms of its unit's delta (:func:`add_input_rounding`).
 
     ``in_place``: write the budget over ``details.absum`` (entry by entry,
     each read before it is written) instead of a new array: a check keeps
@@ -256,12 +264,17 @@ def error_budget(
     L = net.n_layers
     N = Z.shape[0]
     u = 2.0**-53
-    c_own = 4.0 * u * (L + 2 + forward_rounding(net, theta, X, A))
+    scales = np.zeros(A.shape[1])
+    unit_term_scales(theta, net.layout, X, A, scales)
+    F = forward_rounding(net, scales)
+    c_own = 4.0 * u * (L + 2 + F)
     c_cancel = 0.0
     if engine == "full" and method != "complex":
         differences = 1.0 if method == "central" else 3.0
         c_cancel = differences * 4.0 * u * max(abs(loss), float(loss_magnitude(Z, A, Y, net.layout, net.loss_code)))
-    c_user = user_u * (L + 2 + math.sqrt(N) + forward_rounding(net, theta, X, A))
+    c_user = user_u * (L + 2 + math.sqrt(N) + F)
+    # the inputs of every later layer are rounded activations (see _kernels.rounding): into trunc, in place
+    add_input_rounding(details.trunc, details.absum, net.layout, scales, 2.0 * (4.0 * u + user_u))
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
     out = details.absum if in_place else np.empty_like(details.absum)
     budget_into(details.absum, details.trunc, details.steps, c_own, c_cancel, c_user, tiny, out)

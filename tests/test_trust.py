@@ -162,3 +162,20 @@ def test_rounded_preactivations_of_unnormalised_inputs_are_in_the_budget():
     user[3][1] *= 1.0 + 1e-6
     result = fastgrad.check(net, params, X, Y, user)
     assert result.status == "failed" and [(f.tensor, f.index) for f in result.failures] == [("b2", (1,))]
+
+
+def test_a_cancelling_preactivation_in_a_float32_backprop_is_in_the_budget():
+    # z1 = 0.32686 - 0.32689 in float32: the hidden activation, and with it dE/dW2, carries a relative
+    # error of ~1e-3; a correct float32 backprop failed at ~1000 budgets. It may be inconclusive (float32
+    # cannot resolve W2 here), never failed; a gross error still fails.
+    from test_verdict import user_backprop
+
+    f32 = np.float32
+    net = fastgrad.MLP([2, 1, 1], hidden="leaky_relu", output="identity", loss="half_sse")
+    params = [np.array([[0.22458412], [-0.36135077]], f32), np.array([0.0], f32), np.array([[1.5]], f32),
+              np.array([0.1], f32)]
+    X, Y = np.array([[1.4554425, 0.9046801]], f32), np.array([[0.7]], f32)
+    g = user_backprop(params, X, Y, "leaky_relu", "identity", "half_sse", f32)
+    assert fastgrad.check(net, params, X, Y, g).status != "failed"
+    g[3] = g[3] * f32(1.01)
+    assert fastgrad.check(net, params, X, Y, g).status == "failed"

@@ -238,8 +238,8 @@ def test_a_budget_as_large_as_the_value_is_unresolved_not_passed():
 
 @pytest.mark.parametrize("hidden, output", [("tanh", "sigmoid"), ("relu", "softmax"), ("relu", "identity")])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_smooth_term_scales_match_numpy(hidden, output, threads):
-    from fastgrad._kernels.rounding import smooth_term_scales
+def test_rounding_kernels_match_numpy(hidden, output, threads):
+    from fastgrad._kernels.rounding import add_input_rounding, unit_term_scales
 
     rng = np.random.default_rng(6)
     sizes = [5, 7, 4, 3]
@@ -249,14 +249,25 @@ def test_smooth_term_scales_match_numpy(hidden, output, threads):
     X = rng.standard_normal((9, 5)) * 100.0
     theta = net.flatten(params)
     Z, A = net._forward(theta, X)
-    out = np.empty(net.n_layers)
+    scales = np.empty(A.shape[1])
+    absum = np.abs(rng.standard_normal(net.n_params))
+    absum[int(net.offsets[3]) + 1] = np.nan  # a bias whose terms were not computed: its weights are left alone
+    trunc = rng.random(net.n_params)
+    want = trunc.copy()
     with fastgrad._config.threads_context(min(threads, numba.config.NUMBA_NUM_THREADS)):
-        smooth_term_scales(theta, net.layout, X, A, out)
+        unit_term_scales(theta, net.layout, X, A, scales)
+        add_input_rounding(trunc, absum, net.layout, scales, 0.5)
     a = X
+    want_scales = []
     for l in range(net.n_layers):
         W, b = params[2 * l], params[2 * l + 1]
+        want_scales.append(np.max(np.abs(a) @ np.abs(W) + np.abs(b), axis=0))
         act = output if l == net.n_layers - 1 else hidden
-        want = float(np.max(np.abs(a) @ np.abs(W) + np.abs(b))) if act in ("sigmoid", "tanh", "softplus",
-                                                                            "softmax") else 0.0
-        assert out[l] == pytest.approx(want, rel=1e-12), l
         a = ref.softmax(a @ W + b) if act == "softmax" else ref.activate(act, a @ W + b)
+    np.testing.assert_allclose(scales, np.concatenate(want_scales), rtol=1e-13)
+    for l in range(1, net.n_layers):
+        lo_w, lo_b = int(net.offsets[2 * l]), int(net.offsets[2 * l + 1])
+        extra = 0.5 * np.outer(want_scales[l - 1], absum[lo_b:lo_b + sizes[l + 1]])
+        block = want[lo_w:lo_b].reshape(sizes[l], sizes[l + 1])
+        want[lo_w:lo_b] = np.where(np.isnan(extra), block, block + extra).ravel()
+    np.testing.assert_allclose(trunc, want, rtol=1e-13)
