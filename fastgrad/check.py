@@ -505,12 +505,10 @@ def check(
     elif callable(grads):
         given, notes, dtypes = call_user_grads(grads, net, params, X, Y)
     else:
-        if not isinstance(grads, (list, tuple, dict)):
-            grads = list(grads)  # read twice below
         # every error now, before the long part; the flat copy only after it (one array of P fewer at the peak)
         _validate.tensor_list(grads, net.tensor_names, net.param_shapes, "grads", copy=False, finite=True)
         given = _LATER
-        dtypes = [np.asarray(g).dtype for g in (grads.values() if isinstance(grads, dict) else grads)]
+        dtypes = [np.asarray(g).dtype for g in grads]
     user_u = _user_unit_roundoff(list(params) + [X, Y], dtypes)
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
@@ -531,12 +529,11 @@ def check(
             details = Numerical(details.values, np.zeros(0), np.zeros(0), details.kink, np.zeros(0))
             forward_passes, disagreeing = None, []
             analytic_flat = _analytic(net, grads, given, theta, Xa, Ya, Z, A)
-        judged = _judge(net, analytic_flat, details, budget_flat, checked_flat, user_u, Xa.shape[0],
-                        verdict == "budget", safety_value, rtol_value, atol_value,
-                        scale_from_analytic=method == "directional", theta=theta,
-                        step_reach=None if directional or verdict != "budget"
-                        else _step_reach(net, Xa, A, eps_value, scaled, engine, method))
-        status_flat, counts, maxima, worst_at = judged
+        status_flat, counts, maxima, worst_at = _judge(
+            net, analytic_flat, details, budget_flat, checked_flat, user_u, Xa.shape[0], verdict == "budget",
+            safety_value, rtol_value, atol_value, scale_from_analytic=directional, theta=theta,
+            step_reach=None if directional or verdict != "budget"
+            else _step_reach(net, Xa, A, eps_value, scaled, engine, method))
     for t, name in enumerate(net.tensor_names):
         if name in disagreeing and counts[t, 0] == 0:
             notes.append(f"the projection of {name} disagrees with the gradient, but no single entry does "
@@ -573,8 +570,8 @@ def check(
                for code in (KINK, UNRESOLVED, NONFINITE, LARGE_STEP) if counts[:, code - 1].any()}
     advice = _zero_bias_advice(net, params)
     # a tensor the check cannot vouch for makes the whole check unable to (a logistic regression's one weight
-    # beside its judged bias is half the entries, and all of what matters)
-    # (method="directional" vouches for every entry, by a projection or one by one)
+    # beside its judged bias is half the entries, and all of what matters); method="directional" vouches for
+    # every entry, by a projection or one by one
     judged = np.diff(np.asarray(net.offsets)) if directional else counts[:, N_COUNTS - 1]
     mostly_inconclusive = bool(np.any(2 * counts[:, 1:N_COUNTS - 1].sum(axis=1) > judged))
     return CheckResult(
