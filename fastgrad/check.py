@@ -210,21 +210,27 @@ def _user_unit_roundoff(arrays: list[Any], dtypes: list[np.dtype]) -> float:
     return u
 
 
-def forward_rounding(net: MLP, scales: np.ndarray) -> float:
-    """Roundings per term that the pre-activations of smooth layers add to every derivative.
+def forward_rounding(net: MLP, scales: np.ndarray) -> np.ndarray:
+    """Per layer ``l``: roundings per term that smooth pre-activations add to the derivatives of its parameters.
 
-    ``2 sum_l max_j s_lj`` over the smooth layers (sigmoid, tanh, softplus,
-    softmax), ``s_lj`` the largest scale at which unit ``j`` of layer ``l``
-    is rounded (``scales``, from :func:`unit_term_scales`; see
-    :mod:`fastgrad._kernels.rounding`): 0 for piecewise-linear nets.
+    ``2 sum_{m >= l} max_j s_mj`` over the smooth layers ``m`` (sigmoid,
+    tanh, softplus, softmax) from ``l`` on, whose derivatives the chain from
+    layer ``l``'s parameters to the loss multiplies; ``s_mj`` the largest
+    scale at which unit ``j`` of layer ``m`` is rounded (``scales``, from
+    :func:`unit_term_scales`; see :mod:`fastgrad._kernels.rounding`). 0 for
+    piecewise-linear nets; an outlier input inflates only the layers it
+    reaches through (a global figure let one X = 1e10 loosen every budget
+    of the net a billion times).
     """
     smooth = (codes.SIGMOID, codes.TANH, codes.SOFTPLUS, codes.SOFTMAX)
+    per_layer = np.zeros(net.n_layers)
     total = 0.0
-    for l in range(net.n_layers):
+    for l in range(net.n_layers - 1, -1, -1):
         if int(net.layout[l, codes.ACT]) in smooth:
             lo = int(net.layout[l, codes.U_OFF])
             total += float(scales[lo:lo + net.sizes[l + 1]].max(initial=0.0))
-    return 2.0 * total
+        per_layer[l] = 2.0 * total
+    return per_layer
 
 
 def error_budget(
@@ -239,9 +245,9 @@ def error_budget(
       :class:`fastgrad.engines.Numerical`);
     * fastgrad's own rounding: ``4 (L + 2 + F) u absum`` (``absum``: the size
       of the terms the derivative sums, every factor in absolute value; L
-      layers; u = 2^-53; ``F`` = :func:`forward_rounding`, the relative error
-      smooth activations' derivatives inherit from their rounded
-      pre-activations), plus, for the full engine's real steps, the
+      layers; u = 2^-53; ``F`` = :func:`forward_rounding` for the entry's
+      layer, the relative error smooth activations' derivatives inherit from
+      their rounded pre-activations), plus, for the full engine's real steps, the
       cancellation in ``E(w+h) - E(w-h)``: ``4 u M / h`` per difference,
       ``M >= |E|`` the size of the numbers the loss is computed from
       (:func:`fastgrad._kernels.loss.loss_magnitude`: a confident
@@ -254,7 +260,7 @@ def error_budget(
       saturation);
     * the smallest normal number of the user's dtype (underflow);
     * for a weight of a layer after the first, the absolute rounding of its
-      input activation, ``u s_i`` (both sides' ``u``), times the size of the
+      input activation, ``u s_i |f'(z_i)|`` (both sides' ``u``), times the size of the
       terms of its unit's delta (:func:`add_input_rounding`).
 
     ``in_place``: write the budget over ``details.absum`` (entry by entry,
@@ -264,20 +270,24 @@ def error_budget(
     L = net.n_layers
     N = Z.shape[0]
     u = 2.0**-53
-    scales = np.zeros(A.shape[1])
-    unit_term_scales(theta, net.layout, X, A, scales)
+    scales, act_scales = np.zeros(A.shape[1]), np.zeros(A.shape[1])
+    unit_term_scales(theta, net.layout, X, Z, A, scales, act_scales)
     F = forward_rounding(net, scales)
-    c_own = 4.0 * u * (L + 2 + F)
     c_cancel = 0.0
     if engine == "full" and method != "complex":
         differences = 1.0 if method == "central" else 3.0
         c_cancel = differences * 4.0 * u * max(abs(loss), float(loss_magnitude(Z, A, Y, net.layout, net.loss_code)))
-    c_user = user_u * (L + 2 + math.sqrt(N) + F)
     # the inputs of every later layer are rounded activations (see _kernels.rounding): into trunc, in place
-    add_input_rounding(details.trunc, details.absum, net.layout, scales, 2.0 * (4.0 * u + user_u))
+    add_input_rounding(details.trunc, details.absum, net.layout, act_scales, 2.0 * (4.0 * u + user_u))
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
     out = details.absum if in_place else np.empty_like(details.absum)
-    budget_into(details.absum, details.trunc, details.steps, c_own, c_cancel, c_user, tiny, out)
+    steps = details.steps
+    for l in range(L):  # layer l's W and b: one flat range
+        lo, hi = int(net.offsets[2 * l]), int(net.offsets[2 * l + 2])
+        c_own = 4.0 * u * (L + 2 + F[l])
+        c_user = user_u * (L + 2 + math.sqrt(N) + F[l])
+        budget_into(details.absum[lo:hi], details.trunc[lo:hi], steps[lo:hi] if steps.size else steps, c_own,
+                    c_cancel, c_user, tiny, out[lo:hi])
     return out
 
 
@@ -351,10 +361,11 @@ def _judge(
     scales = np.empty(T)
     tensor_scales(offsets, analytic if scale_from_analytic else details.values, kink, checked_arr, scales)
     c_user_scale = user_u * (net.n_layers + 2 + math.sqrt(N))
-    for t in range(T):
-        if scales[t] > 0.0:
-            budget[offsets[t]:offsets[t + 1]] += c_user_scale * scales[t]
     overall = float(scales.max(initial=0.0))
+    for t in range(T):  # a tensor whose gradient is all zero (every unit dead) takes the whole gradient's scale
+        scale = scales[t] if scales[t] > 0.0 else overall
+        if scale > 0.0:
+            budget[offsets[t]:offsets[t + 1]] += c_user_scale * scale
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
     negligible = np.maximum(NEGLIGIBLE_BUDGET * np.where(scales > 0.0, scales, overall), 2.0 * tiny)
     status = np.empty(net.n_params, dtype=np.uint8)

@@ -38,7 +38,7 @@ def test_a_budget_that_swamps_the_values_never_passes(small_case, method, eps, w
     assert fastgrad.check(net, params, X, Y, g, engine="full", eps=eps, method=method).status == "inconclusive"
 
 
-@pytest.mark.parametrize("eps", [1e-11, 1e-10])
+@pytest.mark.parametrize("eps", [1e-10, 1e-9])
 def test_a_small_step_that_still_resolves_the_values_judges_them(small_case, eps):
     net, params, X, Y, g = small_case
     assert fastgrad.check(net, params, X, Y, g, engine="full", eps=eps).passed
@@ -178,4 +178,51 @@ def test_a_cancelling_preactivation_in_a_float32_backprop_is_in_the_budget():
     g = user_backprop(params, X, Y, "leaky_relu", "identity", "half_sse", f32)
     assert fastgrad.check(net, params, X, Y, g).status != "failed"
     g[3] = g[3] * f32(1.01)
+    assert fastgrad.check(net, params, X, Y, g).status == "failed"
+
+
+# ---- found by a fresh user's trial (each passed or failed wrongly before) ----------------------------------
+
+
+def _trial_case(sizes, hidden="sigmoid", output="sigmoid", loss="mse", N=8, seed=0):
+    net = fastgrad.MLP(list(sizes), hidden=hidden, output=output, loss=loss)
+    params = net.init(seed=seed)
+    rng = np.random.default_rng(seed)
+    return net, params, rng.normal(size=(N, sizes[0])), rng.uniform(size=(N, sizes[-1]))
+
+
+@pytest.mark.parametrize("engine, eps", [("full", 1e-17), ("full", 1e-300), ("incremental", 1e-300), ("unit", 5e-324)])
+def test_a_step_that_rounds_to_nothing_never_passes_under_fixed_tolerances_either(engine, eps):
+    net, params, X, Y = _trial_case((4, 5, 3))
+    zeros = [np.zeros_like(p) for p in params]
+    result = fastgrad.check(net, params, X, Y, zeros, engine=engine, eps=eps, rtol=1e-3)
+    assert not result.passed, str(result)
+
+
+def test_a_budget_of_most_of_the_value_leaves_a_gradient_x15_inconclusive_not_passed():
+    net, params, X, Y = _trial_case((3, 1), output="identity", N=4, seed=2)
+    g = net.backprop(params, X, Y)
+    result = fastgrad.check(net, params, X, Y, [1.5 * x for x in g], engine="full", eps=3.1622776601683796e-14,
+                            method="richardson")
+    assert not result.passed, str(result)
+
+
+def test_one_outlier_input_loosens_only_the_layers_it_reaches():
+    net, params, X, Y = _trial_case((4, 5, 3), hidden="tanh")
+    X[0, 0] = 1e10  # saturates hidden units: their derivatives' rounding is large, W2's is not
+    g = net.backprop(params, X, Y)
+    assert fastgrad.check(net, params, X, Y, g).status != "failed"
+    g[2] = g[2] * 1.001
+    result = fastgrad.check(net, params, X, Y, g)
+    assert result.status == "failed" and result.tensor("W2").n_failed > 0
+
+
+def test_a_whole_dead_tensor_with_a_residue_takes_the_gradient_scale():
+    net, params, X, Y = _trial_case((6, 8, 3), hidden="relu", output="identity", N=10, seed=3)
+    params[1][:] = -50.0  # every hidden unit dead: dE/dW1 is exactly 0 everywhere
+    g = net.backprop(params, X, Y)
+    g[0] = (g[0] + (0.1 / 10) * params[0]) - 0.1 * params[0] / 10  # residues ~1e-18
+    assert np.abs(g[0]).max() > 0.0
+    assert fastgrad.check(net, params, X, Y, g).status != "failed"
+    g[0][2, 3] = 1e-6 * max(float(np.abs(x).max()) for x in g)  # a real error there still fails
     assert fastgrad.check(net, params, X, Y, g).status == "failed"

@@ -93,7 +93,7 @@ def numpy_statuses(a, n, b, kink, checked, negligible, by_budget, safety, rtol, 
         ratio = diff / b
         rel = np.where(diff == 0.0, 0.0, diff / np.maximum(np.maximum(np.abs(a), np.abs(n)), atol / rtol))
         wrong = ratio > safety if by_budget else rel > rtol
-        unresolved = (safety * b >= np.maximum(np.abs(a), np.abs(n))) & (b > negligible) & by_budget
+        unresolved = (safety * b >= V.RESOLUTION * np.maximum(np.abs(a), np.abs(n))) & (b > negligible)
     status = np.where(wrong, V.FAILED, np.where(unresolved, V.UNRESOLVED, V.PASSED))
     status = np.where(~np.isfinite(diff), V.FAILED, status)  # a - n overflows
     status = np.where(~np.isfinite(n) | ~(b > 0) | ~np.isfinite(b), V.NONFINITE, status)
@@ -167,7 +167,7 @@ def test_tensor_verdicts_match_numpy(seed, by_budget, threads):
         assert worst[t] == want_worst, (t, worst[t], want_worst)
     # the inputs did exercise every code, and the tie: tensor 2 has the tied entries
     assert {V.PASSED, V.FAILED, V.KINK, V.NONFINITE, V.LARGE_STEP, V.UNCHECKED} <= set(np.unique(status).tolist())
-    assert (V.UNRESOLVED in status) == by_budget
+    assert V.UNRESOLVED in status
     assert status[2000] == V.FAILED and status[1500] == V.NONFINITE and status[1900] == V.FAILED
     assert (status[[1510, 1520, 1530]] == V.NONFINITE).all()
     if by_budget:
@@ -234,6 +234,12 @@ def test_a_budget_as_large_as_the_value_is_unresolved_not_passed():
     assert (status == V.FAILED).all()
     status, _, _ = _one_tensor_verdict(n * 1.5, n, np.full(10, 0.5), by_budget=False)
     assert (status == V.FAILED).all()
+    # a budget of 90 % of the value does not resolve it: x1.5 would pass, so the entry is inconclusive
+    status, _, _ = _one_tensor_verdict(n * 1.5, n, 0.09 * n)
+    assert (status == V.UNRESOLVED).all()
+    # ... under fixed tolerances as well (a step that rounds to nothing: a numerical zero, a huge budget)
+    status, _, _ = _one_tensor_verdict(np.zeros(10), np.zeros(10), np.full(10, 1.0), by_budget=False)
+    assert (status == V.UNRESOLVED).all()
 
 
 @pytest.mark.parametrize("hidden, output", [("tanh", "sigmoid"), ("relu", "softmax"), ("relu", "identity")])
@@ -249,25 +255,30 @@ def test_rounding_kernels_match_numpy(hidden, output, threads):
     X = rng.standard_normal((9, 5)) * 100.0
     theta = net.flatten(params)
     Z, A = net._forward(theta, X)
-    scales = np.empty(A.shape[1])
+    scales, act_scales = np.empty(A.shape[1]), np.empty(A.shape[1])
     absum = np.abs(rng.standard_normal(net.n_params))
     absum[int(net.offsets[3]) + 1] = np.nan  # a bias whose terms were not computed: its weights are left alone
     trunc = rng.random(net.n_params)
     want = trunc.copy()
     with fastgrad._config.threads_context(min(threads, numba.config.NUMBA_NUM_THREADS)):
-        unit_term_scales(theta, net.layout, X, A, scales)
-        add_input_rounding(trunc, absum, net.layout, scales, 0.5)
+        unit_term_scales(theta, net.layout, X, Z, A, scales, act_scales)
+        add_input_rounding(trunc, absum, net.layout, act_scales, 0.5)
     a = X
-    want_scales = []
+    want_scales, want_act = [], []
     for l in range(net.n_layers):
         W, b = params[2 * l], params[2 * l + 1]
-        want_scales.append(np.max(np.abs(a) @ np.abs(W) + np.abs(b), axis=0))
+        s = np.abs(a) @ np.abs(W) + np.abs(b)
+        want_scales.append(np.max(s, axis=0))
         act = output if l == net.n_layers - 1 else hidden
-        a = ref.softmax(a @ W + b) if act == "softmax" else ref.activate(act, a @ W + b)
+        z = a @ W + b
+        d = np.zeros_like(z) if act == "softmax" else np.abs(ref.activation_derivative(act, z))
+        want_act.append(np.max(s * d, axis=0))
+        a = ref.softmax(z) if act == "softmax" else ref.activate(act, z)
     np.testing.assert_allclose(scales, np.concatenate(want_scales), rtol=1e-13)
+    np.testing.assert_allclose(act_scales, np.concatenate(want_act), rtol=1e-12, atol=1e-300)
     for l in range(1, net.n_layers):
         lo_w, lo_b = int(net.offsets[2 * l]), int(net.offsets[2 * l + 1])
-        extra = 0.5 * np.outer(want_scales[l - 1], absum[lo_b:lo_b + sizes[l + 1]])
+        extra = 0.5 * np.outer(want_act[l - 1], absum[lo_b:lo_b + sizes[l + 1]])
         block = want[lo_w:lo_b].reshape(sizes[l], sizes[l + 1])
         want[lo_w:lo_b] = np.where(np.isnan(extra), block, block + extra).ravel()
     np.testing.assert_allclose(trunc, want, rtol=1e-13)

@@ -10,7 +10,7 @@ for fastgrad's numerical derivative and the user's backprop alike:
   unnormalised inputs ``s`` is 1e3..1e5 (a correct softplus net on X ~ 1e3
   failed at 25 budgets against a 400-digit reference);
 * the activation ``a = f(z)`` itself carries an absolute error of up to
-  ``u s |f'| <= u s``, which the next layer's weight gradients
+  ``u s |f'(z)|``, which the next layer's weight gradients
   ``sum_n a_ni delta_nj`` inherit: when ``z`` is a cancelling sum, ``a`` is
   small and its relative error large (a correct float32 backprop with
   ``z = 0.32686 - 0.32689`` failed at ~1000 budgets).
@@ -20,21 +20,27 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .codes import B_OFF, FAN_IN, FAN_OUT, U_OFF, W_OFF
+from .activations import derivative
+from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, SOFTMAX, U_OFF, W_OFF
 
 
 @jit(parallel=True)
-def unit_term_scales(theta, layout, X, A, out):
-    """``out[u]`` = the largest ``sum_i |a_i W_ij| + |b_j|`` of unit ``u`` over the samples.
+def unit_term_scales(theta, layout, X, Z, A, out, act_out):
+    """Per unit ``u``, the largest scale its pre-activation and its activation are rounded at.
 
-    Layer ``l``'s inputs are ``X`` for ``l = 0`` and the previous layer's
-    activations in ``A`` (N, U); ``out`` is indexed like a row of ``A``. A
-    maximum does not depend on the order, so neither on the thread count.
+    ``out[u]`` = max over samples of ``s = sum_i |a_i W_ij| + |b_j|``;
+    ``act_out[u]`` = max over samples of ``s |f'(z)|``, the absolute error
+    the activation inherits (small where the unit saturates; softmax units
+    feed no later layer and get 0). Layer ``l``'s inputs are ``X`` for
+    ``l = 0`` and the previous layer's activations in ``A`` (N, U); the
+    outputs are indexed like a row of ``A``. A maximum does not depend on
+    the order, so neither on the thread count.
     """
     N = X.shape[0]
     L = layout.shape[0]
     U = out.shape[0]
     per_sample = np.zeros((N, U))
+    per_sample_act = np.zeros((N, U))
     for n in prange(N):
         for l in range(L):
             fan_in = layout[l, FAN_IN]
@@ -48,12 +54,17 @@ def unit_term_scales(theta, layout, X, A, out):
                     a = X[n, i] if l == 0 else A[n, layout[l - 1, U_OFF] + i]
                     s += abs(a * theta[w_off + i * fan_out + j])
                 per_sample[n, u_off + j] = s
+                if layout[l, ACT] != SOFTMAX:
+                    z = Z[n, u_off + j]
+                    per_sample_act[n, u_off + j] = s * abs(derivative(z, A[n, u_off + j], layout[l, ACT]))
     for u in range(U):
         best = 0.0
+        best_act = 0.0
         for n in range(N):
-            if per_sample[n, u] > best:
-                best = per_sample[n, u]
+            best = max(best, per_sample[n, u])
+            best_act = max(best_act, per_sample_act[n, u])
         out[u] = best
+        act_out[u] = best_act
 
 
 @jit(parallel=True)

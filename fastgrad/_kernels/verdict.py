@@ -73,6 +73,12 @@ UNRESOLVED = 3  # the budget cannot tell the value from zero (see tensor_verdict
 NONFINITE = 4  # the numerical value or its budget is not finite (or the budget is not positive)
 LARGE_STEP = 5  # the step moves a pre-activation too far for the truncation estimate
 UNCHECKED = 6
+#: An entry is resolved when ``safety`` budgets are below this fraction of
+#: ``max(|a|, |n|)``; so an entry that passes is off by less than half of it
+#: (a zero, a sign flip or a factor 2 never passes). At 1 an entry passed
+#: with a tolerance of 90 % of its value (a gradient x1.5 with it); at 0.1
+#: or 0.25 correct float32 backprops come out inconclusive.
+RESOLUTION = 0.5
 #: Columns of ``counts_out``: failed, the four inconclusive kinds (column ``status - 1``), checked.
 N_COUNTS = 6
 #: ``kink`` flags of :func:`tensor_verdicts`: 1 a step crossed a kink, 2 a step is too large.
@@ -181,12 +187,14 @@ def tensor_verdicts(offsets, analytic, numerical, budget, kink, checked, negligi
 
     Notes
     -----
-    An entry fails when ``|a - n|`` exceeds ``safety`` budgets, whatever
-    else holds. One that does not fail is *unresolved* (inconclusive, never
-    passed) when the budget cannot tell its value from zero,
-    ``safety budget >= max(|a|, |n|)``, unless that budget is negligible for
-    its tensor (``budget <= negligible[t]``: exact zeros of dead units are
-    confirmed to far below the tensor's gradients). A non-finite analytic
+    An entry fails when ``|a - n|`` exceeds ``safety`` budgets (or, with
+    fixed tolerances, ``rel > rtol``), whatever else holds. One that does
+    not fail is *unresolved* (inconclusive, never passed) when its budget
+    does not resolve its value, ``safety budget >= RESOLUTION max(|a|, |n|)``
+    (under fixed tolerances too: a step that rounds to nothing gives a
+    numerical zero that no tolerance makes meaningful), unless that budget
+    is negligible for its tensor (``budget <= negligible[t]``: exact zeros
+    of dead units are confirmed to far below the tensor's gradients). A non-finite analytic
     value fails; a non-finite numerical value, or a budget that is not
     finite and positive, makes a finite analytic one inconclusive (the loss
     or the budget's series overflow near ``w``). Each tensor is cut into
@@ -240,13 +248,11 @@ def entry_verdict(a, n, b, flag, negligible, by_budget, safety, rtol, floor):
         return FAILED, np.inf, np.inf
     ratio = diff / b
     rel = 0.0 if diff == 0.0 else diff / max(max(abs(a), abs(n)), floor)
-    if by_budget:
-        if ratio > safety:
-            return FAILED, ratio, rel
-        if safety * b >= max(abs(a), abs(n)) and b > negligible:
-            return UNRESOLVED, 0.0, 0.0
-        return PASSED, ratio, rel
-    return (FAILED if rel > rtol else PASSED), ratio, rel
+    if (ratio > safety) if by_budget else (rel > rtol):
+        return FAILED, ratio, rel
+    if safety * b >= RESOLUTION * max(abs(a), abs(n)) and b > negligible:
+        return UNRESOLVED, 0.0, 0.0
+    return PASSED, ratio, rel
 
 
 @jit(parallel=True)
