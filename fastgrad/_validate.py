@@ -91,7 +91,7 @@ def as_float_array(
     """
     where = f"{argument}: tensor {tensor!r}" if tensor else argument
     if value is None:
-        raise TypeError(f"{where} is None; expected a real numeric array")
+        raise MissingArrayError(f"{where} is None; expected a real numeric array")
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
@@ -276,10 +276,14 @@ def seed(value: Any, argument: str = "seed") -> Any:
     return _seed_int(value, argument)
 
 
+class MissingArrayError(ValueError, TypeError):
+    """A required array is None: a ``ValueError`` (a missing value) that is also a ``TypeError`` (None's type)."""
+
+
 def required(value: Any, argument: str, expected: str) -> None:
-    """Raise ``TypeError`` naming ``argument`` when a required array is None."""
+    """Raise :class:`MissingArrayError` naming ``argument`` when a required array is None."""
     if value is None:
-        raise TypeError(f"{argument} is None; expected {expected}")
+        raise MissingArrayError(f"{argument} is None; expected {expected}")
 
 
 def entry_arguments(

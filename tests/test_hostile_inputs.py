@@ -437,3 +437,17 @@ def test_cli_memory_error_is_bad_input_not_internal(monkeypatch, capsys):
     code, out, err = run(["check", "--sizes", "4,3", "--batch", "2"], capsys)
     assert code == 2, out + err
     assert_one_line_error(err, "out of memory", "74.5 GiB")
+
+
+@pytest.mark.parametrize("missing", ["X", "Y"])
+def test_a_missing_array_is_a_value_error_naming_it(missing):
+    # issue 12 item 12 asks for a ValueError naming Y; it stays a TypeError too for earlier callers
+    net = fastgrad.MLP([3, 4, 2])
+    params = net.init(seed=0)
+    X, Y = np.ones((2, 3)), np.ones((2, 2))
+    args = dict(X=X, Y=Y)
+    args[missing] = None
+    for call in (fastgrad.check, fastgrad.numerical_gradient):
+        with pytest.raises(ValueError, match=missing) as info:
+            call(net, params, args["X"], args["Y"])
+        assert isinstance(info.value, TypeError)
