@@ -39,7 +39,7 @@ from ._kernels.verdict import (
     tensor_scales,
     tensor_verdicts,
 )
-from .diagnose import diagnose_tensor
+from .diagnose import diagnose_tensor, position_hint
 from .directional import STEP, directional_search
 from .engines import ENGINES, Numerical, numerical_details
 from .model import MLP
@@ -325,15 +325,35 @@ def _directional(
     return details, budget, checked, found.evaluations, found.failed_tensors
 
 
-def _hint(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, checked: np.ndarray, N: int,
+#: A failing tensor larger than this is diagnosed on a strided sample of this
+#: many entries (the whole-tensor patterns need several temporaries of the
+#: tensor's size: 40 bytes per parameter on a large failing tensor).
+HINT_ENTRIES = 1 << 16
+#: ... and its positions (one entry, one column, one row) from its failing
+#: entries' indices when there are at most this many.
+HINT_POSITIONS = 4096
+
+
+def _hint(name: str, a: np.ndarray, n: np.ndarray, status: np.ndarray, n_failed: int, N: int,
           w: np.ndarray) -> str | None:
-    """A diagnosis of a failing tensor; for a sampled one, only the patterns a sample can show."""
-    if checked.all():
+    """A diagnosis of a failing tensor; for a sampled or very large one, only the patterns a sample can show."""
+    failed = status == FAILED
+    checked = status != UNCHECKED
+    if a.size <= HINT_ENTRIES and checked.all():
         return diagnose_tensor(name, a, n, failed, N, param=w)
-    hint = diagnose_tensor(name, a[checked], n[checked], failed[checked], N, param=w[checked])
-    if hint is None or hint.startswith("only ") or "transposed" in hint:
-        return None  # positions within the sample are not positions in the tensor
-    return hint + " (over the sampled entries)"
+    hint = None
+    if n_failed <= HINT_POSITIONS and checked.all():
+        hint = position_hint(name, a.shape, np.flatnonzero(failed))
+    every = bool(checked.all())
+    pick = np.arange(a.size) if every and a.size <= HINT_ENTRIES else np.flatnonzero(checked.reshape(-1)) \
+        if not every else np.linspace(0, a.size - 1, HINT_ENTRIES).astype(np.int64)
+    if pick.size > HINT_ENTRIES:
+        pick = pick[np.linspace(0, pick.size - 1, HINT_ENTRIES).astype(np.int64)]
+    flat = (a.reshape(-1)[pick], n.reshape(-1)[pick], failed.reshape(-1)[pick], w.reshape(-1)[pick])
+    sampled = diagnose_tensor(name, flat[0], flat[1], flat[2], N, param=flat[3])
+    if sampled is None or sampled.startswith("only ") or "transposed" in sampled:
+        return hint  # positions within the sample are not positions in the tensor
+    return sampled + (" (over the sampled entries)" if not every else " (over a sample of the entries)")
 
 
 def _judge(
@@ -560,7 +580,7 @@ def check(
         worst = int(worst_at[t])
         hint = None
         if n_failed:
-            hint = _hint(name, a, n, st == FAILED, st != UNCHECKED, Xa.shape[0], param_values[t])
+            hint = _hint(name, a, n, st, n_failed, Xa.shape[0], param_values[t])
         summaries.append(
             TensorSummary(
                 name=name,

@@ -191,19 +191,32 @@ def _transposed(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, n_s
 def _one_column_or_row(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, n_samples: int) -> str | None:
     if a.ndim != 2 or np.count_nonzero(failed) < 2:
         return None  # one failing entry is reported as such
-    rows, cols = np.nonzero(failed)
-    if a.shape[1] > 1 and (cols == cols[0]).all():
-        return f"only column {int(cols[0])} of {name} is wrong"
-    if a.shape[0] > 1 and (rows == rows[0]).all():
-        return f"only row {int(rows[0])} of {name} is wrong"
-    return None
+    return position_hint(name, a.shape, np.flatnonzero(failed))
 
 
 def _single_entry(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, n_samples: int) -> str | None:
     if np.count_nonzero(failed) != 1:
         return None
-    index = tuple(int(i) for i in np.argwhere(failed)[0])
-    return f"only entry {_index_str(index)} of {name} is wrong"
+    return position_hint(name, a.shape, np.flatnonzero(failed))
+
+
+def position_hint(name: str, shape: tuple[int, ...], failing: np.ndarray) -> str | None:
+    """Patterns 4 and 5 from the flat indices of the failing entries alone: one entry, one column, one row.
+
+    :func:`fastgrad.check` uses it directly on tensors too large to diagnose
+    whole (the value patterns are then looked for on a sample).
+    """
+    if failing.size == 1:
+        index = tuple(int(i) for i in np.unravel_index(int(failing[0]), shape))
+        return f"only entry {_index_str(index)} of {name} is wrong"
+    if len(shape) != 2 or failing.size < 2:
+        return None
+    rows, cols = np.unravel_index(failing, shape)
+    if shape[1] > 1 and (cols == cols[0]).all():
+        return f"only column {int(cols[0])} of {name} is wrong"
+    if shape[0] > 1 and (rows == rows[0]).all():
+        return f"only row {int(rows[0])} of {name} is wrong"
+    return None
 
 
 # --------------------------------------------------------------------------

@@ -226,3 +226,21 @@ def test_a_whole_dead_tensor_with_a_residue_takes_the_gradient_scale():
     assert fastgrad.check(net, params, X, Y, g).status != "failed"
     g[0][2, 3] = 1e-6 * max(float(np.abs(x).max()) for x in g)  # a real error there still fails
     assert fastgrad.check(net, params, X, Y, g).status == "failed"
+
+
+def test_a_tensor_too_large_to_diagnose_whole_still_names_its_one_wrong_entry():
+    from fastgrad.check import HINT_ENTRIES
+
+    rng = np.random.default_rng(8)
+    net = fastgrad.MLP([300, 300, 2], hidden="tanh")
+    assert net.param_shapes[0][0] * net.param_shapes[0][1] > HINT_ENTRIES
+    params = net.init(seed=0)
+    X, Y = rng.standard_normal((3, 300)), rng.random((3, 2))
+    g = net.backprop(params, X, Y)
+    g[0][17, 42] += 1e-3 * float(np.abs(g[0]).max())
+    result = fastgrad.check(net, params, X, Y, g)
+    assert result.tensor("W1").hint == "only entry (17, 42) of W1 is wrong"
+    g = net.backprop(params, X, Y)
+    g[0] = g[0] * 2.0
+    hint = fastgrad.check(net, params, X, Y, g).tensor("W1").hint
+    assert hint is not None and hint.startswith("analytic = 2 x numerical") and "sample" in hint
