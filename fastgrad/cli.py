@@ -540,7 +540,7 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
         f"MLP {shape} (hidden={net.hidden}, output={net.output}, "
         f"loss={net.loss_name}), {net.n_params} parameters, N={shown_rows}; "
         f"checking {what}",
-        file=out,
+        file=sys.stderr if args.json == "-" else out,  # with --json -, stdout is the JSON alone
         flush=True,  # seen before a long check, even through a pipe
     )
     progress = _progress_for("checking")
@@ -566,7 +566,7 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
         if progress is not None:
             progress.close()
     seconds = time.perf_counter() - start
-    _print_result(result, seconds, out)
+    _print_result(result, seconds, sys.stderr if args.json == "-" else out)
     if args.json is not None:
         _write_json(args, net, result, seconds, out)
     if result.passed:
