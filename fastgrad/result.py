@@ -427,6 +427,11 @@ class InconclusiveView(Sequence):
         return "InconclusiveView([" + ", ".join(map(repr, shown)) + more + "])"
 
 
+def _derived(name: str, compute: str, repr: bool = True) -> Any:
+    """A dataclass field whose value, when not given, is derived on first read (see :class:`_Derived`)."""
+    return field(default=_Derived(name, compute), repr=repr)
+
+
 class _Derived:
     """A result field given to the constructor, or derived from the result's other arrays when first read.
 
@@ -531,7 +536,7 @@ class CheckResult:
     tensors: list[TensorSummary]
     analytic: list[np.ndarray] = field(repr=False)
     numerical: list[np.ndarray] = field(repr=False)
-    rel_error: list[np.ndarray] = field(default=_Derived("rel_error", "_derive_errors"), repr=False)  # type: ignore[assignment]
+    rel_error: list[np.ndarray] = _derived("rel_error", "_derive_errors", repr=False)
     rtol: float = 0.0
     atol: float = 0.0
     eps: float = 0.0
@@ -543,12 +548,12 @@ class CheckResult:
     engine: str = "incremental"
     verdict: str = "tolerance"
     budget: list[np.ndarray] = field(default_factory=list, repr=False)
-    budget_ratio: list[np.ndarray] = field(default=_Derived("budget_ratio", "_derive_ratios"), repr=False)  # type: ignore[assignment]
+    budget_ratio: list[np.ndarray] = _derived("budget_ratio", "_derive_ratios", repr=False)
     safety: float = float("nan")
-    failed: list[np.ndarray] = field(default=_Derived("failed", "_derive_failed"), repr=False)  # type: ignore[assignment]
-    inconclusive: Sequence[Inconclusive] = field(default=_Derived("inconclusive", "_derive_inconclusive"))  # type: ignore[assignment]
+    failed: list[np.ndarray] = _derived("failed", "_derive_failed", repr=False)
+    inconclusive: Sequence[Inconclusive] = _derived("inconclusive", "_derive_inconclusive")
     notes: list[str] = field(default_factory=list)
-    checked: list[np.ndarray] = field(default=_Derived("checked", "_derive_checked"), repr=False)  # type: ignore[assignment]
+    checked: list[np.ndarray] = _derived("checked", "_derive_checked", repr=False)
     forward_passes: int | None = None
     mostly_inconclusive: bool = False
     advice: list[str] = field(default_factory=list)

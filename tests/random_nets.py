@@ -294,7 +294,8 @@ def judge_correct(case: Case, grads: list[np.ndarray], eps: float | None) -> tup
                            f"x{f.budget_ratio:.3g}" for f in worst)
         if result.notes:
             detail += f"; notes: {result.notes}"
-        problems.append(Problem("false_fail", case, f"correct gradient FAILED{at} ({result.n_failed} entries): {detail}"))
+        problems.append(Problem("false_fail", case,
+                                f"correct gradient FAILED{at} ({result.n_failed} entries): {detail}"))
     return problems, result
 
 
@@ -321,8 +322,8 @@ def _bad_budgets(case: Case, result: Any, what: str) -> list[Problem]:
     if not bad.size:
         return []
     where = ", ".join(f"{case.net.locate(int(p))} budget={budget[p]}" for p in bad[:3])
-    return [Problem("bad_budget", case, f"{what}: {bad.size} entries with a non-finite or non-positive budget pass unjudged "
-                    f"(e.g. {where}); passed={result.passed}")]
+    return [Problem("bad_budget", case, f"{what}: {bad.size} entries with a non-finite or non-positive budget "
+                    f"pass unjudged (e.g. {where}); passed={result.passed}")]
 
 
 def _budget_of(case: Case, result: Any, t: int, idx: tuple[int, ...], grads: list[np.ndarray]) -> float:
@@ -336,7 +337,7 @@ def _budget_of(case: Case, result: Any, t: int, idx: tuple[int, ...], grads: lis
 
 
 def _negligible(result: Any, t: int) -> float:
-    """The budget below which fastgrad.check judges an entry however small it is (NEGLIGIBLE_BUDGET of the tensor's scale).
+    """The budget below which fastgrad.check judges an entry however small it is (NEGLIGIBLE_BUDGET x scale).
 
     An entry whose value is within its budget of 0 is inconclusive unless its
     budget is at most this: an exact zero confirmed to within 1e-6 of its

@@ -24,8 +24,9 @@ What is judged (see ``random_nets`` for the exact rules):
   ``reference.py``, or that one with a weight-decay term added and taken
   off again, which leaves real code's rounding residue; chosen per case;
   fastgrad's backprop is first cross-checked against an independent NumPy
-  backprop), at the case's eps and at the default eps: the check must not raise, must not fail (``passed`` False with failed
-  entries, or with nothing to explain it), must give finite numerical values
+  backprop), at the case's eps and at the default eps: the check must not
+  raise, must not fail (``passed`` False with failed entries, or with
+  nothing to explain it), must give finite numerical values
   wherever the loss at the perturbed points is finite, and must not leave a
   checked entry with a NaN or infinite budget that neither fails nor is
   flagged inconclusive (such an entry passes whatever the gradient says);
