@@ -164,7 +164,7 @@ def numerical_gradient(
     theta, Xa, Ya, eps_value, scaled, n_threads = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
-        _finite_loss(net, Z, A, Ya)
+        _finite_loss(net, Z, A, Ya, Xa, theta)
         indices = None if sample is None else np.flatnonzero(sample_mask(net, sample, seed))
         details = numerical_details(
             net, theta, Xa, Ya, eps_value, engine, method, progress, indices=indices, Z=Z, A=A, scaled=scaled,
@@ -173,13 +173,18 @@ def numerical_gradient(
     return net.unflatten(details.values)
 
 
-def _finite_loss(net: MLP, Z: np.ndarray, A: np.ndarray, Y: np.ndarray) -> float:
-    """The loss at the base point; ``ValueError`` when it is not finite."""
+def _finite_loss(net: MLP, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, X: np.ndarray | None = None,
+                 theta: np.ndarray | None = None) -> float:
+    """The loss at the base point; ``ValueError`` when it is not finite, with the sizes that overflowed it."""
     loss = float(loss_from_activations(Z, A, Y, net.layout, net.loss_code))
     if not np.isfinite(loss):
+        sizes = ""
+        if X is not None and theta is not None:
+            sizes = (f" (largest |X| {float(np.max(np.abs(X))):.3g}, largest |param| "
+                     f"{float(np.max(np.abs(theta))):.3g}, largest |pre-activation| {float(np.max(np.abs(Z))):.3g})")
         raise ValueError(
-            f"params: the loss is {loss} at these params, X and Y (the forward pass overflows); "
-            "a gradient check needs a finite loss"
+            f"params, X, Y: the loss is {loss} at these params, X and Y: the forward pass overflows{sizes}; "
+            "a gradient check needs a finite loss (rescale X, or check the params)"
         )
     return loss
 
@@ -543,7 +548,7 @@ def check(
     user_u = _user_unit_roundoff(list(params) + [X, Y], dtypes)
     with threads_context(n_threads):
         Z, A = net._forward(theta, Xa)
-        loss = _finite_loss(net, Z, A, Ya)
+        loss = _finite_loss(net, Z, A, Ya, Xa, theta)
         if method == "directional":
             analytic_flat = _analytic(net, grads, given, theta, Xa, Ya, Z, A)
             details, budget_flat, checked_flat, forward_passes, disagreeing = _directional(

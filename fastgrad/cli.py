@@ -275,6 +275,13 @@ class _Member:
 
 def _open_npz(path: str, role: str) -> np.lib.npyio.NpzFile:
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise UsageError(f"{role} file {path!r}: cannot read: {exc}") from None
+    if magic[:2] != b"PK":  # not a zip: np.load would blame pickled data and suggest allow_pickle=True
+        raise UsageError(f"{role} file {path!r}: not an .npz archive (np.savez writes one)")
+    try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"{role} file {path!r}: cannot read: {exc}") from None

@@ -448,3 +448,11 @@ def test_a_step_too_small_to_resolve_anything_exits_inconclusive_not_0(tmp_path,
     assert "INCONCLUSIVE" in out
     code, out, err = run(argv + ["--eps", "1e-10"], capsys)  # a step that resolves the values: a plain FAIL
     assert code == cli.EXIT_FAIL, out + err
+
+
+def test_a_file_that_is_not_an_npz_is_named_as_such_without_pickle_advice(tmp_path, capsys):
+    bad = tmp_path / "data.npz"
+    bad.write_text("X,Y\n1,2\n")
+    code, out, err = run(["check", "--sizes", "1,1", "--data", bad], capsys)
+    assert code == 2 and "not an .npz archive" in err and "pickle" not in err
+    assert_one_line_error(err)

@@ -451,3 +451,11 @@ def test_a_missing_array_is_a_value_error_naming_it(missing):
         with pytest.raises(ValueError, match=missing) as info:
             call(net, params, args["X"], args["Y"])
         assert isinstance(info.value, TypeError)
+
+
+def test_an_overflowing_forward_pass_names_the_sizes_that_overflowed_it():
+    net = fastgrad.MLP([2, 3, 1], hidden="identity", output="identity", loss="sse")
+    params = net.init(seed=0)
+    with pytest.raises(ValueError, match=r"forward pass overflows \(largest \|X\| 1e\+200") as info:
+        fastgrad.check(net, params, np.ones((2, 2)) * 1e200, np.ones((2, 1)))
+    assert str(info.value).startswith("params, X, Y:")
