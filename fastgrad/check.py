@@ -43,6 +43,7 @@ from .diagnose import diagnose_tensor, position_hint
 from .directional import STEP, directional_search
 from .engines import ENGINES, Numerical, numerical_details
 from .model import MLP
+from .entries import relative_error
 from .result import INCONCLUSIVE_REASONS, CheckResult, TensorSummary
 from .sampling import sample_mask
 from .user_grads import call_user_grads
@@ -187,23 +188,6 @@ def _finite_loss(net: MLP, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, X: np.nd
             "a gradient check needs a finite loss (rescale X, or check the params)"
         )
     return loss
-
-
-def relative_error(analytic: np.ndarray, numerical: np.ndarray, rtol: float, atol: float) -> np.ndarray:
-    """``|a - n| / max(|a|, |n|, atol / rtol)``, and 0 where ``a == n``.
-
-    With this floor an entry fails (``rel > rtol``) exactly when
-    ``|a - n| > max(rtol * max(|a|, |n|), atol)``: entries whose values are
-    both below ``atol / rtol`` are judged by the absolute tolerance. A NaN or
-    infinite value on either side (e.g. an overflowing loss) gives ``inf``.
-    """
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        diff = np.abs(analytic - numerical)
-        scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numerical)), atol / rtol)
-        rel = np.where(diff == 0.0, 0.0, diff / scale)
-    # a non-finite value on either side (the loss overflowed) is never a pass
-    rel[~(np.isfinite(analytic) & np.isfinite(numerical))] = np.inf
-    return rel
 
 
 def _user_unit_roundoff(arrays: list[Any], dtypes: list[np.dtype]) -> float:
