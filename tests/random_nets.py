@@ -343,7 +343,7 @@ def _negligible(result: Any, t: int) -> float:
     budget is at most this: an exact zero confirmed to within 1e-6 of its
     tensor's largest gradient is a zero.
     """
-    from fastgrad.check import NEGLIGIBLE_BUDGET
+    from fastgrad.budget import NEGLIGIBLE_BUDGET
 
     def scale(k: int) -> float:
         n = np.abs(np.asarray(result.numerical[k] if result.method != "directional" else result.analytic[k]))

@@ -13,7 +13,7 @@ P = 5000
 
 
 def numpy_budget(absum, trunc, steps, c_own, c_cancel, c_user, tiny):
-    """The formula of :func:`fastgrad.check.error_budget`, written out in NumPy."""
+    """The formula of :func:`fastgrad.budget.error_budget`, written out in NumPy."""
     own = c_own * absum
     if c_cancel != 0.0:
         own = own + c_cancel / steps

@@ -4,7 +4,7 @@
 of these elementwise formulas (a dozen temporaries of P doubles) cost as much
 as the numerical gradient itself, on one thread. Each entry is computed on
 its own, with the same operations in the same order as the NumPy twins
-(:func:`fastgrad.check.error_budget`, :func:`fastgrad.check.relative_error`),
+(:func:`fastgrad.budget.error_budget`, :func:`fastgrad.entries.relative_error`),
 so the result is the same bits for any thread count.
 """
 
