@@ -7,6 +7,18 @@ from .codes import CROSS_ENTROPY, FAN_OUT, HALF_SSE, MSE, U_OFF
 from .forward import SAMPLE_TILE, forward_rows
 
 
+@jit(inline=True)
+def _logsumexp(z, start, count):
+    """``log sum_k exp(z_k)`` over ``z[start:start + count]``, shifted by the largest so that nothing overflows."""
+    zmax = z[start]
+    for k in range(1, count):
+        zmax = max(zmax, z[start + k])
+    s = 0.0
+    for k in range(count):
+        s += math.exp(z[start + k] - zmax)
+    return zmax + math.log(s)
+
+
 @jit()
 def sample_loss(z, a, y, layout, loss_code):
     """One sample's unscaled loss term.
@@ -21,13 +33,7 @@ def sample_loss(z, a, y, layout, loss_code):
     count = layout[last, FAN_OUT]
     total = 0.0
     if loss_code == CROSS_ENTROPY:
-        zmax = z[start]
-        for k in range(1, count):
-            zmax = max(zmax, z[start + k])
-        s = 0.0
-        for k in range(count):
-            s += math.exp(z[start + k] - zmax)
-        lse = zmax + math.log(s)
+        lse = _logsumexp(z, start, count)
         for k in range(count):
             total += y[k] * (lse - z[start + k])
     else:
@@ -53,13 +59,7 @@ def sample_loss_magnitude(z, a, y, layout, loss_code):
     count = layout[last, FAN_OUT]
     total = 0.0
     if loss_code == CROSS_ENTROPY:
-        zmax = z[start]
-        for k in range(1, count):
-            zmax = max(zmax, z[start + k])
-        s = 0.0
-        for k in range(count):
-            s += math.exp(z[start + k] - zmax)
-        lse = zmax + math.log(s)
+        lse = _logsumexp(z, start, count)
         for k in range(count):
             total += abs(y[k]) * (abs(lse) + abs(z[start + k]))
     else:
