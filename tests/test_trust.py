@@ -12,7 +12,7 @@ import pytest
 
 import fastgrad
 import reference as ref
-from test_verdict import OUTPUTS, ACTS
+from test_verdict import _random_case
 
 
 @pytest.fixture
@@ -48,16 +48,8 @@ def test_a_small_step_that_still_resolves_the_values_judges_them(small_case, eps
 
 
 def _saturated_case(rng, scale):
-    depth = int(rng.integers(1, 5))
-    sizes = [int(rng.integers(1, 7)) for _ in range(depth + 1)]
-    hidden = ACTS[int(rng.integers(len(ACTS)))]
-    output, loss = OUTPUTS[int(rng.integers(len(OUTPUTS)))]
-    if loss == "cross_entropy":
-        sizes[-1] = max(sizes[-1], 2)
-    N = int(rng.choice([1, 2, 5, 8, 17, 64]))
-    params = ref.random_params(rng, sizes)
-    X = rng.standard_normal((N, sizes[0])) * scale
-    Y = ref.random_targets(rng, N, sizes[-1], output, loss)
+    """A random net of test_verdict's kind (float64 weights at normal scale) on inputs scaled by ``scale``."""
+    sizes, hidden, output, loss, params, X, Y = _random_case(rng, np.float64, saturate=False, x_scale=scale)
     return fastgrad.MLP(sizes, hidden=hidden, output=output, loss=loss), params, X, Y
 
 

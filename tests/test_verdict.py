@@ -94,7 +94,7 @@ def _user_backprop(params, X, Y, hidden, output, loss, dtype):
     return grads
 
 
-def _random_case(rng, dtype, saturate):
+def _random_case(rng, dtype, saturate, x_scale=1.0):
     depth = int(rng.integers(1, 5))
     sizes = [int(rng.integers(1, 7)) for _ in range(depth + 1)]
     hidden = ACTS[int(rng.integers(len(ACTS)))]
@@ -104,7 +104,7 @@ def _random_case(rng, dtype, saturate):
     N = int(rng.choice([1, 2, 5, 8, 17, 64]))
     scale = 6.0 if saturate else 1.0
     params = ref.random_params(rng, sizes, scale=scale)
-    X = rng.standard_normal((N, sizes[0]))
+    X = rng.standard_normal((N, sizes[0])) * x_scale
     Y = ref.random_targets(rng, N, sizes[-1], output, loss)
     params = [p.astype(dtype) for p in params]
     return sizes, hidden, output, loss, params, X.astype(dtype), Y.astype(dtype)
