@@ -63,8 +63,8 @@ import fastgrad
 
 from . import engines
 from ._config import threads_context
-from .check import default_eps
 from ._kernels.numgrad import differences_cost
+from .check import default_eps
 from .model import MLP
 
 #: Input and output widths of the sweep's 1-hidden-layer nets (MNIST-like).

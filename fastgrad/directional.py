@@ -61,9 +61,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._config import DEFAULT_EPS_COMPLEX
+from ._kernels._jit import jit
 from ._kernels.codes import ACT, B_OFF, CROSS_ENTROPY, FAN_IN, FAN_OUT, IDENTITY, LEAKY_RELU, RELU, U_OFF, W_OFF
 from ._kernels.complex_forward import directional_derivative
-from ._kernels._jit import jit
 from ._kernels.forward import n_units
 from ._kernels.loss import loss_scale
 from .engines import IncrementalState
@@ -220,7 +220,8 @@ _CONTIGUOUS = np.zeros(0, dtype=np.int64)
 
 class _Search:
     """Projections of groups of entries; a group is ``(lo, indices, weights)``: the flat entries ``indices``,
-    or ``lo .. lo + len(weights)`` when ``indices`` is empty (a contiguous range: no index array)."""
+    or ``lo .. lo + len(weights)`` when ``indices`` is empty (a contiguous range: no index array).
+    """
 
     def __init__(self, net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, g: np.ndarray,
                  absum: np.ndarray, c_own: float, c_user: float, safety: float) -> None:
@@ -247,7 +248,8 @@ class _Search:
     def budget(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
         """``v . g``, and how far the projection's two sides can be apart: the complex pass's own rounding,
         underflow, and the checked gradient's rounding (the worst case, or Hoeffding's bound on its
-        random-sign sum)."""
+        random-sign sum).
+        """
         analytic, own, user, user_norm = _sums(self.g, self.absum, weights, indices, lo, self.c_own, self.c_user,
                                                self.floor)
         return analytic, own + self.underflow + min(user, HOEFFDING * user_norm)
@@ -279,7 +281,8 @@ class _Search:
 def _groups(lo: int, rho: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """A tensor's entries with a finite rounding scale ``rho`` (the tensor's, from flat index ``lo``), in
     groups whose scales span at most ``SPAN``: ``(lo, indices, rho of the group)`` (indices empty: all of
-    them, contiguous)."""
+    them, contiguous).
+    """
     finite = np.isfinite(rho)
     if finite.all():
         low, high = float(rho.min()), float(rho.max())

@@ -73,7 +73,8 @@ def test_errors_in_small_entries_are_caught_in_many_nets_with_mixed_units(units)
 def _cancelling_row_case():
     """A linear model with a feature near 1e9 (an unnormalised offset) that every output's residual is
     orthogonal to: row 0 of dW1 cancels to rounding of terms ~1e9 times the other rows' gradients, so
-    central differences cannot tell those entries from zero either, in a tensor of 256 entries."""
+    central differences cannot tell those entries from zero either, in a tensor of 256 entries.
+    """
     rng = np.random.default_rng(3)
     N, D, K = 64, 32, 8
     net = fastgrad.MLP([D, K], output="identity", loss="half_sse")
@@ -115,7 +116,8 @@ def test_every_entry_is_checked_or_told_from_zero_by_its_projection(sizes, hidde
     """What the projections vouch for, per entry: ``result.budget`` of an entry not checked one by one is
     the error its projection would have caught, and it tells the entry's value from zero; only an exact
     zero (a dead unit's) may rest on a budget negligible for its tensor. Features over six decades: the
-    small features' weights have gradients ~1e-8 of the tensor's largest."""
+    small features' weights have gradients ~1e-8 of the tensor's largest.
+    """
     rng = np.random.default_rng(11)
     net = fastgrad.MLP(sizes, hidden=hidden, output="softmax", loss="cross_entropy")
     params = net.init(seed=5)
@@ -154,7 +156,8 @@ def test_few_forward_passes_on_a_typical_net():
 def test_exact_zeros_of_dead_units_are_confirmed_and_a_residue_there_is_caught():
     """A dead relu unit: its weights' gradients are exactly 0 with no terms at all. A tensor passed as
     all zeros puts those entries (rounding scale ~1e-308) and the live ones (~1e-16) more than SPAN apart:
-    they are projected in separate groups, and the live ones still fail."""
+    they are projected in separate groups, and the live ones still fail.
+    """
     rng = np.random.default_rng(7)
     net = fastgrad.MLP([3, 4, 2], hidden="relu")
     params = net.init(seed=3)

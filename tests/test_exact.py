@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from exact import exact_central_difference
 
 import fastgrad
-from exact import exact_central_difference
 
 CASES = [
     ([4, 5, 3], "sigmoid", "sigmoid", "mse"),

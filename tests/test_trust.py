@@ -9,10 +9,10 @@ Each also shows that a wrong gradient still fails.
 
 import numpy as np
 import pytest
-
-import fastgrad
 import reference as ref
 from test_verdict import _random_case
+
+import fastgrad
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 import numba
 import numpy as np
 import pytest
+import reference as ref
 
 import fastgrad
-import reference as ref
 from fastgrad._kernels import verdict as V
 from fastgrad._kernels.verdict import budget_into, entry_errors
 

@@ -1,6 +1,5 @@
 """Backpropagation of the loss through the network."""
 
-import numpy as np
 from numba import prange
 
 from ._jit import jit
