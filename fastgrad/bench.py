@@ -30,7 +30,7 @@ Compilation is measured apart from the steady state: the first call of
 each engine and method (Numba compiles or loads its cache) against the
 median of a few warm calls.
 
-The cost model (README, "Cost model"): the incremental engine's work is one
+The cost model (docs/guide.md, "Cost model"): the incremental engine's work is one
 forward pass plus :func:`fastgrad.engines.unit_cost` summed over all units
 (the per-unit series and the per-parameter assembly).
 :func:`predict_incremental_seconds` turns that into seconds with a rate
@@ -89,7 +89,7 @@ CALIBRATION_TINY = (2, 1, 1)
 
 #: Max |numerical - backprop| / max |backprop| allowed, per (engine, method) of fastgrad.
 FASTGRAD_RTOL = {
-    ("incremental", "central"): 1e-9,  # exact central difference at h = 1e-8 (README, "Engines and accuracy")
+    ("incremental", "central"): 1e-9,  # exact central difference at h = 1e-8 (docs/guide.md, "Engines and accuracy")
     ("incremental", "richardson"): 1e-9,
     ("incremental", "complex"): 1e-9,
     ("full", "central"): 1e-6,  # h = 1e-4: truncation ~1e-9, cancellation ~1e-12 / |g|
@@ -856,7 +856,7 @@ def _peer_row(case: Case, peer: str, module: Any, opts: Options) -> Row:
 
 
 def incremental_work(net: MLP, n_samples: int) -> dict[str, float]:
-    """Floating-point work of the incremental engine's full check, by the README's cost model.
+    """Floating-point work of the incremental engine's full check, by the cost model of docs/guide.md.
 
     ``forward``: one forward pass (2 flops per multiply-add); ``units``:
     :func:`fastgrad.engines.unit_cost` summed over every unit, which holds

@@ -2,7 +2,7 @@
 
 :func:`error_budget` adds up, per entry, the difference formula's
 truncation, fastgrad's own rounding and the rounding the checked gradient
-carries in its dtype (README, "How fastgrad decides"); :func:`judge` turns
+carries in its dtype (docs/guide.md, "How fastgrad decides"); :func:`judge` turns
 budgets into verdict codes and per-tensor summaries. :func:`fastgrad.check`
 calls both.
 """

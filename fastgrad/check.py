@@ -48,7 +48,7 @@ CHECK_METHODS = METHODS + ("directional",)
 ProgressFn = Callable[[int, int], Any]
 
 def default_eps(engine: str, method: str) -> float:
-    """The default step of a method and engine (see README, "How fastgrad decides")."""
+    """The default step of a method and engine (see docs/guide.md, "How fastgrad decides")."""
     if method in ("complex", "directional"):
         return DEFAULT_EPS_COMPLEX
     if method == "richardson":

@@ -42,7 +42,7 @@ def _headline(result: CheckResult) -> list[str]:
             f"max rel error {result.max_rel_error:.3g}",
             run,
             "  budget per entry: truncation + rounding of the numerical derivative + rounding of the "
-            "checked gradient's dtype (see README, 'How fastgrad decides')",
+            "checked gradient's dtype (see docs/guide.md, 'How fastgrad decides')",
         ]
     else:
         lines = [
