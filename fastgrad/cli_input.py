@@ -3,8 +3,9 @@
 :mod:`fastgrad.cli` parses ``--sizes`` and ``--batch`` and reads
 ``--params``, ``--data`` and ``--grads`` through these functions: every
 .npy header is read and checked (dtype, shape, size against the member and
-against the memory available) before any array is allocated, and a check too large for the memory available is refused with
-the figures. Every refusal is a :class:`UsageError` (one line, exit 2).
+against the memory available) before any array is allocated, and a check
+too large for the memory available is refused with the figures. Every
+refusal is a :class:`UsageError` (one line, exit 2).
 """
 
 from __future__ import annotations
