@@ -273,6 +273,29 @@ def status() -> dict[str, Any]:
     }
 
 
+#: A parallel kernel whose array arguments hold fewer elements than this in
+#: all runs its serial twin (``FASTGRAD_PARALLEL_MIN_SIZE`` overrides; 0:
+#: always parallel). Below it a parallel region does not pay: starting the
+#: threads costs more than the work, and compiling a ``parallel=True``
+#: kernel costs 0.3-5 s more than its serial twin, which is what a first run
+#: on a small net would otherwise wait for. The twin is the same source and
+#: every kernel's result is independent of the thread count, so the choice
+#: changes no bit of any result.
+PARALLEL_MIN_SIZE = int(os.environ.get("FASTGRAD_PARALLEL_MIN_SIZE", "65536"))
+
+
+def _small(args: tuple[Any, ...]) -> bool:
+    """Whether a launch with these arguments is below :data:`PARALLEL_MIN_SIZE` (arrays' elements summed)."""
+    if PARALLEL_MIN_SIZE <= 0:
+        return False
+    total = 0
+    for a in args:
+        size = getattr(a, "size", None)
+        if size is not None and not isinstance(a, (int, float)):
+            total += size
+    return total < PARALLEL_MIN_SIZE
+
+
 class Kernel:
     """A compiled kernel, called through the guards of this module.
 
@@ -292,6 +315,8 @@ class Kernel:
             setattr(self, attr, getattr(dispatcher.py_func, attr))
 
     def __call__(self, *args: Any) -> Any:
+        if self.launches and _small(args):
+            return self.serial(*args)
         if _mode == _DIRECT:
             return self.dispatcher(*args)
         mode = _decide() if _mode == _UNDECIDED else _mode

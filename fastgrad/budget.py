@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kernels import codes
+from ._kernels import activations, codes
 from ._kernels.loss import loss_magnitude
 from ._kernels.rounding import add_input_rounding, unit_term_scales
 from ._kernels.verdict import N_COUNTS, budget_into, flag_large_steps, tensor_scales, tensor_verdicts
@@ -53,7 +53,7 @@ def forward_rounding(net: MLP, scales: np.ndarray) -> np.ndarray:
     reaches through (a global figure let one X = 1e10 loosen every budget
     of the net a billion times).
     """
-    smooth = (codes.SIGMOID, codes.TANH, codes.SOFTPLUS, codes.SOFTMAX)
+    smooth = activations.CURVED_CODES
     per_layer = np.zeros(net.n_layers)
     total = 0.0
     for l in range(net.n_layers - 1, -1, -1):
@@ -171,7 +171,7 @@ def step_reach(net: MLP, X: np.ndarray, A: np.ndarray, eps: float, scaled: bool,
     piecewise quadratic in each parameter: the central difference is exact
     however far a step moves (kinks are flagged on their own).
     """
-    smooth = {codes.SIGMOID, codes.TANH, codes.SOFTPLUS, codes.SOFTMAX}
+    smooth = activations.CURVED_CODES
     if net.loss_code != codes.CROSS_ENTROPY and not any(int(a) in smooth for a in net.layout[:, codes.ACT]):
         return None
     if engine == "unit":  # its steps are moves of the pre-activations themselves

@@ -62,7 +62,7 @@ import numpy as np
 
 from ._config import DEFAULT_EPS_COMPLEX
 from ._kernels._jit import jit
-from ._kernels.codes import ACT, B_OFF, CROSS_ENTROPY, FAN_IN, FAN_OUT, IDENTITY, LEAKY_RELU, RELU, U_OFF, W_OFF
+from ._kernels.codes import ACT, B_OFF, CROSS_ENTROPY, FAN_IN, FAN_OUT, U_OFF, W_OFF
 from ._kernels.complex_forward import directional_derivative
 from ._kernels.forward import n_units
 from ._kernels.loss import loss_scale
@@ -145,7 +145,7 @@ def term_sizes(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.
     D = np.empty((0, 0))
     for l in range(L - 1, -1, -1):
         off, fan_in, fan_out, code = (int(layout[l, c]) for c in (U_OFF, FAN_IN, FAN_OUT, ACT))
-        slack = 0.0 if code in (RELU, LEAKY_RELU, IDENTITY) else 1.0
+        slack = activations.SLACK[code]
         deriv = np.abs(state.C[0, :, off:off + fan_out]) + slack
         if l == L - 1:
             a = A[:, off:off + fan_out]

@@ -27,24 +27,22 @@ from typing import Any
 import numba
 import numpy as np
 
-from ._kernels.deltas import N_COEF
-from ._kernels.forward import n_units
-from ._kernels.incremental import base_state
-from ._kernels.numgrad import differences_cost, full_differences
-from ._kernels.series import (
-    CENTRAL_METHOD,
-    COMPLEX_METHOD,
-    RICHARDSON_METHOD,
+from ._kernels.assemble import (
     STATUS_ESTIMATE_NONFINITE,
     STATUS_LOSS_NONFINITE,
     STATUS_OK,
     STATUS_VALUE_NONFINITE,
-    UNIT_DELTAS,
     assemble_unit_params,
-    unit_abs_series,
-    unit_deltas,
-    unit_series,
 )
+from ._kernels.codes import CENTRAL as CENTRAL_METHOD
+from ._kernels.codes import COMPLEX as COMPLEX_METHOD
+from ._kernels.codes import RICHARDSON as RICHARDSON_METHOD
+from ._kernels.codes import UNIT_DELTAS
+from ._kernels.deltas import N_COEF
+from ._kernels.forward import n_units
+from ._kernels.incremental import base_state
+from ._kernels.numgrad import differences_cost, full_differences
+from ._kernels.series import unit_abs_series, unit_deltas, unit_series
 from ._kernels.steps import parameter_steps_into
 from .model import MLP
 

@@ -9,22 +9,15 @@ from typing import Any
 import numpy as np
 
 from . import _validate
-from ._kernels import codes
+from ._kernels import activations, codes
 from ._kernels.backprop import backprop_batch
 from ._kernels.forward import empty_activations, forward_batch
 from ._kernels.loss import loss_from_activations
 
 #: Activation names accepted for ``hidden`` and ``output``.
-ACTIVATIONS = {
-    "sigmoid": codes.SIGMOID,
-    "tanh": codes.TANH,
-    "relu": codes.RELU,
-    "leaky_relu": codes.LEAKY_RELU,
-    "softplus": codes.SOFTPLUS,
-    "identity": codes.IDENTITY,
-}
-#: Output-only activations.
-OUTPUT_ONLY = {"softmax": codes.SOFTMAX}
+#: Activations allowed in every layer: one module each in :mod:`fastgrad._kernels.activations`.
+ACTIVATIONS = dict(activations.HIDDEN)
+OUTPUT_ONLY = dict(activations.OUTPUT_ONLY)
 #: Magnitude range of the biases :meth:`MLP.init` draws (each with a random sign).
 BIAS_MIN, BIAS_MAX = 0.01, 0.1
 #: Loss names.
@@ -50,7 +43,7 @@ class MLP:
         linear or logistic regression).
     hidden : str, default "sigmoid"
         Activation of hidden layers: "sigmoid", "tanh", "relu",
-        "leaky_relu" (slope 0.01), "softplus" or "identity".
+        "leaky_relu" (slope 0.01), "softplus", "elu" (alpha 1) or "identity".
     output : str, default "sigmoid"
         Activation of the last layer: any of the above, or "softmax"
         (only with ``loss="cross_entropy"``).

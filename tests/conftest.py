@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
-import reference as ref
+# Small launches run the serial twins of the parallel kernels by default (fastgrad._threading.PARALLEL_MIN_SIZE);
+# the suite runs the parallel kernels themselves, so that its thread-count comparisons on small nets compare
+# parallel runs. tests/test_serial_twins.py checks that the twins give the same bits. Set before fastgrad is
+# imported (reference imports it); subprocesses inherit it.
+os.environ.setdefault("FASTGRAD_PARALLEL_MIN_SIZE", "0")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import reference as ref  # noqa: E402
 
 
 def _parse_seeds(text: str | None) -> list[int]:

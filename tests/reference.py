@@ -6,6 +6,7 @@ conventions are those of ``/work/notes/API.md``:
 * layer ``l``: ``z_l = a_{l-1} @ W_l + b_l``, ``a_l = act(z_l)``; ``W_l`` has
   shape ``(fan_in, fan_out)`` and ``b_l`` shape ``(fan_out,)``;
 * ``relu'(0) = 0``, ``leaky_relu'(0) = 0.01`` (slope 0.01 for ``z <= 0``);
+* ``elu(z) = z`` for ``z > 0``, ``exp(z) - 1`` at or below (alpha 1; ``elu'(0) = 1`` from both sides);
 * ``mse  = (1/N) sum_n sum_k (y - x)^2``, ``sse = sum_n sum_k (y - x)^2``,
   ``half_sse = 0.5 sum_n sum_k (y - x)^2``,
   ``cross_entropy = -(1/N) sum_n sum_k y log softmax(z)``.
@@ -18,8 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity", "elu")
+#: Activations whose derivative jumps at 0 (a step across it gets the kink verdict).
 KINKED = ("relu", "leaky_relu")
+#: Activations made of pieces meeting at 0 (elu's second derivative jumps there): a central difference that
+#: straddles 0 has a first-order error, so accuracy tests keep their pre-activations away from it.
+PIECEWISE = KINKED + ("elu",)
 LOSSES = ("mse", "sse", "half_sse", "cross_entropy")
 LEAKY_SLOPE = 0.01
 
@@ -55,6 +60,8 @@ def activate(name, z):
         return np.logaddexp(0.0, z)  # log(1 + e^z), stable
     if name == "identity":
         return np.array(z, dtype=np.float64, copy=True)
+    if name == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
     if name == "softmax":
         return softmax(z)
     raise ValueError(f"unknown activation {name!r}")
@@ -76,6 +83,8 @@ def activation_derivative(name, z):
         return sigmoid(z)
     if name == "identity":
         return np.ones_like(z, dtype=np.float64)
+    if name == "elu":
+        return np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
     raise ValueError(f"no element-wise derivative for {name!r}")
 
 
@@ -293,13 +302,13 @@ def random_targets(rng, N, K, output, loss_name):
 
 
 def min_abs_preactivation(params, X, hidden, output):
-    """Smallest |z| over the layers whose activation has a kink (inf if none)."""
+    """Smallest |z| over the layers whose activation is piecewise (:data:`PIECEWISE`; inf if none)."""
     zs, _ = forward(params, X, hidden, output)
     n_layers = len(zs)
     smallest = np.inf
     for layer, z in enumerate(zs):
         name = output if layer == n_layers - 1 else hidden
-        if name in KINKED:
+        if name in PIECEWISE:
             smallest = min(smallest, float(np.min(np.abs(z))))
     return smallest
 
@@ -310,7 +319,7 @@ def random_case(
     """Random (params, X, Y) with no kinked pre-activation within ``kink_margin`` of 0.
 
     Resamples params and X until the margin holds so that central differences
-    never straddle a relu/leaky_relu kink.
+    never straddle a relu/leaky_relu kink (or elu's join).
     """
     D, K = sizes[0], sizes[-1]
     for _ in range(max_tries):

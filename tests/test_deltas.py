@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from fastgrad._kernels import codes
-from fastgrad._kernels.activations import activate, sigmoid, softplus
+from fastgrad._kernels.activations import activate
+from fastgrad._kernels.activations.sigmoid import value as sigmoid
+from fastgrad._kernels.activations.softplus import value as softplus
 from fastgrad._kernels.deltas import (
     N_COEF,
     SERIES_MAX,

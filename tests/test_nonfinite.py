@@ -56,7 +56,7 @@ _MAGNITUDES = (5e-324, 2.2250738585072014e-308, 1e-300, 1e-20, 1e-8, SERIES_MAX,
 #: z and d: 0 and +-each magnitude, from the smallest subnormal to 1e300.
 GRID = [0.0] + [s * m for m in _MAGNITUDES for s in (1.0, -1.0)]
 
-ACTIVATIONS = ("sigmoid", "tanh", "softplus", "relu", "leaky_relu", "identity")
+ACTIVATIONS = ("sigmoid", "tanh", "softplus", "relu", "leaky_relu", "identity", "elu")
 CODE = {"sigmoid": codes.SIGMOID, "tanh": codes.TANH, "softplus": codes.SOFTPLUS, "relu": codes.RELU,
         "leaky_relu": codes.LEAKY_RELU, "identity": codes.IDENTITY}
 

@@ -15,7 +15,8 @@ from exact import DIGITS, exact_central_difference, exact_sample_loss
 
 import fastgrad
 from fastgrad import engines
-from fastgrad._kernels.series import assemble_unit_params, unit_series
+from fastgrad._kernels.assemble import assemble_unit_params
+from fastgrad._kernels.series import unit_series
 from fastgrad.engines import IncrementalState, numerical_flat
 
 CASES = [

@@ -4,17 +4,21 @@ The network reaches the kernels as a flat float64 ``theta`` and an int64
 ``layout`` table with one row per weight layer and the columns below.
 """
 
-# Activation codes.
-IDENTITY = 0
-SIGMOID = 1
-TANH = 2
-RELU = 3
-LEAKY_RELU = 4
-SOFTPLUS = 5
-SOFTMAX = 6
+from .activations import elu, identity, leaky_relu, relu, sigmoid, softmax, softplus, tanh
+
+# Activation codes: each activation's module owns its code (the kernels dispatch through
+# :mod:`fastgrad._kernels.activations`); these names are for the Python layer and the tests.
+IDENTITY = identity.CODE
+SIGMOID = sigmoid.CODE
+TANH = tanh.CODE
+RELU = relu.CODE
+LEAKY_RELU = leaky_relu.CODE
+SOFTPLUS = softplus.CODE
+SOFTMAX = softmax.CODE
+ELU = elu.CODE
 
 #: Slope of ``leaky_relu`` for negative inputs.
-LEAKY_SLOPE = 0.01
+LEAKY_SLOPE = leaky_relu.SLOPE
 
 # Loss codes.
 MSE = 0
@@ -31,7 +35,10 @@ U_OFF = 4  # offset of the layer's units in a per-sample activation row
 ACT = 5  # activation code
 N_COLS = 6
 
-# Differentiation methods of :func:`fastgrad._kernels.numgrad.full_differences`.
+# Differentiation methods, one set for every kernel that takes a method code.
 CENTRAL = 0  # (E(w + h) - E(w - h)) / 2h
 RICHARDSON = 1  # (4 D(h) - D(2h)) / 3, D the central difference
 COMPLEX = 2  # Im E(w + i h) / h
+#: Not a difference formula: the incremental assembly's mode for ``engine="unit"``, whose ``E1`` already holds
+#: each unit's numerical derivative (:func:`fastgrad._kernels.series.unit_deltas`) and ``E3`` nothing.
+UNIT_DELTAS = 3

@@ -21,7 +21,8 @@ Two implementations of the same arithmetic:
 Both give the same values (the operations differ only where a factor is an
 exact zero, which can change nothing but the sign of a zero).
 
-Activations of complex ``z = x + i y`` (elementwise, :func:`cact`):
+Activations of complex ``z = x + i y`` (elementwise: each activation module's
+``complex_value``, dispatched by :func:`fastgrad._kernels.activations.cact`):
 
 * any activation with ``y == 0`` exactly is the real function of
   :mod:`fastgrad._kernels.activations` (so real units are bitwise the real
@@ -57,112 +58,19 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .activations import sigmoid, softplus
+from .activations import cact
 from .codes import (
     ACT,
     B_OFF,
     CROSS_ENTROPY,
     FAN_IN,
     FAN_OUT,
-    IDENTITY,
-    LEAKY_RELU,
-    LEAKY_SLOPE,
-    RELU,
-    SIGMOID,
     SOFTMAX,
-    TANH,
     U_OFF,
     W_OFF,
 )
 from .forward import SAMPLE_TILE
 from .loss import loss_scale
-
-
-@jit()
-def _clog1p(ur, ui):
-    """``log(1 + u)`` for complex ``u = ur + i ui`` with ``|u| <= 1``, as ``(re, im)``.
-
-    ``|1 + u|^2 = 1 + ur (2 + ur) + ui^2``, so the real part is a ``log1p``
-    and stays accurate when ``|u|`` is tiny.
-    """
-    return 0.5 * math.log1p(ur * (2.0 + ur) + ui * ui), math.atan2(ui, 1.0 + ur)
-
-
-@jit()
-def csigmoid(x, y):
-    """Complex logistic function of ``x + i y`` (``y != 0``), as ``(re, im)``.
-
-    With ``q = exp(-|x|)`` and ``u = q (cos y ± i sin y)`` (never overflows):
-    ``1 / (1 + exp(-z))`` for ``x >= 0``, ``exp(z) / (1 + exp(z))`` for
-    ``x < 0``; both have imaginary part ``q sin y / |1 + u|^2``.
-    """
-    q = math.exp(-abs(x))
-    c = q * math.cos(y)
-    s = q * math.sin(y)
-    d = (1.0 + c) * (1.0 + c) + s * s
-    if x >= 0.0:
-        return (1.0 + c) / d, s / d
-    return (c + q * q) / d, s / d
-
-
-@jit()
-def ctanh(x, y):
-    """Complex ``tanh(x + i y)`` (``y != 0``), as ``(re, im)``.
-
-    ``tanh(x + i y) = (t + i s) / (1 + i t s)``, ``t = tanh x``,
-    ``s = tan y``, i.e. ``(t (1 + s^2) + i s sech^2 x) / (1 + t^2 s^2)``.
-    """
-    t = math.tanh(x)
-    s = math.tan(y)
-    e = math.exp(-2.0 * abs(x))
-    sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e))
-    den = 1.0 + (t * s) * (t * s)
-    return t * (1.0 + s * s) / den, s * sech2 / den
-
-
-@jit()
-def csoftplus(x, y):
-    """Complex ``log(1 + exp(x + i y))`` (``y != 0``), as ``(re, im)``.
-
-    ``log1p(exp(z))`` for ``x <= 0``; ``z + log1p(exp(-z))`` for ``x > 0``.
-    """
-    q = math.exp(-abs(x))
-    if x > 0.0:
-        lr, li = _clog1p(q * math.cos(y), -q * math.sin(y))
-        return x + lr, y + li
-    return _clog1p(q * math.cos(y), q * math.sin(y))
-
-
-@jit()
-def cact(x, y, code):
-    """Elementwise activation ``code`` of complex ``x + i y``, as ``(re, im)``.
-
-    ``y == 0`` gives the real activation exactly (imaginary part 0); relu
-    and leaky_relu take the piece of the real part (left piece at
-    ``x == 0``). Not for softmax.
-    """
-    if code == IDENTITY:
-        return x, y
-    if code == RELU:
-        if x > 0.0:
-            return x, y
-        return 0.0, 0.0
-    if code == LEAKY_RELU:
-        if x > 0.0:
-            return x, y
-        return LEAKY_SLOPE * x, LEAKY_SLOPE * y
-    if y == 0.0:
-        if code == SIGMOID:
-            return sigmoid(x), 0.0
-        if code == TANH:
-            return math.tanh(x), 0.0
-        return softplus(x), 0.0
-    if code == SIGMOID:
-        return csigmoid(x, y)
-    if code == TANH:
-        return ctanh(x, y)
-    return csoftplus(x, y)
-
 
 # --------------------------------------------------------------------------
 # Plain version: complex128 parameters and buffers

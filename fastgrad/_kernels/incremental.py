@@ -17,24 +17,17 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .activations import activate
+from .activations import act_delta, activate, has_kink, has_series, is_linear
 from .codes import (
     ACT,
     CROSS_ENTROPY,
     FAN_OUT,
-    IDENTITY,
-    LEAKY_RELU,
-    RELU,
-    SIGMOID,
     SOFTMAX,
-    SOFTPLUS,
-    TANH,
     U_OFF,
     W_OFF,
 )
 from .deltas import (
     SERIES_MAX,
-    act_delta,
     log_softmax_shift,
     log_softmax_shift_one,
     squared_delta,
@@ -81,16 +74,16 @@ def base_state(layout, Z, A, Y, C_out, R_out, ysum_out):
 def _layer_delta(code, Z, C, n, u_off, count, dz, da):
     """``da[k] = f(z + dz[k]) - f(z)`` for the units ``u_off..u_off+count``.
 
-    Returns whether a relu/leaky_relu pre-activation crosses its kink
+    Returns whether a step crosses a kink of the activation
     (``z > 0`` differs from ``z + dz > 0``). When every change is in the
-    Taylor range of a smooth activation, one branch-free (vectorisable) loop
-    evaluates the polynomials.
+    Taylor range of an activation whose series hold everywhere, one
+    branch-free (vectorisable) loop evaluates the polynomials.
     """
-    if code == IDENTITY:
+    if is_linear(code):
         for k in range(count):
             da[k] = dz[k]
         return False
-    if code == SIGMOID or code == TANH or code == SOFTPLUS:
+    if has_series(code):
         big = 0.0
         for k in range(count):
             big = max(big, abs(dz[k]))
@@ -101,7 +94,7 @@ def _layer_delta(code, Z, C, n, u_off, count, dz, da):
                 da[k] = d * (C[0, n, u] + d * (C[1, n, u] + d * (C[2, n, u] + d * C[3, n, u])))
             return False
     crossed = False
-    kinked = code == RELU or code == LEAKY_RELU
+    kinked = has_kink(code)
     for k in range(count):
         u = u_off + k
         z = Z[n, u]
@@ -194,7 +187,7 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
     z = Z[n, u]
     gp = act_delta(code, z, t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
     gm = act_delta(code, z, -t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
-    crossed = (code == RELU or code == LEAKY_RELU) and t != 0.0 and (
+    crossed = has_kink(code) and t != 0.0 and (
         (z > 0.0) != (z + t > 0.0) or (z > 0.0) != (z - t > 0.0)
     )
     if l == last:

@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .activations import activate
+from .activations import activate, has_kink
 from .codes import (
     ACT,
     B_OFF,
@@ -18,8 +18,6 @@ from .codes import (
     CROSS_ENTROPY,
     FAN_IN,
     FAN_OUT,
-    LEAKY_RELU,
-    RELU,
     RICHARDSON,
     SOFTMAX,
     U_OFF,
@@ -361,7 +359,7 @@ def full_differences(theta, layout, loss_code, X, Y, steps, method, Z_base, orde
     L = layout.shape[0]
     kinked = np.zeros(L, dtype=np.bool_)
     for l in range(L):
-        kinked[l] = layout[l, ACT] == RELU or layout[l, ACT] == LEAKY_RELU
+        kinked[l] = has_kink(layout[l, ACT])
     for c in prange(bounds.shape[0] - 1):
         start = bounds[c]
         stop = bounds[c + 1]

@@ -1,0 +1,381 @@
+"""The incremental engine's assembly: every parameter's central difference from its unit's loss series.
+
+:func:`fastgrad._kernels.series.unit_series` gives, for every unit and
+sample, the odd coefficients of the loss change; a parameter ``W_l[i, j]``
+moves unit ``j`` by ``h a_ni`` in sample ``n``, so its derivative is a
+weighted sum over samples of unit ``j``'s coefficients (see that module).
+Where every sample's step is within the series' range (nearly always), one
+pass over the samples gives every parameter of a row of ``W_l``
+(:func:`_assemble_rows`). The rest ("pending" entries: a large step, a kink
+within reach, a non-finite coefficient) are summed sample by sample, each
+out-of-range sample by the direct path of :mod:`.incremental`
+(:func:`_assemble_pending`), a second kernel that is compiled only when a
+check first needs it: the direct path is most of the engine's compile time.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import jit
+from .codes import B_OFF, COMPLEX, FAN_IN, FAN_OUT, RICHARDSON, U_OFF, UNIT_DELTAS, W_OFF
+from .incremental import sample_change_checked
+from .loss import loss_scale
+from .series import max_width
+from .steps import step_size
+
+#: Pending entries per call of :func:`_assemble_pending` (each costs a few
+#: suffix passes per out-of-range sample): short calls let Ctrl-C land.
+PENDING_CALL = 256
+
+
+#: Entry status codes written by :func:`assemble_unit_params` (``status_out``).
+#: The value is finite and its truncation estimate complete.
+STATUS_OK = 0
+#: A sample's loss at ``w +- h`` (or ``+- 2h``, which Richardson's value
+#: needs) is not finite in float64: no difference of losses exists; the
+#: value is NaN.
+STATUS_LOSS_NONFINITE = 1
+#: The difference quotient itself is outside float64's range (or the sum of
+#: the samples' contributions is inf - inf): the value is not finite.
+STATUS_VALUE_NONFINITE = 2
+#: The value is finite, but a sample's loss at the extra step that only
+#: estimates the truncation error (``+- 2h`` central, ``+- 4h`` Richardson)
+#: is not: that estimate is missing from the entry's truncation.
+STATUS_ESTIMATE_NONFINITE = 3
+
+
+@jit()
+def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch):
+    """One sample's contribution ``(value, truncation, crossed, status)`` by the direct path.
+
+    ``value`` is the unscaled contribution to the derivative: the central
+    difference ``D(h) = (E_n(+) - E_n(-)) / 2h``, or Richardson's
+    ``R(h) = (4 D(h) - D(2h)) / 3``. ``truncation`` estimates its truncation
+    error from the same formula at twice the step: ``|D(h) - D(2h)| / 3``,
+    or ``|R(h) - R(2h)| / 15`` (both assume the step is small enough for the
+    error's leading power of ``h``), plus the cancellation of any plain
+    difference of losses :func:`.incremental.sample_change_checked` fell
+    back to. ``status`` is one of the ``STATUS_*`` codes: where a loss the
+    value needs is not finite, the value is NaN; where only the estimate's
+    is, the estimate is left out.
+
+    Richardson has ``D(h)``, ``D(2h)`` and ``D(4h)``, which also show when
+    the step is not small: the differences ``d1 = D(h) - D(2h)`` and
+    ``d2 = D(2h) - D(4h)`` have the ratio 4 only where ``h^2`` dominates (a
+    saturated unit flipped by a huge step gives ``D ~ 1/h``, ratio 1/2, and
+    ``R(h)`` keeps 7/6 of ``D(h)``, all of it error). Fitting ``D(h) = D* +
+    c h^p`` to the three gives ``R(h) - D* = d1 (4 d1 - d2) / (3 (d1 -
+    d2))``, 0 at ratio 4; it is added (at most ``|R(h)| + |d1|``), unless
+    ``4 d1 - d2`` is within ``noise`` (a bound on the rounding of one
+    ``D``) of 0.
+    """
+    d = np.empty(3, dtype=np.float64)
+    crossed = False
+    count = 3 if method == RICHARDSON else 2
+    status = STATUS_OK
+    rounding = 0.0
+    step = h
+    for k in range(count):
+        t = step * an
+        change, crossed_k, magnitude, finite = sample_change_checked(
+            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, scratch[0], scratch[1], scratch[2],
+            scratch[3]
+        )
+        d[k] = change / (2.0 * step)
+        if k < count - 1:  # the extra step only estimates the error
+            crossed = crossed or crossed_k
+            if not finite:
+                return math.nan, 0.0, crossed, STATUS_LOSS_NONFINITE
+            # a plain difference of losses: its cancellation, weighted as in the formula (4/3, 1/3)
+            rounding += 8.0 * (layout.shape[0] + 2) * 2.0**-53 * magnitude / (2.0 * step)
+        elif not finite:
+            status = STATUS_ESTIMATE_NONFINITE
+        step *= 2.0
+    if method == RICHARDSON:
+        r1 = (4.0 * d[0] - d[1]) / 3.0
+        if status != STATUS_OK:
+            return r1, rounding, crossed, status
+        r2 = (4.0 * d[1] - d[2]) / 3.0
+        trunc = abs(r1 - r2) / 15.0 + rounding
+        d1 = d[0] - d[1]
+        d2 = d[1] - d[2]
+        off = 4.0 * d1 - d2  # 0 where the h^2 term dominates
+        if abs(off) > 8.0 * noise:
+            cap = abs(r1) + abs(d1)
+            if d1 == d2:
+                trunc += cap
+            else:
+                trunc += min(abs(d1 * off / (3.0 * (d1 - d2))), cap)
+        return r1, trunc, crossed, status
+    if status != STATUS_OK:
+        return d[0], rounding, crossed, status
+    return d[0], abs(d[0] - d[1]) / 3.0 + rounding, crossed, status
+
+
+@jit()
+def _row_inputs(X, A, layout, l, i, a):
+    """Write row ``i``'s input of every sample into ``a`` (N,): ``X[:, i]``, ``A[:, prev + i]``, or 1 (the bias row)."""
+    fan_in = layout[l, FAN_IN]
+    prev = layout[l - 1, U_OFF] if l > 0 else 0
+    for n in range(a.shape[0]):
+        if i == fan_in:
+            a[n] = 1.0
+        elif l == 0:
+            a[n] = X[n, i]
+        else:
+            a[n] = A[n, prev + i]
+
+
+@jit()
+def _param_index(layout, l, i, j):
+    """Flat index of ``W_l[i, j]``, or of ``b_l[j]`` for ``i == fan_in``."""
+    if i == layout[l, FAN_IN]:
+        return layout[l, B_OFF] + j
+    return layout[l, W_OFF] + i * layout[l, FAN_OUT] + j
+
+
+@jit()
+def _store(p, value, absum, trunc, kink, status, budget, out, absum_out, trunc_out, kink_out, status_out):
+    """Write entry ``p``'s (already scaled) results; a value that overflowed gets ``STATUS_VALUE_NONFINITE``."""
+    out[p] = value
+    if status == STATUS_OK and not math.isfinite(value):
+        status = STATUS_VALUE_NONFINITE
+    if budget:
+        absum_out[p] = absum
+        trunc_out[p] = trunc
+        kink_out[p] = 1 if kink else 0
+        status_out[p] = status
+
+
+@jit()
+def _series_weight(method):
+    """The weight ``c`` of the series' ``h^2 sum_n e3 a^3`` term in the value: central 1, complex -1, else 0."""
+    if method == RICHARDSON or method == UNIT_DELTAS:
+        return 0.0
+    if method == COMPLEX:
+        return -1.0
+    return 1.0
+
+
+@jit(parallel=True)
+def _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
+                   want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending_out):
+    """The entries of rows ``rows_lo..rows_hi-1`` whose every sample is in the series' range, in one pass.
+
+    Arguments as :func:`assemble_unit_params`; ``pending_out`` (rows_hi -
+    rows_lo, B) int8 is set to 1 where an entry needs the sample-by-sample
+    sum (:func:`_assemble_pending`), and that entry is not written.
+    """
+    N = X.shape[0]
+    B = units.shape[0]
+    scale = loss_scale(loss_code, N)
+    every = want.shape[0] == 0
+    given_steps = steps.shape[0] > 0
+    representable = method != COMPLEX
+    c3 = _series_weight(method)
+    lim_min = np.empty(B, dtype=np.float64)
+    for b in range(B):
+        low = np.inf
+        for n in range(N):
+            low = min(low, lim[n, b])
+        lim_min[b] = low
+    for i in prange(rows_lo, rows_hi):
+        a = np.empty(N, dtype=np.float64)
+        _row_inputs(X, A, layout, l, i, a)
+        a_max = 0.0
+        for n in range(N):
+            a_max = max(a_max, abs(a[n]))
+        acc1 = np.zeros(B, dtype=np.float64)
+        acc3 = np.zeros(B, dtype=np.float64)
+        acc_abs = np.zeros(B, dtype=np.float64)
+        for n in range(N):
+            an = a[n]
+            if an == 0.0:
+                continue
+            an3 = an if method == UNIT_DELTAS else an * an * an
+            if budget:
+                abs_an = abs(an)
+                for b in range(B):
+                    acc1[b] += an * E1[n, b]
+                    acc3[b] += an3 * E3[n, b]
+                    acc_abs[b] += abs_an * E1abs[n, b]
+            else:
+                for b in range(B):
+                    acc1[b] += an * E1[n, b]
+                    acc3[b] += an3 * E3[n, b]
+        for b in range(B):
+            p = _param_index(layout, l, i, units[b])
+            if not (every or want[p]):
+                continue
+            h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
+            h2 = h * h
+            whole = method == UNIT_DELTAS or h * a_max <= lim_min[b] or (method == COMPLEX and lim_min[b] > 0.0)
+            if whole:
+                value = acc1[b] + c3 * h2 * acc3[b]
+                trunc = abs(h2 * acc3[b]) if method != RICHARDSON else 0.0
+                # h^2 a^3 e3 summed before the h^2 can overflow (|a| > 5e102): sample by sample instead
+                whole = method == UNIT_DELTAS or (math.isfinite(value) and math.isfinite(trunc))
+            if not whole:
+                pending_out[i - rows_lo, b] = 1
+                continue
+            _store(p, scale * value, scale * acc_abs[b], scale * trunc, False, STATUS_OK, budget,
+                   out, absum_out, trunc_out, kink_out, status_out)
+
+
+@jit(parallel=True)
+def _assemble_pending(theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps,
+                      scaled, method, budget, rows, cols, out, absum_out, trunc_out, kink_out, status_out):
+    """The entries ``(rows[e], units[cols[e]])``, summed sample by sample (arguments as :func:`assemble_unit_params`).
+
+    A sample whose step is within the series' range adds its series terms;
+    any other adds the direct path's value (:func:`_direct_value`); the
+    complex step never leaves the series (an imaginary step moves no real
+    part), and a pre-activation exactly on a kink (range 0) is flagged.
+    One thread per entry, samples in order: bitwise the same for any thread
+    count and any set of entries.
+    """
+    N = X.shape[0]
+    width = max_width(layout)
+    scale = loss_scale(loss_code, N)
+    given_steps = steps.shape[0] > 0
+    representable = method != COMPLEX
+    c3 = _series_weight(method)
+    for e in prange(rows.shape[0]):
+        i = rows[e]
+        b = cols[e]
+        j = units[b]
+        p = _param_index(layout, l, i, j)
+        a = np.empty(N, dtype=np.float64)
+        _row_inputs(X, A, layout, l, i, a)
+        scratch = np.empty((4, width), dtype=np.float64)
+        h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
+        h2 = h * h
+        kink = False
+        status = STATUS_OK
+        value = 0.0
+        series3 = 0.0
+        direct_trunc = 0.0
+        acc_abs = 0.0
+        for n in range(N):
+            an = a[n]
+            if an == 0.0:
+                continue
+            if budget:
+                acc_abs += abs(an) * E1abs[n, b]
+            if status == STATUS_LOSS_NONFINITE:
+                continue  # the value is NaN; the terms' size is still summed
+            if abs(h * an) <= lim[n, b] or (method == COMPLEX and lim[n, b] > 0.0):
+                term3 = h2 * (an * an * an) * E3[n, b]
+                if not math.isfinite(term3):  # |h a| <= lim <= 1: (h a)^2 (a e3) is in range
+                    term3 = ((h * an) * (h * an)) * (an * E3[n, b])
+                value += an * E1[n, b] + c3 * term3
+                series3 += term3
+            elif method == COMPLEX:
+                # on a kink (or non-finite coefficients): the piece the real part is on
+                value += an * E1[n, b]
+                kink = kink or lim[n, b] == 0.0
+            else:
+                noise = 4.0 * (layout.shape[0] + 2) * 2.0**-53 * abs(an) * E1abs[n, b] if budget else 0.0
+                v, v_trunc, crossed, v_status = _direct_value(
+                    theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch
+                )
+                kink = kink or crossed
+                if v_status == STATUS_LOSS_NONFINITE:
+                    status = STATUS_LOSS_NONFINITE
+                    continue
+                if v_status != STATUS_OK:
+                    status = v_status
+                value += v
+                direct_trunc += v_trunc
+        trunc = abs(series3) if method != RICHARDSON else 0.0
+        trunc += abs(direct_trunc)
+        if status == STATUS_LOSS_NONFINITE:
+            value = math.nan
+            trunc = 0.0
+        _store(p, scale * value, scale * acc_abs, scale * trunc, kink, status, budget,
+               out, absum_out, trunc_out, kink_out, status_out)
+
+
+def assemble_unit_params(
+    theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
+    want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out,
+):
+    """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
+
+    Parameters
+    ----------
+    theta, layout, loss_code, X, Y, Z, A, C, R, ysum
+        As in :func:`unit_series`.
+    l : int
+        Layer.
+    units : ndarray of int64, shape (B,)
+    E1, E3, E1abs, lim : ndarray of float64, shape (N, B)
+        From :func:`unit_series`.
+    steps : ndarray of float64, shape (P,) or (0,)
+        Each parameter's step ``h`` (> 0); empty: computed here from
+        ``eps`` and ``scaled`` (:func:`.steps.step_size`, exactly
+        representable except for the complex step), which saves a P-sized
+        array when nobody reads the steps.
+    eps : float
+    scaled : bool
+        The step rule, when ``steps`` is empty.
+    method : int
+        ``CENTRAL``: ``(E(w + h) - E(w - h)) / 2h``;
+        ``RICHARDSON``: ``(4 D(h) - D(2h)) / 3`` with ``D`` the
+        central difference; ``COMPLEX``: ``Im E(w + i h) / h``;
+        ``UNIT_DELTAS``: ``sum_n a E1`` (``E1`` the numerical per-unit
+        deltas of :func:`unit_deltas`), truncation ``h^2 |sum_n a E3|``.
+    want : ndarray of bool, shape (P,) or (0,)
+        Only these flat entries are written; empty: every entry.
+    budget : bool
+        Also write ``absum_out``, ``trunc_out`` and ``kink_out``. Without
+        it (a numerical gradient alone) they are not touched (pass empty
+        arrays) and ``E1abs`` is not read: a third less work per entry.
+    rows_lo, rows_hi : int
+        Only rows ``rows_lo <= i < rows_hi`` of ``W_l`` (row ``fan_in``: the
+        bias) are assembled, so that a costly block can be split into calls
+        short enough for Ctrl-C to land between them.
+    out : ndarray of float64, shape (P,)
+        Written: the derivative.
+    absum_out : ndarray of float64, shape (P,)
+        Written: ``scale * sum_n E1abs a``, the size of the terms the
+        derivative sums (for rounding budgets).
+    trunc_out : ndarray of float64, shape (P,)
+        Written: the difference formula's truncation error, estimated:
+        ``|scale h^2 sum_n e3 a^3|`` for the central difference and the
+        complex step (their ``h^2`` terms), plus the direct path's samples'
+        estimates (:func:`_direct_value`); Richardson removes the series'
+        ``h^2`` term exactly.
+    kink_out : ndarray of int8, shape (P,)
+        Written: 1 when a step of this parameter moved a relu/leaky_relu
+        pre-activation across its kink in some sample, else 0.
+    status_out : ndarray of int8, shape (P,)
+        Written with ``budget``: ``STATUS_OK``, or why the value is not
+        finite (``STATUS_LOSS_NONFINITE``: the loss at ``w +- h`` is not,
+        value NaN; ``STATUS_VALUE_NONFINITE``: the quotient overflows) or
+        its truncation estimate incomplete (``STATUS_ESTIMATE_NONFINITE``).
+        Without ``budget`` the values are the same (NaN where the loss is
+        not finite) and nothing is written here.
+
+    Notes
+    -----
+    Row ``i`` of ``W_l`` (and the bias, as row ``fan_in``) is handled by one
+    thread: ``sum_n e1 a + c h^2 sum_n e3 a^3`` (c = 1 central, 0
+    Richardson, -1 complex step), samples in order, when every sample's step
+    ``h |a_ni|`` is within the series' range; otherwise the samples are
+    summed one by one, each out-of-range one by the direct path. The complex
+    step never leaves the series: an imaginary step moves no real part, so
+    no kink is crossed; a pre-activation exactly on a kink (range 0) is
+    flagged instead. Bitwise the same for any thread count.
+    """
+    pending = np.zeros((rows_hi - rows_lo, units.shape[0]), dtype=np.int8)
+    _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
+                   budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending)
+    rows, cols = np.nonzero(pending)
+    for lo in range(0, rows.shape[0], PENDING_CALL):
+        _assemble_pending(theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps,
+                          eps, scaled, method, budget, (rows[lo:lo + PENDING_CALL] + rows_lo).astype(np.int64),
+                          cols[lo:lo + PENDING_CALL].astype(np.int64), out, absum_out, trunc_out, kink_out,
+                          status_out)
