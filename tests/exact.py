@@ -8,7 +8,15 @@ exactly, and all arithmetic runs with ``DIGITS`` significant digits.
 
 from __future__ import annotations
 
-import mpmath
+import pytest
+
+try:
+    import mpmath
+except ImportError:  # mpmath is in the test extra; without it the tests marked needs_mpmath skip
+    mpmath = None
+
+#: Marks a test that uses mpmath (directly or through this module): skipped where mpmath is not installed.
+needs_mpmath = pytest.mark.skipif(mpmath is None, reason="mpmath is not installed (pip install -e '.[test]')")
 
 DIGITS = 60
 

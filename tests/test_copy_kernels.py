@@ -18,6 +18,7 @@ def _values(seed, bad=()):
     return x
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("bad", [(), ((0, np.nan),), ((SIZE - 1, np.inf), (17, -np.inf), (40000, np.nan))])
 def test_copy_and_count_match_numpy(threads, bad):

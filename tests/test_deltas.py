@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-import mpmath
 import numpy as np
 import pytest
+from exact import mpmath, needs_mpmath
 
 from fastgrad._kernels import codes
 from fastgrad._kernels.activations import activate
@@ -60,6 +60,9 @@ D_CLOSED += [s * d for d in (3.0, 8.0, 10.0, 25.0, 40.0) for s in (1.0, -1.0)]
 
 @pytest.fixture(autouse=True)
 def _digits():
+    if mpmath is None:  # the tests that use it are marked needs_mpmath and skip
+        yield
+        return
     with mpmath.workdps(DIGITS):
         yield
 
@@ -121,6 +124,8 @@ def _worst_delta_excess(code, points, tol_of):
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.nojit
+@needs_mpmath
 @pytest.mark.parametrize("name", SMOOTH)
 def test_smooth_delta_taylor_branch_to_a_few_ulps(name, rng):
     code = SMOOTH[name]
@@ -130,6 +135,8 @@ def test_smooth_delta_taylor_branch_to_a_few_ulps(name, rng):
     assert ratio <= 1.0, f"{name}: (z, d, got, exact, rel/U) = {where}"
 
 
+@pytest.mark.nojit
+@needs_mpmath
 @pytest.mark.parametrize("name", SMOOTH)
 def test_smooth_delta_closed_branch_to_a_few_ulps(name, rng):
     code = SMOOTH[name]
@@ -140,6 +147,7 @@ def test_smooth_delta_closed_branch_to_a_few_ulps(name, rng):
     assert ratio <= 1.0, f"{name}: (z, d, got, exact, rel/U) = {where}"
 
 
+@needs_mpmath
 @pytest.mark.parametrize("z,d", [(5.0, -8.0), (30.0, -10.0), (30.0, -30.0), (2.0, -1.5)])
 def test_softplus_delta_large_negative_step(z, d):
     # log1p(sigmoid(z) expm1(d)) alone cancels inside log1p here, where
@@ -159,6 +167,7 @@ def test_smooth_delta_of_zero_step_is_zero(name):
         assert act_delta(code, z, 0.0, *_coefficients(code, z)) == 0.0
 
 
+@needs_mpmath
 @pytest.mark.parametrize("z", [0.5, -2.0, 3.0])
 @pytest.mark.parametrize("name", SMOOTH)
 def test_naive_difference_cancels_act_delta_does_not(name, z):
@@ -179,6 +188,8 @@ def test_naive_difference_cancels_act_delta_does_not(name, z):
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.nojit
+@needs_mpmath
 @pytest.mark.parametrize("name", SMOOTH)
 def test_taylor_coefficients_match_mpmath_derivatives(name, rng):
     code = SMOOTH[name]
@@ -266,6 +277,7 @@ PIECEWISE_GRID = [
 ]
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("name", PIECEWISE)
 def test_piecewise_delta_exact_on_grid(name):
     code = PIECEWISE[name]
@@ -307,6 +319,7 @@ SMALL_ARGS = (
 )
 
 
+@needs_mpmath
 @pytest.mark.parametrize("branch", ["taylor", "closed"])
 @pytest.mark.parametrize("name", ["expm1_small", "log1p_small"])
 def test_expm1_log1p_small_to_a_few_ulps(name, branch, rng):
@@ -369,6 +382,8 @@ def _exact_softmax_shift(p, dz):
     return mpmath.log(sum(pk * mpmath.exp(_mp(d)) for pk, d in zip(P, dz))) - mpmath.log(sum(P))
 
 
+@pytest.mark.nojit
+@needs_mpmath
 @pytest.mark.parametrize("signs", ["same", "mixed"])
 def test_log_softmax_shift_matches_mpmath(signs, rng):
     # Same-sign shifts: relative error. Mixed signs: the terms p_k expm1(dz_k)
@@ -402,6 +417,7 @@ def test_log_softmax_shift_matches_mpmath(signs, rng):
     assert worst <= 16 * U, worst / U  # measured 5.0 U (same), 6.8 U (mixed)
 
 
+@needs_mpmath
 @pytest.mark.parametrize("shift", [-0.6, -1.0, -3.0, -20.0, -40.0, -700.0])
 def test_log_softmax_shift_large_negative_shifts(shift, rng):
     # sum_k p_k expm1(dz_k) near -1: log1p of it alone cancels (it gave -inf

@@ -1,5 +1,6 @@
-"""method="directional": every entry's error counts in units of its own rounding, and what a projection
-cannot resolve is checked one by one or said to be inconclusive (never passed silently).
+"""method="directional": every entry's error counts in units of its own rounding.
+
+What a projection cannot resolve is checked one by one or said to be inconclusive (never passed silently).
 
 Before: one projection per tensor had a tensor-wide budget, factor * sum_p |v_p| (|g_p| + floor_t), so
 an entry's error had to exceed ~u * sum |g| of its tensor to be seen; a 1e-4 relative error in a small
@@ -71,8 +72,9 @@ def test_errors_in_small_entries_are_caught_in_many_nets_with_mixed_units(units)
 
 
 def _cancelling_row_case():
-    """A linear model with a feature near 1e9 (an unnormalised offset) that every output's residual is
-    orthogonal to: row 0 of dW1 cancels to rounding of terms ~1e9 times the other rows' gradients, so
+    """A linear model with a feature near 1e9 (an unnormalised offset), orthogonal to every output's residual.
+
+    Row 0 of dW1 cancels to rounding of terms ~1e9 times the other rows' gradients, so
     central differences cannot tell those entries from zero either, in a tensor of 256 entries.
     """
     rng = np.random.default_rng(3)
@@ -113,10 +115,12 @@ def test_a_wrong_value_where_the_truth_cancels_to_zero_fails_as_with_central():
 
 @pytest.mark.parametrize("sizes, hidden", [([12, 20, 5], "tanh"), ([64, 256, 10], "tanh"), ([64, 128, 10], "relu")])
 def test_every_entry_is_checked_or_told_from_zero_by_its_projection(sizes, hidden):
-    """What the projections vouch for, per entry: ``result.budget`` of an entry not checked one by one is
-    the error its projection would have caught, and it tells the entry's value from zero; only an exact
-    zero (a dead unit's) may rest on a budget negligible for its tensor. Features over six decades: the
-    small features' weights have gradients ~1e-8 of the tensor's largest.
+    """What the projections vouch for, per entry.
+
+    ``result.budget`` of an entry not checked one by one is the error its projection would have caught,
+    and it tells the entry's value from zero; only an exact zero (a dead unit's) may rest on a budget
+    negligible for its tensor. Features over six decades: the small features' weights have gradients
+    ~1e-8 of the tensor's largest.
     """
     rng = np.random.default_rng(11)
     net = fastgrad.MLP(sizes, hidden=hidden, output="softmax", loss="cross_entropy")
@@ -154,9 +158,10 @@ def test_few_forward_passes_on_a_typical_net():
 
 
 def test_exact_zeros_of_dead_units_are_confirmed_and_a_residue_there_is_caught():
-    """A dead relu unit: its weights' gradients are exactly 0 with no terms at all. A tensor passed as
-    all zeros puts those entries (rounding scale ~1e-308) and the live ones (~1e-16) more than SPAN apart:
-    they are projected in separate groups, and the live ones still fail.
+    """A dead relu unit: its weights' gradients are exactly 0 with no terms at all.
+
+    A tensor passed as all zeros puts those entries (rounding scale ~1e-308) and the live ones (~1e-16)
+    more than SPAN apart: they are projected in separate groups, and the live ones still fail.
     """
     rng = np.random.default_rng(7)
     net = fastgrad.MLP([3, 4, 2], hidden="relu")

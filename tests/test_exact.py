@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from exact import exact_central_difference
+from exact import exact_central_difference, needs_mpmath
 
 import fastgrad
 
@@ -14,6 +14,7 @@ CASES = [
 ]
 
 
+@needs_mpmath
 @pytest.mark.parametrize("sizes,hidden,output,loss", CASES)
 def test_incremental_matches_exact_central_difference(sizes, hidden, output, loss):
     rng = np.random.default_rng(11)

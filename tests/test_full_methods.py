@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 
-import mpmath
 import numba
 import numpy as np
 import pytest
 import reference as ref
-from exact import DIGITS, exact_loss
+from exact import DIGITS, exact_loss, mpmath, needs_mpmath
 
 import fastgrad
 from fastgrad._kernels import codes
@@ -219,6 +218,7 @@ def exact_gradient(net, theta, X, Y):
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=CASE_IDS)
 def test_matches_numpy_twin(rng, sizes, hidden, output, loss, method):
@@ -235,6 +235,7 @@ def test_matches_numpy_twin(rng, sizes, hidden, output, loss, method):
     assert not kinks.any()  # random_case keeps every kinked unit 1e-2 from 0
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=CASE_IDS)
 def test_central_is_bitwise_central_diff_full(rng, sizes, hidden, output, loss):
     net, theta, X, Y = case(rng, sizes, hidden, output, loss, N=11)
@@ -248,6 +249,7 @@ def test_central_is_bitwise_central_diff_full(rng, sizes, hidden, output, loss):
     assert np.array_equal(out.view(np.int64), expected.view(np.int64))
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=CASE_IDS)
 def test_complex_matches_complex_batch_loss(rng, sizes, hidden, output, loss):
     """The kernel's suffix-only complex pass gives the values of the plain whole pass."""
@@ -276,6 +278,7 @@ SMOOTH = [
 ]
 
 
+@needs_mpmath
 @pytest.mark.parametrize("sizes,hidden,output,loss", SMOOTH, ids=["-".join(c[1:]) for c in SMOOTH])
 def test_accuracy_against_exact_gradient(rng, sizes, hidden, output, loss):
     """Errors relative to the largest entry: complex <= 1e-13, Richardson <= 1e-10, central <= 1e-7.
@@ -446,6 +449,7 @@ def test_inputs_not_modified(rng, method):
         assert np.array_equal(a.view(np.uint8), c.view(np.uint8))
 
 
+@needs_mpmath
 @pytest.mark.parametrize("name,code", [
     ("sigmoid", codes.SIGMOID), ("tanh", codes.TANH), ("softplus", codes.SOFTPLUS),
 ])

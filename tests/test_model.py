@@ -199,6 +199,7 @@ FORWARD_CASES = _cases(OUTPUTS)
 BACKPROP_CASES = _cases(PAIRS)
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize(
     "sizes,hidden,output", FORWARD_CASES, ids=[_case_id(c) for c in FORWARD_CASES]
 )
@@ -211,6 +212,7 @@ def test_forward_matches_reference(make_case, sizes, hidden, output):
     np.testing.assert_allclose(got, ref.output_of(params, X, hidden, output), **FWD_TOL)
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("sizes", ARCHS, ids=ARCH_IDS)
 @pytest.mark.parametrize("output,loss", PAIRS, ids=PAIR_IDS)
 def test_loss_matches_reference(make_case, sizes, output, loss):
@@ -238,6 +240,7 @@ def test_losses_relate_by_their_scale_factors(rng):
     assert values["sse"] > 0
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize(
     "sizes,hidden,pair", BACKPROP_CASES, ids=[_case_id(c) for c in BACKPROP_CASES]
 )
@@ -349,6 +352,7 @@ def _diff_atol(params, X, Y, hidden, output, loss, eps):
     return max(1e-10, 1e-15 * value / eps)
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("hidden", ref.ACTIVATIONS)
 @pytest.mark.parametrize("output,loss", PAIRS, ids=PAIR_IDS)
 def test_numerical_gradient_matches_reference(make_case, hidden, output, loss):

@@ -8,10 +8,9 @@ engine's result for independence from blocking and from which entries are
 asked for.
 """
 
-import mpmath
 import numpy as np
 import pytest
-from exact import DIGITS, exact_central_difference, exact_sample_loss
+from exact import DIGITS, exact_central_difference, exact_sample_loss, mpmath, needs_mpmath
 
 import fastgrad
 from fastgrad import engines
@@ -69,6 +68,8 @@ def _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, lim, h, out, me
     return absum, trunc, kink
 
 
+@pytest.mark.nojit
+@needs_mpmath
 @pytest.mark.parametrize("sizes,hidden,output,loss", CASES, ids=IDS)
 def test_unit_series_matches_exact_derivatives(sizes, hidden, output, loss):
     # e1 = dE_n/ds and e3 = d3E_n/ds3 / 6, where s shifts one unit's
@@ -94,6 +95,7 @@ def test_unit_series_matches_exact_derivatives(sizes, hidden, output, loss):
         assert np.max(np.abs(E3 - want3)) <= 1e-13 * scale3, (layer, E3, want3)
 
 
+@needs_mpmath
 def test_unit_series_would_catch_a_wrong_coefficient():
     # The twin comparison above has teeth: e3 matters at a large step.
     # Replacing e3 by 0 moves the central difference at h = 1e-3 by more
@@ -132,6 +134,7 @@ def test_series_agree_with_the_direct_path(sizes, hidden, output, loss, h):
     assert np.max(np.abs(fast - direct)) <= 1e-12 * scale
 
 
+@needs_mpmath
 @pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
 def test_kink_within_reach_takes_the_direct_path(hidden):
     # One hidden pre-activation 2^-30 (~9.3e-10) from the kink, steps of

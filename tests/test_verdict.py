@@ -5,11 +5,10 @@ networks, saturated ones and float32 backprops among them) and still catch
 errors far below a fixed tolerance's reach.
 """
 
-import mpmath
 import numpy as np
 import pytest
 import reference as ref
-from exact import DIGITS, exact_loss
+from exact import DIGITS, exact_loss, mpmath, needs_mpmath
 
 import fastgrad
 
@@ -208,6 +207,7 @@ def _exact_gradient(net, params, X, Y):
         return np.array([float(mpmath.diff(lambda w, i=i: loss_at(i, w), base[i])) for i in range(theta.size)])
 
 
+@needs_mpmath
 @pytest.mark.parametrize("engine", ["incremental", "full"])
 @pytest.mark.parametrize(
     "hidden,output,loss",

@@ -189,6 +189,7 @@ def test_empty_kink_and_checked_mean_none_and_all():
         assert np.array_equal(x, y, equal_nan=True)
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("threads", [1, 2])
 def test_tensor_scales_match_numpy(threads):
     offsets, a, n, b, kink, checked, negligible = _verdict_inputs(4)
@@ -242,6 +243,7 @@ def test_a_budget_as_large_as_the_value_is_unresolved_not_passed():
     assert (status == V.UNRESOLVED).all()
 
 
+@pytest.mark.nojit
 @pytest.mark.parametrize("hidden, output", [("tanh", "sigmoid"), ("relu", "softmax"), ("relu", "identity")])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_rounding_kernels_match_numpy(hidden, output, threads):
