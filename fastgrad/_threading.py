@@ -370,6 +370,12 @@ class Kernel:
         return numba.njit(**{**self.options, "parallel": False})(twin)
 
 
-def guard(dispatcher: Any, options: dict[str, Any]) -> Kernel:
-    """Wrap a Numba dispatcher made with ``options`` (see :class:`Kernel`)."""
+def guard(dispatcher: Any, options: dict[str, Any]) -> Any:
+    """Wrap a Numba dispatcher made with ``options`` (see :class:`Kernel`).
+
+    Under ``NUMBA_DISABLE_JIT=1`` Numba returns the plain Python function,
+    which runs no parallel region and needs no guard: it is returned as is.
+    """
+    if numba.config.DISABLE_JIT:
+        return dispatcher
     return Kernel(dispatcher, options)

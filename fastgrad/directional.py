@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._config import DEFAULT_EPS_COMPLEX
+from ._kernels import activations
 from ._kernels._jit import jit
 from ._kernels.codes import ACT, B_OFF, CROSS_ENTROPY, FAN_IN, FAN_OUT, U_OFF, W_OFF
 from ._kernels.complex_forward import directional_derivative

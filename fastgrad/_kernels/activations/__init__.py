@@ -107,4 +107,5 @@ has_series = _dispatcher("has_series(code)", lambda m: f"return {bool(m.SERIES)}
 SOURCE = "\n".join(_SOURCES)
 
 __all__ = ["CODES", "CURVED_CODES", "EXP_MAX", "HIDDEN", "MODULES", "N_COEF", "OUTPUT_ONLY", "SERIES_MAX", "SLACK",
-           "act_delta", "activate", "cact", "change_limit", "derivative", "has_kink", "has_series", "is_linear", "slack", "taylor"]
+           "act_delta", "activate", "cact", "change_limit", "derivative", "has_kink", "has_series", "is_linear",
+           "slack", "taylor"]

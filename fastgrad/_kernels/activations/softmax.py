@@ -9,6 +9,7 @@ computed from the logits: :mod:`fastgrad._kernels.loss`, :mod:`.deltas`).
 import math
 
 from .._jit import jit
+from ._series import SERIES_MAX
 
 CODE = 6
 NAME = "softmax"
@@ -34,3 +35,18 @@ def layer_value(z, a, start, stop):
         total += a[j]
     for j in range(start, stop):
         a[j] /= total
+
+
+@jit()
+def taylor(z, a):
+    """Zeros: a softmax unit has no change of its own (its layer's change is its loss's), and nothing reads them.
+
+    Defined so that the incremental engine's base state can fill every unit's coefficients in one loop.
+    """
+    return 0.0, 0.0, 0.0, 0.0
+
+
+@jit()
+def change_limit(z, bound):
+    """Largest ``|s|`` keeping a logit change ``|d| <= |s| bound`` in the range of its loss's (log-sum-exp) series."""
+    return SERIES_MAX / bound
