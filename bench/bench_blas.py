@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from nets import blas_thread_limit, blas_threads
+
+from fastgrad.bench import blas_threads, openblas_thread_functions, peer_threads
 
 BLAS_GROUP = "blas np.dot (deep-net shapes)"
 #: (rows, inner, cols, repeats): (4*64, 256) @ (256, 256) is four batches of
@@ -34,9 +35,9 @@ def test_blas_dot(benchmark, shape, threads):
     out = np.empty((m, n))
     default = blas_threads()
     n_threads = default if threads == "all" else 1
-    with blas_thread_limit(n_threads if n_threads is not None else 1) as limited:
-        if threads == 1 and not limited:
-            pytest.skip("NumPy's BLAS is not OpenBLAS: its thread count cannot be set here")
+    if threads == 1 and openblas_thread_functions() is None:
+        pytest.skip("NumPy's BLAS is not OpenBLAS: its thread count cannot be set here")
+    with peer_threads(n_threads if n_threads is not None else 1):
         benchmark.group = BLAS_GROUP
         C = benchmark(_repeated_dot, A, B, out, repeats)
     # the product is right: a few rows against an elementwise sum (no BLAS)

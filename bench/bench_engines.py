@@ -42,22 +42,21 @@ import time
 import numba
 import numpy as np
 import pytest
-from nets import (
-    blas_thread_limit,
+
+import fastgrad
+from fastgrad import engines
+from fastgrad._config import threads_context
+from fastgrad.bench import (
     blas_threads,
-    engine_flops,
     forward_flops,
     forward_seconds,
     make_case,
-    max_rel_error,
     naive_numerical,
-    numba_threads,
     numpy_loss,
+    peer_threads,
     spread_indices,
-    unit_indices,
+    torch_loss,
 )
-
-import fastgrad
 from fastgrad.engines import numerical_flat
 
 EPS = 1e-8  # the incremental engine's documented default step, passed explicitly
@@ -86,16 +85,60 @@ def _peer_threads(torch=None):
         yield torch.get_num_threads() if torch is not None else blas_threads()
         return
     n = int(PEER_THREADS)
-    with blas_thread_limit(n):
-        if torch is None:
-            yield n
-            return
-        previous = torch.get_num_threads()
-        torch.set_num_threads(n)
-        try:
-            yield n
-        finally:
-            torch.set_num_threads(previous)
+    with peer_threads(n, torch):
+        yield n
+
+
+def unit_indices(net, fraction, seed=0):
+    """Flat indices of whole units: about ``fraction`` of every layer's units.
+
+    A unit's parameters are its ``fan_in`` incoming weights and its bias;
+    the incremental engine's cost is per unit (the parameters of a unit
+    share its lookahead), so a subset that extrapolates fairly must hold
+    whole units, the same fraction of every layer (at least one unit each).
+    """
+    rng = np.random.default_rng(seed)
+    parts = []
+    for layer in range(net.n_layers):
+        fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+        count = max(1, int(round(fraction * fan_out)))
+        units = np.sort(rng.choice(fan_out, size=count, replace=False))
+        w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+        parts.append((w_off + np.arange(fan_in)[:, None] * fan_out + units[None, :]).ravel())
+        parts.append(b_off + units)
+    return np.sort(np.concatenate(parts)).astype(np.int64)
+
+
+def engine_flops(net, engine, n_samples, indices=None):
+    """Return fastgrad's own estimate of an engine's work for these entries.
+
+    It is the engine's cost model (``engines.unit_cost`` for "incremental",
+    ``engines.full_param_cost`` for "full"), not a count: good for the order
+    of magnitude of the GFLOP/s achieved. The incremental engine's cost is
+    per unit, so a unit counts in full once any of its parameters is wanted.
+    """
+    want = np.zeros(net.n_params, dtype=bool)
+    want[slice(None) if indices is None else np.asarray(indices)] = True
+    if engine == "full":
+        return float(engines.full_param_cost(net, n_samples) * np.count_nonzero(want))
+    if engine != "incremental":
+        raise ValueError(f"no cost model for engine {engine!r}")
+    total = 0.0
+    for layer in range(net.n_layers):
+        fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+        w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+        touched = want[w_off:w_off + fan_in * fan_out].reshape(fan_in, fan_out).any(axis=0)
+        touched |= want[b_off:b_off + fan_out]
+        total += float(engines.unit_cost(net, layer, n_samples)) * int(np.count_nonzero(touched))
+    return total
+
+
+def max_rel_error(numerical, analytic):
+    """Worst tensor's ``max |n - a| / max |a|`` (norm-wise relative error)."""
+    return max(
+        float(np.max(np.abs(n - a)) / max(np.max(np.abs(a)), 1e-300))
+        for n, a in zip(numerical, analytic)
+    )
 
 
 def _peer_indices(benchmark, net, count):
@@ -221,26 +264,6 @@ def test_reference_naive_loop(benchmark):
           role="peer", extra=extra)
 
 
-def _torch_subset_loss(torch, net, params, X, Y, idx):
-    """Return the net's MSE loss in torch as a function of the parameters at ``idx`` (others fixed)."""
-    theta = torch.tensor(net.flatten(params))
-    where = torch.tensor(idx, dtype=torch.int64)
-    Xt, Yt = torch.tensor(X), torch.tensor(Y)
-    acts = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z}
-    bounds = list(zip(net.offsets[:-1].tolist(), net.offsets[1:].tolist(), net.param_shapes))
-
-    def loss(subset):
-        full = theta.index_put((where,), subset)  # out of place: differentiable in ``subset``
-        tensors = [full[lo:hi].reshape(shape) for lo, hi, shape in bounds]
-        a = Xt
-        for layer in range(net.n_layers):
-            f = acts[net.output if layer == net.n_layers - 1 else net.hidden]
-            a = f(a @ tensors[2 * layer] + tensors[2 * layer + 1])
-        return ((Yt - a) ** 2).sum() / Xt.shape[0]
-
-    return loss, theta[where].clone().requires_grad_(True)
-
-
 def test_reference_torch_gradcheck(benchmark):
     """``torch.autograd.gradcheck`` (``fast_mode=False``) on the naive loop's subset, from every tensor."""
     try:
@@ -251,7 +274,7 @@ def test_reference_torch_gradcheck(benchmark):
     idx = _peer_indices(benchmark, net, NAIVE_SUBSET)
     tensors_hit = sorted({net.locate(int(i))[0] for i in idx})
     assert tensors_hit == sorted(net.tensor_names), tensors_hit
-    loss, subset = _torch_subset_loss(torch, net, params, X, Y, idx)
+    loss, subset = torch_loss(torch, net, net.flatten(params), X, Y, idx)
     # the torch function is the same loss, with the same gradient, as fastgrad's
     value = loss(subset)
     assert abs(value.detach().item() - net.loss(params, X, Y)) <= 1e-12 * abs(net.loss(params, X, Y))
@@ -386,7 +409,7 @@ def test_deep_incremental(benchmark, max_threads):
     predicted = None
     if DEEP_MODE == "auto":
         t0 = time.perf_counter()
-        with numba_threads(max_threads):
+        with threads_context(max_threads):
             probe = numerical_flat(net, theta, X, Y, EPS, "incremental", indices=idx)[idx]
         predicted = (time.perf_counter() - t0) * net.n_params / len(idx)
         assert _subset_rel_error(probe, analytic[idx]) <= BACKPROP_RTOL
@@ -398,7 +421,7 @@ def test_deep_incremental(benchmark, max_threads):
         err = _fastgrad_full_check(benchmark, net, params, X, Y, max_threads, rounds=3)
         extra["flops_estimate"] = engine_flops(net, "incremental", X.shape[0])
     else:
-        with numba_threads(max_threads):
+        with threads_context(max_threads):
             values = benchmark.pedantic(numerical_flat, args=(net, theta, X, Y, EPS, "incremental"),
                                         kwargs=dict(indices=idx), rounds=3, iterations=1)[idx]
         err = _subset_rel_error(values, analytic[idx])
@@ -429,7 +452,7 @@ def test_deep_unit_engine(benchmark, max_threads):
     net, params, X, Y = make_case(**DEEP)
     fastgrad.numerical_gradient(net, params, X[:2], Y[:2], engine="unit")  # compile
     benchmark.group = DEEP_GROUP
-    with numba_threads(max_threads):
+    with threads_context(max_threads):
         grads = benchmark.pedantic(fastgrad.numerical_gradient, args=(net, params, X, Y),
                                    kwargs=dict(engine="unit"), rounds=3, iterations=1)
     err = max_rel_error(grads, net.backprop(params, X, Y))

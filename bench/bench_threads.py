@@ -31,11 +31,11 @@ import time
 
 import numpy as np
 import pytest
-from nets import make_case
 from numba import njit, prange
 
 import fastgrad
 from fastgrad._config import threads_context
+from fastgrad.bench import make_case
 
 EPS = 1e-8
 #: (label, sizes, batch, rounds when timed)
@@ -77,7 +77,7 @@ def throughput_kernel(out, sweeps):
 
 
 def _calibrated(kernel, out, target: float, probe_size: int = 100_000) -> int:
-    """The size argument that makes ``kernel`` take about ``target`` seconds on one thread."""
+    """Return the size argument that makes ``kernel`` take about ``target`` seconds on one thread."""
     _with_threads(1, lambda: kernel(out, 10))  # compile
     probe = _with_threads(1, lambda: _time(lambda: kernel(out, probe_size)))
     return max(10, int(probe_size * target / max(probe, 1e-9)))
@@ -96,7 +96,7 @@ def _with_threads(n, fn):
 
 @pytest.mark.parametrize("label,sizes,n_samples,rounds", CASES, ids=[c[0].split()[0] for c in CASES])
 def test_thread_scaling_interleaved(benchmark, label, sizes, n_samples, rounds, max_threads):
-    """fastgrad's all-threads/1-thread ratio beside the reference kernel's, rounds interleaved."""
+    """Measure fastgrad's all-threads/1-thread ratio beside the reference kernels', rounds interleaved."""
     net, params, X, Y = make_case(sizes=sizes, n_samples=n_samples)
     if getattr(benchmark, "disabled", False):
         rounds = 2  # CI: the assertions, not the numbers

@@ -8,7 +8,8 @@ import sys
 import numba
 import numpy as np
 import pytest
-from nets import blas_threads
+
+from fastgrad.bench import blas_threads
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -20,7 +20,8 @@ log time against log P over the sizes with P >= 1e3. Last, the interleaved
 thread-scaling benchmarks (``bench_threads.py``): fastgrad's ratio beside a
 reference kernel's, measured in the same rounds.
 
-Standard library only; ``summarize(data)`` returns the text for a loaded JSON.
+Needs the standard library and ``fastgrad.bench`` (the growth exponent's fit);
+``summarize(data)`` returns the text for a loaded JSON.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ import json
 import math
 import sys
 
-#: Sizes below this are left out of the log-log slope (fixed costs dominate them).
-SLOPE_MIN_PARAMS = 1e3
+from fastgrad.bench import SLOPE_MIN_PARAMS, fit_slope
 
 
 def _num(value):
@@ -60,16 +60,6 @@ def rows_of(data: dict) -> list[dict]:
             "info": info,
         })
     return rows
-
-
-def fit_slope(points: list[tuple[float, float]]) -> float | None:
-    """Least-squares slope of log t against log P, for (P, t) points; None with < 2 sizes."""
-    pts = [(math.log(p), math.log(t)) for p, t in points if p > 0 and t > 0]
-    if len({x for x, _ in pts}) < 2:
-        return None
-    mx = sum(x for x, _ in pts) / len(pts)
-    my = sum(y for _, y in pts) / len(pts)
-    return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
 
 
 def _seconds(t: float) -> str:

@@ -76,7 +76,7 @@ def test_tiny_sweep_writes_json_with_every_row(tmp_path, capsys):
 
 def test_peer_timed_on_a_subset_says_extrapolated(capsys, monkeypatch):
     # every subset at its minimum size
-    monkeypatch.setattr(bench, "QUICK_PRESET", dataclasses.replace(bench.QUICK_PRESET, budget=1e-6))
+    monkeypatch.setattr(bench.options, "QUICK_PRESET", dataclasses.replace(bench.QUICK_PRESET, budget=1e-6))
     code, out, err = run(ONE_NET + ["--engines", "incremental", "--peers", "naive"], capsys)
     assert code == 0, out + err
     line = next(li for li in out.splitlines() if "naive NumPy loop" in li)
@@ -153,7 +153,7 @@ def test_wrong_numerical_gradient_fails_the_bench(tmp_path, capsys, monkeypatch)
 
 
 def test_wrong_peer_fails_the_bench(capsys, monkeypatch):
-    monkeypatch.setattr(bench, "naive_numerical", lambda net, params, X, Y, eps, idx: np.zeros(len(idx)))
+    monkeypatch.setattr(bench.peer_naive, "naive_numerical", lambda net, params, X, Y, eps, idx: np.zeros(len(idx)))
     code, out, err = run(ONE_NET + ["--engines", "incremental", "--peers", "naive"], capsys)
     assert code == 1, out + err
     assert re.search(r"naive NumPy loop, 1 thr, 784-4-10: max rel error (0\.\d+|1) > tolerance 1e-06", out), out
@@ -191,7 +191,7 @@ def test_full_engine_subset_gives_every_thread_a_chunk(sizes):
                       analytic=np.zeros(0), scale=1.0, forward_s=1e-3)
     per_param, per_chunk = differences_cost(net.layout, 64, engines.METHOD_CODES["central"])
     for threads in (1, 2, 4):
-        k = bench._full_engine_floor(case, "central", threads)
+        k = bench.sweep._full_engine_floor(case, "central", threads)
         idx = bench.spread_indices(net, k, seed=0)
         work = per_param[idx].sum()
         parts = min(threads * engines.CHUNKS_PER_THREAD, work // (engines.FULL_CHUNK_PASSES * per_chunk))
