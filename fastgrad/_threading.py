@@ -367,7 +367,9 @@ class Kernel:
         twin.__qualname__ = fn.__qualname__ + "__serial"  # its own on-disk cache entry
         twin.__module__ = fn.__module__
         twin.__doc__ = fn.__doc__
-        return numba.njit(**{**self.options, "parallel": False})(twin)
+        from ._kernels._cache import compile_kernel  # (not at import: _kernels imports this module)
+
+        return compile_kernel(twin, {**self.options, "parallel": False})
 
 
 def guard(dispatcher: Any, options: dict[str, Any]) -> Any:
