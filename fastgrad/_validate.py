@@ -311,15 +311,6 @@ def entry_arguments(
     check_work_memory(net, X, per_param, what)
 
 
-def engine_method(engine: Any, method: Any, engines: Sequence[str], methods: Sequence[str]) -> None:
-    """Validate ``engine`` and ``method`` and their combination (the rules :func:`fastgrad.check` applies)."""
-    choice(method, methods, "method")
-    choice(engine, engines, "engine")
-    if engine == "unit" and method != "central":
-        raise ValueError(f"engine='unit' differentiates each unit by a central difference; method={method!r} "
-                         "needs engine='incremental' or 'full'")
-
-
 # ------------------------------------------------------------------ memory
 
 #: Largest array fastgrad will try to build, in bytes (NumPy's limit is the

@@ -64,7 +64,7 @@ import fastgrad
 from . import engines
 from ._config import threads_context
 from ._kernels.numgrad import differences_cost
-from .check import default_eps
+from .checking import default_eps
 from .model import MLP
 
 #: Input and output widths of the sweep's 1-hidden-layer nets (MNIST-like).
