@@ -13,7 +13,7 @@ from ._kernels import codes
 from ._kernels.backprop import backprop_batch
 from ._kernels.forward import empty_activations, forward_batch
 from ._kernels.loss import loss_from_activations
-from .capabilities import MLP_KIND
+from .capabilities import MLP_KIND, supported
 from .protocol import ModelBase
 
 #: Activation names accepted for ``hidden`` and ``output``.
@@ -113,6 +113,10 @@ class MLP(ModelBase):
     def depth(self) -> int:
         """Layers the gradient's arithmetic chains through (scales the checked gradient's rounding allowance)."""
         return self.n_layers
+
+    def capabilities(self) -> dict[str, tuple[str, ...]]:
+        """Return the methods each engine serves for an MLP (every one: see :mod:`fastgrad.capabilities`)."""
+        return supported(self.kind)
 
     def __repr__(self) -> str:
         hidden = f"hidden={self.hidden!r}, " if self.n_layers > 1 else ""

@@ -13,8 +13,9 @@ checked by the full engine, evaluating its loss at every perturbed point.
 
 :class:`Model` is a :class:`typing.Protocol`: a class satisfies it by
 having its members. :class:`ModelBase` adds the optional hooks' defaults
-(advice, Monitor's rotation, warm-up) and :meth:`ModelBase.capabilities`;
-:class:`fastgrad.MLP` derives from it.
+(advice, Monitor's rotation, warm-up); :class:`fastgrad.MLP` derives
+from it. What a kind of model can be checked with is the table's:
+:func:`fastgrad.capabilities.supported`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from .sampling import EntryRotation
 
 
 @runtime_checkable
@@ -82,7 +85,7 @@ class Model(Protocol):
 
 
 class ModelBase:
-    """Defaults of a model's optional hooks, and its capabilities read from the table.
+    """Defaults of a model's optional hooks.
 
     A model class may derive from this (``MLP`` does) to have the hooks
     :func:`fastgrad.check` and :class:`fastgrad.Monitor` call; a class that
@@ -98,12 +101,6 @@ class ModelBase:
         """One stage: a model that does not say how its gradient is computed."""
         return 1
 
-    def capabilities(self) -> dict[str, tuple[str, ...]]:
-        """Return the methods each engine serves for this model's kind (from :mod:`fastgrad.capabilities`)."""
-        from .capabilities import supported  # (capabilities knows models only by kind)
-
-        return supported(self.kind)
-
     def advice(self, params: Any) -> list[str]:
         """Advice (never a failure) about the point being checked; none by default."""
         return []
@@ -114,8 +111,6 @@ class ModelBase:
         By default, single entries in a seeded random order (see
         :class:`fastgrad.sampling.EntryRotation`).
         """
-        from .sampling import EntryRotation
-
         return EntryRotation(self.n_params, seed)
 
     def warm_up_case(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None:

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .protocol import Model
-
-if TYPE_CHECKING:  # (model imports this module for its rotation)
+if TYPE_CHECKING:  # types only: model and protocol import this module for their rotations
     from .model import MLP
+    from .protocol import Model
 
 
 def per_tensor_counts(net: Model, sample: Any) -> list[int]:
