@@ -201,7 +201,8 @@ class Monitor:
                   threads=self.threads)
         return time.perf_counter() - started
 
-    def _saved_up(self) -> float:
+    def _time_saved(self) -> float:
+        """Return the checking time saved up: the time budget's share of training time, less time spent checking."""
         if self.budget is None:
             return np.inf
         return self.budget * self._train_seconds - self._check_seconds
@@ -213,12 +214,12 @@ class Monitor:
     def _affordable(self) -> bool:
         if self.budget is None or self._seconds_per_unit is None:
             return True  # (the first check measures what a check costs)
-        return self.MARGIN * self._saved_up() >= self._seconds_per_unit
+        return self.MARGIN * self._time_saved() >= self._seconds_per_unit
 
     def _units_per_layer(self) -> int:
         if self.budget is None or self._seconds_per_unit is None:
             return self.units
-        return max(1, int(self.MARGIN * self._saved_up() / self._seconds_per_unit))
+        return max(1, int(self.MARGIN * self._time_saved() / self._seconds_per_unit))
 
     def _check(self, params: Any, X: Any, Y: Any, grads: Any) -> CheckResult:
         units = self._units_per_layer()
