@@ -10,7 +10,7 @@ calls both.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -144,7 +144,8 @@ def judge(
         if not kink.size:
             kink = np.zeros(net.n_params, dtype=np.uint8)
         in_max, eps, scaled, reach = step_reach
-        flag_large_steps(theta, net.layout, in_max, eps, scaled, reach, STEP_REACH, kink)
+        layout = cast(MLP, net).layout  # (a reach is computed for an MLP only: compute.py's kernel backend)
+        flag_large_steps(theta, layout, in_max, eps, scaled, reach, STEP_REACH, kink)
     scales = np.empty(T)
     tensor_scales(offsets, analytic if scale_from_analytic else details.values, kink, checked_arr, scales)
     c_user_scale = user_u * (hook(net, "depth") + 2 + math.sqrt(N))

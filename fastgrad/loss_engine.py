@@ -73,7 +73,7 @@ def loss_differences(
     trunc, magnitude, status = np.zeros(size), np.zeros(size), np.zeros(size, dtype=np.int8)
     point = theta.copy()  # moved one entry at a time; the caller's vector is never touched
     # the value needs +-h (central) or +-h, +-2h (Richardson); the truncation estimate one step size more
-    reach = (1, 2) if method == "central" else (1, 2, 4)
+    reach: tuple[int, ...] = (1, 2) if method == "central" else (1, 2, 4)
     if not error_terms:
         reach = reach[:-1]
     for done, i in enumerate(order.tolist(), start=1):

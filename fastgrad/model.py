@@ -94,7 +94,7 @@ class MLP(ModelBase):
         self.tensor_names = tuple(
             f"{kind}{l + 1}" for l in range(self.n_layers) for kind in ("W", "b")
         )
-        self.param_shapes = [
+        self.param_shapes: list[tuple[int, ...]] = [
             shape
             for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])
             for shape in ((fan_in, fan_out), (fan_out,))

@@ -20,7 +20,6 @@ from it. What a kind of model can be checked with is the table's:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -38,7 +37,7 @@ class Model(Protocol):
         Its row in the capability table (:data:`fastgrad.capabilities.KINDS`).
     tensor_names : tuple of str
         One name per parameter tensor, in the order of the user's list.
-    param_shapes : sequence of tuple of int
+    param_shapes : list of tuple of int
         The shape of every tensor.
     offsets : ndarray of int64, shape (T + 1,)
         Where each tensor starts in the flat vector (``offsets[-1]`` is ``n_params``).
@@ -55,7 +54,7 @@ class Model(Protocol):
 
     kind: str
     tensor_names: tuple[str, ...]
-    param_shapes: Sequence[tuple[int, ...]]
+    param_shapes: list[tuple[int, ...]]
     offsets: np.ndarray
     n_params: int
 
