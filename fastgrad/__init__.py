@@ -18,7 +18,7 @@ threads at once and in ``multiprocessing`` workers of any start method:
 """
 
 from ._threading import threading_layer  # first: the layer is chosen before any kernel exists
-from .check import check, numerical_gradient
+from .checking import check, numerical_gradient
 from .entries import relative_error
 from .model import MLP
 from .monitor import GradientCheckWarning, Monitor, MonitorRecord

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._kernels.copy import copy_count_nonfinite, count_nonfinite
+from .protocol import is_model
 
 
 def _index_str(index: tuple[int, ...]) -> str:
@@ -311,15 +312,6 @@ def entry_arguments(
     check_work_memory(net, X, per_param, what)
 
 
-def engine_method(engine: Any, method: Any, engines: Sequence[str], methods: Sequence[str]) -> None:
-    """Validate ``engine`` and ``method`` and their combination (the rules :func:`fastgrad.check` applies)."""
-    choice(method, methods, "method")
-    choice(engine, engines, "engine")
-    if engine == "unit" and method != "central":
-        raise ValueError(f"engine='unit' differentiates each unit by a central difference; method={method!r} "
-                         "needs engine='incremental' or 'full'")
-
-
 # ------------------------------------------------------------------ memory
 
 #: Largest array fastgrad will try to build, in bytes (NumPy's limit is the
@@ -439,14 +431,13 @@ def check_work_memory(net: Any, X: Any, per_param: int, what: str) -> None:
     Only arrays with a ``shape`` are measured (a list is converted later,
     by :func:`batch`, which then needs its memory anyway).
     """
-    from .model import MLP  # (model imports this module)
-
     shape = getattr(X, "shape", None)
-    if not isinstance(net, MLP) or not isinstance(shape, tuple) or len(shape) != 2:
+    if not is_model(net) or not isinstance(shape, tuple) or len(shape) != 2:
         return  # (check() names a wrong net or X itself)
     n_samples = int(shape[0])
-    n_params = net.n_params
-    n_units = sum(net.sizes[1:])
+    n_params = int(net.n_params)
+    # an MLP's activations: every unit of every sample (a model without layer sizes is counted by its parameters)
+    n_units = sum(net.sizes[1:]) if hasattr(net, "sizes") else 0
     need = work_memory(n_params, n_units, n_samples, per_param)
     short = memory_shortfall(need)
     if short is None:

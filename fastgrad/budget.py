@@ -10,7 +10,7 @@ calls both.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ._kernels.rounding import add_input_rounding, unit_term_scales
 from ._kernels.verdict import N_COUNTS, budget_into, flag_large_steps, tensor_scales, tensor_verdicts
 from .engines import Numerical
 from .model import MLP
+from .protocol import Model, hook
 
 #: Largest move of a pre-activation by a step for which the truncation estimate
 #: (the leading Taylor term) is trusted with a smooth activation or loss (the
@@ -123,13 +124,13 @@ def error_budget(
 
 
 def judge(
-    net: MLP, analytic: np.ndarray, details: Numerical, budget: np.ndarray, checked: np.ndarray | None,
+    net: Model, analytic: np.ndarray, details: Numerical, entry_budget: np.ndarray, checked: np.ndarray | None,
     user_u: float, N: int, by_budget: bool, safety: float, rtol: float, atol: float, scale_from_analytic: bool,
     theta: np.ndarray, step_reach: tuple[np.ndarray, float, bool, float] | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every entry's verdict code and the per-tensor counts, maxima and worst entries.
 
-    Before judging, ``budget`` gets, per tensor, the rounding the checked
+    Before judging, ``entry_budget`` (the error budget of every entry) gets, per tensor, the rounding the checked
     gradient's own arithmetic can leave at the scale of that tensor:
     ``u_user (L + 2 + sqrt(N)) max |g|`` (``g - alpha W / N`` leaves
     ~1e-17 where the true value is exactly 0; an entry's own terms do not
@@ -143,22 +144,23 @@ def judge(
         if not kink.size:
             kink = np.zeros(net.n_params, dtype=np.uint8)
         in_max, eps, scaled, reach = step_reach
-        flag_large_steps(theta, net.layout, in_max, eps, scaled, reach, STEP_REACH, kink)
+        layout = cast(MLP, net).layout  # (a reach is computed for an MLP only: compute.py's kernel backend)
+        flag_large_steps(theta, layout, in_max, eps, scaled, reach, STEP_REACH, kink)
     scales = np.empty(T)
     tensor_scales(offsets, analytic if scale_from_analytic else details.values, kink, checked_arr, scales)
-    c_user_scale = user_u * (net.n_layers + 2 + math.sqrt(N))
+    c_user_scale = user_u * (hook(net, "depth") + 2 + math.sqrt(N))
     overall = float(scales.max(initial=0.0))
     for t in range(T):  # a tensor whose gradient is all zero (every unit dead) takes the whole gradient's scale
         scale = scales[t] if scales[t] > 0.0 else overall
         if scale > 0.0:
-            budget[offsets[t]:offsets[t + 1]] += c_user_scale * scale
+            entry_budget[offsets[t]:offsets[t + 1]] += c_user_scale * scale
     tiny = float(np.finfo(np.float32).tiny) if user_u > 2.0**-53 else float(np.finfo(np.float64).tiny)
     negligible = np.maximum(NEGLIGIBLE_BUDGET * np.where(scales > 0.0, scales, overall), 2.0 * tiny)
     status = np.empty(net.n_params, dtype=np.uint8)
     counts = np.empty((T, N_COUNTS), dtype=np.int64)
     maxima = np.empty((T, 2))
     worst_at = np.empty(T, dtype=np.int64)
-    tensor_verdicts(offsets, analytic, details.values, budget, kink, checked_arr, negligible, by_budget, safety,
+    tensor_verdicts(offsets, analytic, details.values, entry_budget, kink, checked_arr, negligible, by_budget, safety,
                     rtol, atol, status, counts, maxima, worst_at)
     return status, counts, maxima, worst_at
 

@@ -246,7 +246,7 @@ class _Search:
         return float(directional_derivative(self.theta, self.v, STEP, self.net.layout, self.net.loss_code,
                                             self.X, self.Y, self.Zc, self.Ac))
 
-    def budget(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    def projection_budget(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
         """``v . g``, and how far the projection's two sides can be apart: the complex pass's own rounding,
         underflow, and the checked gradient's rounding (the worst case, or Hoeffding's bound on its
         random-sign sum).
@@ -258,10 +258,10 @@ class _Search:
     def agrees(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> bool:
         """Whether this group's projection agrees; if it does, what it vouches for, per entry."""
         numerical = self.numerical(lo, indices, weights)
-        analytic, budget = self.budget(lo, indices, weights)
-        if not abs(numerical - analytic) <= self.safety * budget:  # NaN disagrees
+        analytic, vouched = self.projection_budget(lo, indices, weights)
+        if not abs(numerical - analytic) <= self.safety * vouched:  # NaN disagrees
             return False
-        _place(self.out.budget, weights, indices, lo, budget)
+        _place(self.out.budget, weights, indices, lo, vouched)
         return True
 
     def bisect(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> None:

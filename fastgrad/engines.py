@@ -34,19 +34,15 @@ from ._kernels.assemble import (
     STATUS_VALUE_NONFINITE,
     assemble_unit_params,
 )
-from ._kernels.codes import CENTRAL as CENTRAL_METHOD
-from ._kernels.codes import COMPLEX as COMPLEX_METHOD
-from ._kernels.codes import RICHARDSON as RICHARDSON_METHOD
-from ._kernels.codes import UNIT_DELTAS
 from ._kernels.deltas import N_COEF
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
 from ._kernels.series import unit_abs_series, unit_deltas, unit_series
 from ._kernels.steps import parameter_steps_into
+from .capabilities import ENGINES as ENGINES  # (re-exported: callers knew the engines from here)
+from .capabilities import UNIT_MODE, kernel_codes, route
 from .model import MLP
-
-ENGINES = ("incremental", "full", "unit")
 
 #: Floating-point work per kernel call: about a tenth of a second on one core.
 BLOCK_FLOPS = 2e8
@@ -167,9 +163,10 @@ def _wanted_units(net: MLP, want: np.ndarray | None, layer: int, every: bool = F
     return units, per_unit[units]
 
 
-#: Difference methods, by name, and their kernel codes ("unit": ``engine="unit"``'s assembly).
-METHOD_CODES = {"central": CENTRAL_METHOD, "richardson": RICHARDSON_METHOD, "complex": COMPLEX_METHOD,
-                "unit": UNIT_DELTAS}
+#: The kernels' integer codes by :attr:`fastgrad.capabilities.Route.kernel_mode`: a difference method's name, or
+#: ``"unit"`` for the unit engine's assembly (:func:`_incremental` is run with that mode as its ``method``).
+#: Read from the capability table, which is the one place the codes are chosen.
+METHOD_CODES = kernel_codes()
 
 
 #: engine="unit": its truncation estimate, UNIT_TRUNCATION * h^2 * absum (the
@@ -386,9 +383,10 @@ def numerical_details(
         want[np.asarray(indices, dtype=np.int64)] = True
     if Z is None or A is None:
         Z, A = net._forward(theta, X)
-    if engine == "unit":
+    mode = route(engine, method).kernel_mode
+    if mode == UNIT_MODE:  # the unit engine: per-unit deltas, assembled by the incremental engine's driver
         steps = np.full(P, float(eps)) if budget else np.zeros(0)
-        return _incremental(net, theta, X, Y, steps, "unit", want, progress, Z, A, budget, eps=float(eps))
+        return _incremental(net, theta, X, Y, steps, mode, want, progress, Z, A, budget, eps=float(eps))
     if engine == "incremental" and not (budget and keep_steps):  # the kernel computes each step itself
         return _incremental(net, theta, X, Y, np.zeros(0), method, want, progress, Z, A, budget, eps=float(eps),
                             scaled=scaled)

@@ -13,6 +13,8 @@ from ._kernels import activations, codes
 from ._kernels.backprop import backprop_batch
 from ._kernels.forward import empty_activations, forward_batch
 from ._kernels.loss import loss_from_activations
+from .capabilities import MLP_KIND, supported
+from .protocol import ModelBase
 
 #: Activation names accepted for ``hidden`` and ``output``.
 #: Activations allowed in every layer: one module each in :mod:`fastgrad._kernels.activations`.
@@ -29,8 +31,12 @@ LOSSES = {
 }
 
 
-class MLP:
+class MLP(ModelBase):
     """A fully connected network: sizes, activations and loss; no weights.
+
+    The first implementation of the model protocol
+    (:class:`fastgrad.protocol.Model`, kind ``"mlp"``): every engine and
+    method serves it (:mod:`fastgrad.capabilities`).
 
     Layer ``l`` computes ``a_l = act(a_{l-1} @ W_l + b_l)`` with ``W_l`` of
     shape (fan_in, fan_out) and ``b_l`` of shape (fan_out,); ``a_0 = X`` has
@@ -81,7 +87,7 @@ class MLP:
         self.tensor_names = tuple(
             f"{kind}{l + 1}" for l in range(self.n_layers) for kind in ("W", "b")
         )
-        self.param_shapes = [
+        self.param_shapes: list[tuple[int, ...]] = [
             shape
             for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])
             for shape in ((fan_in, fan_out), (fan_out,))
@@ -92,6 +98,18 @@ class MLP:
         self.loss_code = LOSSES[self.loss_name]
         self.offsets = np.cumsum([0] + [int(np.prod(s)) for s in self.param_shapes])
         self.n_params = int(self.offsets[-1])
+
+    #: Its row in the capability table.
+    kind = MLP_KIND
+
+    @property
+    def depth(self) -> int:
+        """Layers the gradient's arithmetic chains through (scales the checked gradient's rounding allowance)."""
+        return self.n_layers
+
+    def capabilities(self) -> dict[str, tuple[str, ...]]:
+        """Return the methods each engine serves for an MLP (every one: see :mod:`fastgrad.capabilities`)."""
+        return supported(self.kind)
 
     def __repr__(self) -> str:
         hidden = f"hidden={self.hidden!r}, " if self.n_layers > 1 else ""
@@ -193,12 +211,44 @@ class MLP:
         backprop_batch(theta, self.layout, self.loss_code, X, Y, Z, A, D, grad)
         return grad
 
+    def loss_at(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> float:
+        """Return the loss at the flat point ``theta`` on a validated batch (the protocol's loss)."""
+        Z, A = self._forward(theta, X)
+        return float(loss_from_activations(Z, A, Y, self.layout, self.loss_code))
+
+    def gradient_at(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """Return the flat analytic gradient at ``theta`` on a validated batch (the protocol's backprop)."""
+        return self._backprop_flat(theta, X, Y)
+
     def backprop(self, params: Any, X: Any, Y: Any) -> list[np.ndarray]:
         """Gradient of the loss: a list of float64 arrays shaped like params."""
         _validate.required(Y, "Y", "an array of targets of shape (N, K), one row per sample")
         theta = self.flatten(params)
         Xa, Ya = self.batch(X, Y)
         return self.unflatten(self._backprop_flat(theta, Xa, Ya))
+
+
+    # ------------------------------------------------------- protocol hooks
+    def advice(self, params: Any) -> list[str]:
+        """Advise (never fail) when every bias is exactly zero: bias gradients are then checked at a special point."""
+        biases = [np.asarray(p) for name, p in zip(self.tensor_names, params) if name.startswith("b")]
+        if biases and all(b.size and not np.any(b) for b in biases):
+            return ["every bias is exactly 0: a gradient code whose own forward pass leaves a bias out matches "
+                    "exactly there; check again at nonzero biases too (MLP.init gives small random ones)"]
+        return []
+
+    def rotation(self, seed: Any) -> Any:
+        """:class:`fastgrad.Monitor`'s sampler: whole units (a unit's parameters share their cost)."""
+        from .sampling import RotatingSampler  # (sampling imports this module)
+
+        return RotatingSampler(self, seed)
+
+    def warm_up_case(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+        """Two samples and one unit per layer: a check this small only loads (or compiles) the kernels."""
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(2, self.sizes[0]))
+        Y = np.full((2, self.sizes[-1]), 1.0 / self.sizes[-1])
+        return self.init(0), X, Y, self.rotation(0).next(1)
 
 
 def _check_sizes(sizes: Any) -> tuple[int, ...]:

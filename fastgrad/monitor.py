@@ -13,11 +13,10 @@ import numpy as np
 
 from . import _validate
 from ._config import DEFAULT_ENGINE, DEFAULT_SAFETY
-from .check import METHODS, check
-from .engines import ENGINES
-from .model import MLP
+from .capabilities import METHODS, resolve
+from .checking import check
+from .protocol import Model, hook, require_model
 from .result import CheckResult, GradientCheckError
-from .sampling import RotatingSampler
 
 
 class GradientCheckWarning(UserWarning):
@@ -62,7 +61,10 @@ class Monitor:
 
     Parameters
     ----------
-    net : MLP
+    net : MLP or Model
+        The network (or a model implementing :class:`fastgrad.protocol.Model`:
+        its checks then rotate over single entries, or over the groups its
+        ``rotation`` hook gives).
     every : int
         Check at most once every ``every`` steps (default 100); any
         integral type (``np.int64`` too).
@@ -115,7 +117,7 @@ class Monitor:
 
     def __init__(
         self,
-        net: MLP,
+        net: Model,
         every: int = 100,
         budget: float | None = 0.01,
         seed: int | None = 0,
@@ -129,8 +131,7 @@ class Monitor:
     ) -> None:
         # every option is validated here, with the rules check() applies, so
         # that a bad one fails now rather than at the first checking step
-        if not isinstance(net, MLP):
-            raise TypeError(f"net must be a fastgrad.MLP, got {type(net).__name__}")
+        require_model(net)
         self.every = _validate.integer(every, "every", minimum=1)
         self.budget = None if budget is None else _validate.positive_float(budget, "budget")
         if self.budget is not None and self.budget >= 1.0:
@@ -140,7 +141,7 @@ class Monitor:
         if not (on_fail is None or callable(on_fail) or (isinstance(on_fail, str) and on_fail in ("warn", "raise"))):
             raise ValueError(f"on_fail must be 'warn', 'raise', None or a callable, got {on_fail!r}")
         # method="directional" chooses its own entries: not with the rotation's
-        _validate.engine_method(engine, method, ENGINES, METHODS)
+        resolve(engine, method, net.kind, METHODS)
         self.safety = _validate.positive_float(safety, "safety")
         if not isinstance(warm_up, (bool, np.bool_)):
             raise TypeError(f"warm_up must be True or False, got {type(warm_up).__name__} {warm_up!r}")
@@ -150,7 +151,7 @@ class Monitor:
         self.engine = engine
         self.method = method
         self.history: list[MonitorRecord] = []
-        self._sampler = RotatingSampler(net, seed)
+        self._sampler = hook(net, "rotation")(seed)
         self._steps = 0
         self._last_exit: float | None = None
         self._train_seconds = 0.0
@@ -193,15 +194,15 @@ class Monitor:
     # ------------------------------------------------------------- internal
     def _warm_up(self) -> float:
         started = time.perf_counter()
-        rng = np.random.default_rng(0)
-        X = rng.normal(size=(2, self.net.sizes[0]))
-        Y = np.full((2, self.net.sizes[-1]), 1.0 / self.net.sizes[-1])
-        mask = RotatingSampler(self.net, 0).next(1)
-        check(self.net, self.net.init(0), X, Y, entries=mask, engine=self.engine, method=self.method,
-              threads=self.threads)
+        case = hook(self.net, "warm_up_case")()
+        if case is not None:  # (a model with nothing to compile gives none)
+            params, X, Y, mask = case
+            check(self.net, params, X, Y, entries=mask, engine=self.engine, method=self.method,
+                  threads=self.threads)
         return time.perf_counter() - started
 
-    def _saved_up(self) -> float:
+    def _time_saved(self) -> float:
+        """Return the checking time saved up: the time budget's share of training time, less time spent checking."""
         if self.budget is None:
             return np.inf
         return self.budget * self._train_seconds - self._check_seconds
@@ -213,12 +214,12 @@ class Monitor:
     def _affordable(self) -> bool:
         if self.budget is None or self._seconds_per_unit is None:
             return True  # (the first check measures what a check costs)
-        return self.MARGIN * self._saved_up() >= self._seconds_per_unit
+        return self.MARGIN * self._time_saved() >= self._seconds_per_unit
 
     def _units_per_layer(self) -> int:
         if self.budget is None or self._seconds_per_unit is None:
             return self.units
-        return max(1, int(self.MARGIN * self._saved_up() / self._seconds_per_unit))
+        return max(1, int(self.MARGIN * self._time_saved() / self._seconds_per_unit))
 
     def _check(self, params: Any, X: Any, Y: Any, grads: Any) -> CheckResult:
         units = self._units_per_layer()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .result import CheckResult
+if TYPE_CHECKING:  # (types only: result imports this module to render itself, and nothing imports back)
+    from .result import CheckResult
 
 #: Failing entries shown in ``str(result)``.
 SHOWN_FAILURES = 10

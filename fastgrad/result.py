@@ -1,4 +1,4 @@
-"""Result objects of :func:`fastgrad.check` (data only; rendering is in ``report``)."""
+"""Result objects of :func:`fastgrad.check` (data; their rendering is in ``report``, which they call)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from ._kernels.verdict import FAILED, UNCHECKED
 from .entries import INCONCLUSIVE_REASONS, Failure, FailureView, Inconclusive, InconclusiveView
+from .report import format_result, result_to_dict
 
 __all__ = ["INCONCLUSIVE_REASONS", "CheckResult", "Failure", "FailureView", "GradientCheckError", "Inconclusive",
            "InconclusiveView", "TensorSummary"]
@@ -287,8 +288,6 @@ class CheckResult:
             raise GradientCheckError(str(self))
 
     def __str__(self) -> str:
-        from .report import format_result
-
         return format_result(self)
 
     def to_dict(self, max_failures: int | None = 100) -> dict[str, Any]:
@@ -298,6 +297,4 @@ class CheckResult:
         NaN and infinite floats are written as ``None`` (JSON ``null``).
         See :func:`fastgrad.report.result_to_dict`.
         """
-        from .report import result_to_dict
-
         return result_to_dict(self, max_failures)

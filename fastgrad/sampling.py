@@ -4,21 +4,24 @@ A sampled check covers every tensor: each tensor's biases entirely (they
 are few and cheap), its corner entries, and a seeded random draw of the
 rest. :class:`RotatingSampler` walks a fixed random permutation of every
 layer's units, so that successive checks (a training loop's) visit every
-entry.
+entry; :class:`EntryRotation` does the same by single entries, for a model
+without units.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .model import MLP
+if TYPE_CHECKING:  # types only: model and protocol import this module for their rotations
+    from .model import MLP
+    from .protocol import Model
 
 
-def per_tensor_counts(net: MLP, sample: Any) -> list[int]:
+def per_tensor_counts(net: Model, sample: Any) -> list[int]:
     """How many entries of each tensor ``sample`` asks for (at least 1 each).
 
     ``sample`` is a count per tensor (int >= 1) or a fraction of each tensor
@@ -43,7 +46,7 @@ def _corners(shape: tuple[int, ...]) -> np.ndarray:
     return np.unique(np.ravel_multi_index([g.ravel() for g in grids], shape))
 
 
-def sample_mask(net: MLP, sample: Any, seed: Any = None) -> np.ndarray:
+def sample_mask(net: Model, sample: Any, seed: Any = None) -> np.ndarray:
     """Boolean mask (P,) of the entries a sampled check computes.
 
     Every bias entry and every tensor's corners are always in; the rest of
@@ -108,3 +111,34 @@ class RotatingSampler:
     def steps_to_cover(self, count: int) -> int:
         """Calls of :meth:`next` with ``count`` after which every entry has been visited."""
         return max(math.ceil(o.size / max(1, min(int(count), o.size))) for o in self._order)
+
+
+class EntryRotation:
+    """Successive samples of single entries that together visit every entry (a model without units).
+
+    The default rotation of :class:`fastgrad.Monitor` for a model that does
+    not group its parameters (:meth:`fastgrad.protocol.ModelBase.rotation`):
+    every call of :meth:`next` takes the next ``count`` entries of a fixed
+    random order (from ``seed``), wrapping around.
+
+    Parameters
+    ----------
+    n_params : int
+    seed : int or None
+    """
+
+    def __init__(self, n_params: int, seed: Any = None) -> None:
+        self._order = np.random.default_rng(seed).permutation(int(n_params))
+        self._cursor = 0
+
+    def next(self, count: int) -> np.ndarray:
+        """Mask (P,) of the next ``count`` entries."""
+        mask = np.zeros(self._order.size, dtype=bool)
+        take = min(max(1, int(count)), self._order.size)
+        mask[np.take(self._order, np.arange(self._cursor, self._cursor + take), mode="wrap")] = True
+        self._cursor = (self._cursor + take) % max(1, self._order.size)
+        return mask
+
+    def steps_to_cover(self, count: int) -> int:
+        """Return how many calls of :meth:`next` with ``count`` visit every entry."""
+        return math.ceil(self._order.size / max(1, min(int(count), self._order.size)))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import _index_str
-from .model import MLP
+from .protocol import Model
 
 #: The argument name used in messages about the callable's return value.
 RETURNED = "grads (returned by the callable)"
@@ -31,7 +31,7 @@ _DOUBLING_TOLERANCE = 1e-12
 
 
 def call_user_grads(
-    grads_fn: Callable[[Any, Any, Any], Any], net: MLP, params: Any, X: Any, Y: Any
+    grads_fn: Callable[[Any, Any, Any], Any], net: Model, params: Any, X: Any, Y: Any
 ) -> tuple[np.ndarray, list[str], list[np.dtype]]:
     """Call ``grads_fn(params, X, Y)`` twice on copies; validate and compare.
 
@@ -39,7 +39,7 @@ def call_user_grads(
     ----------
     grads_fn : callable
         The user's backprop, ``grads_fn(params, X, Y) -> [dW1, db1, ...]``.
-    net : MLP
+    net : MLP or Model
         The network; gives the expected tensor names and shapes.
     params : list of array_like
         ``[W1, b1, ...]`` as the user gave them; never modified. Each call
@@ -163,7 +163,7 @@ def _first_change(received: Any, original: Any) -> str | None:
 # --------------------------------------------------------------------------
 
 
-def _nondeterminism_note(first: np.ndarray, second: np.ndarray, net: MLP) -> str:
+def _nondeterminism_note(first: np.ndarray, second: np.ndarray, net: Model) -> str:
     """Say where two results differ most, and whether the second is 2 x the first."""
     difference = np.abs(second - first)
     worst = int(np.argmax(difference))

@@ -253,7 +253,7 @@ def _loss_at(case: Case, p: int, h: float) -> float:
 
 
 def _nominal_step(case: Case, eps: float | None, w: float) -> float:
-    from fastgrad.check import default_eps
+    from fastgrad.checking import default_eps
 
     if eps is None:
         return default_eps(case.engine, case.method) * max(1.0, abs(w))

@@ -41,7 +41,7 @@ from fastgrad._kernels.deltas import (
     log_softmax_shift_one,
     taylor_coefficients,
 )
-from fastgrad.check import default_eps
+from fastgrad.checking import default_eps
 
 LD = np.longdouble
 U = 2.0**-53

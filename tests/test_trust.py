@@ -221,7 +221,7 @@ def test_a_whole_dead_tensor_with_a_residue_takes_the_gradient_scale():
 
 
 def test_a_tensor_too_large_to_diagnose_whole_still_names_its_one_wrong_entry():
-    from fastgrad.check import HINT_ENTRIES
+    from fastgrad.checking import HINT_ENTRIES
 
     rng = np.random.default_rng(8)
     net = fastgrad.MLP([300, 300, 2], hidden="tanh")
