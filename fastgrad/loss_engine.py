@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kernels.series import STATUS_ESTIMATE_NONFINITE, STATUS_LOSS_NONFINITE, STATUS_OK, STATUS_VALUE_NONFINITE
+from ._kernels.assemble import STATUS_ESTIMATE_NONFINITE, STATUS_LOSS_NONFINITE, STATUS_OK, STATUS_VALUE_NONFINITE
 from .engines import Numerical, parameter_steps
 from .protocol import Model, hook
 

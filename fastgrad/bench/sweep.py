@@ -20,7 +20,7 @@ import fastgrad
 from .. import engines
 from .._config import threads_context
 from .._kernels.numgrad import differences_cost
-from ..check import default_eps
+from ..checking import default_eps
 from ..model import MLP
 from .cases import Case, forward_seconds, make_case, spread_indices
 from .cost_model import CostModel, calibrate_cost_model, predict_incremental_seconds
