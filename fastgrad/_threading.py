@@ -210,7 +210,7 @@ _twin_lock = threading.RLock()
 
 def _is_gnu_openmp() -> bool:
     try:
-        from numba.np.ufunc import omppool
+        from numba.np.ufunc import omppool  # type: ignore[attr-defined]  # (built only where OpenMP is)
     except ImportError:
         return False
     return getattr(omppool, "openmp_vendor", "") == "GNU"

@@ -93,11 +93,14 @@ def _member(archive: np.lib.npyio.NpzFile, key: str, path: str, role: str) -> _M
         found = ", ".join(archive.files) or "none"
         raise UsageError(f"{role} file {path!r}: missing key {key!r} (found: {found})")
     where = f"{role} file {path!r}: key {key!r}"
-    names = archive.zip.namelist()
+    zf = archive.zip
+    if zf is None:  # (an NpzFile always has its zip open until closed)
+        raise UsageError(f"{where}: the archive is closed")
+    names = zf.namelist()
     member = key + ".npy" if key + ".npy" in names else key
     try:
-        info = archive.zip.getinfo(member)
-        with archive.zip.open(member) as fp:
+        info = zf.getinfo(member)
+        with zf.open(member) as fp:
             version = np.lib.format.read_magic(fp)
             if version == (1, 0):
                 shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
@@ -131,7 +134,10 @@ def _member(archive: np.lib.npyio.NpzFile, key: str, path: str, role: str) -> _M
 def _read_member(archive: np.lib.npyio.NpzFile, member: _Member, path: str, role: str) -> np.ndarray:
     """Load an array vetted by :func:`_member` (never with pickle)."""
     try:
-        with archive.zip.open(member.member) as fp:
+        zf = archive.zip
+        if zf is None:  # (an NpzFile always has its zip open until closed)
+            raise UsageError(f"{role} file {path!r}: the archive is closed")
+        with zf.open(member.member) as fp:
             return np.asarray(np.lib.format.read_array(fp, allow_pickle=False))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"{role} file {path!r}: key {member.key!r}: {exc}") from None

@@ -166,10 +166,11 @@ def term_sizes(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.
 
 
 @jit()
-def _sums(g, absum, weights, indices, lo, c_own, c_user, floor):
-    """Over one group (``indices``, or ``lo .. lo + len(weights)`` when ``indices`` is empty): ``v . g``,
-    ``sum |v| own``, ``sum |v| user`` and ``||v user||_2``, with ``own = c_own absum`` and
-    ``user = c_user absum + floor``.
+def _sums(g, absum, weights, indices, lo, c_own, c_user, floor):  # type: ignore[no-untyped-def]  # a kernel
+    """One group's ``v . g``, ``sum |v| own``, ``sum |v| user`` and ``||v user||_2``.
+
+    The group is ``indices``, or ``lo .. lo + len(weights)`` when ``indices`` is empty; ``own = c_own absum``
+    and ``user = c_user absum + floor``.
 
     ``v . g`` is summed with Neumaier's compensation (its error stays about
     ``2 u sum |v g|`` however long the group), the 2-norm scaled by its
@@ -208,7 +209,7 @@ def _sums(g, absum, weights, indices, lo, c_own, c_user, floor):
 
 
 @jit()
-def _place(out, values, indices, lo, divide):
+def _place(out, values, indices, lo, divide):  # type: ignore[no-untyped-def]  # a kernel
     """``out`` over one group (see :func:`_sums`) = ``values``, or ``divide / |values|`` when ``divide > 0``."""
     contiguous = indices.shape[0] == 0
     for k in range(values.shape[0]):
@@ -220,8 +221,10 @@ _CONTIGUOUS = np.zeros(0, dtype=np.int64)
 
 
 class _Search:
-    """Projections of groups of entries; a group is ``(lo, indices, weights)``: the flat entries ``indices``,
-    or ``lo .. lo + len(weights)`` when ``indices`` is empty (a contiguous range: no index array).
+    """Projections of groups of entries.
+
+    A group is ``(lo, indices, weights)``: the flat entries ``indices``, or ``lo .. lo + len(weights)`` when
+    ``indices`` is empty (a contiguous range: no index array).
     """
 
     def __init__(self, net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, g: np.ndarray,
@@ -247,9 +250,10 @@ class _Search:
                                             self.X, self.Y, self.Zc, self.Ac))
 
     def projection_budget(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-        """``v . g``, and how far the projection's two sides can be apart: the complex pass's own rounding,
-        underflow, and the checked gradient's rounding (the worst case, or Hoeffding's bound on its
-        random-sign sum).
+        """``v . g``, and how far the projection's two sides can be apart.
+
+        That is the complex pass's own rounding, underflow, and the checked gradient's rounding (the worst
+        case, or Hoeffding's bound on its random-sign sum).
         """
         analytic, own, user, user_norm = _sums(self.g, self.absum, weights, indices, lo, self.c_own, self.c_user,
                                                self.floor)
@@ -280,9 +284,10 @@ class _Search:
 
 
 def _groups(lo: int, rho: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """A tensor's entries with a finite rounding scale ``rho`` (the tensor's, from flat index ``lo``), in
-    groups whose scales span at most ``SPAN``: ``(lo, indices, rho of the group)`` (indices empty: all of
-    them, contiguous).
+    """A tensor's entries with a finite rounding scale ``rho``, in groups whose scales span at most ``SPAN``.
+
+    ``rho`` is the tensor's, from flat index ``lo``; each group is ``(lo, indices, rho of the group)``
+    (indices empty: all of them, contiguous).
     """
     finite = np.isfinite(rho)
     if finite.all():

@@ -260,9 +260,8 @@ def _incremental(
     ``absum``, ``trunc`` and ``kink`` are empty.
     """
     P = net.n_params
-    every = want is None
-    total = P if every else int(np.count_nonzero(want))
-    want_arg = np.zeros(0, dtype=np.bool_) if every else want
+    total = P if want is None else int(np.count_nonzero(want))
+    want_arg = np.zeros(0, dtype=np.bool_) if want is None else want
     # every wanted entry is written below; the others stay NaN
     out = np.empty(P) if total == P else np.full(P, np.nan)
     size = P if budget else 0

@@ -8,7 +8,7 @@ per-tensor arrays, and the worst few are selected in O(P).
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +125,7 @@ class _LazyEntries(Sequence):
         """The records at ``positions`` (each below ``upto``), in that order."""
         raise NotImplementedError
 
-    def __getitem__(self, item):
+    def __getitem__(self, item: Any) -> Any:
         if isinstance(item, slice):
             start, stop, step = item.indices(len(self))
             wanted = range(start, stop, step)
@@ -195,7 +195,7 @@ class FailureView(_LazyEntries):
         arrays = vars(self._result).get("_" + name)  # given, or derived already (see _Derived)
         return arrays if arrays else None
 
-    def _failed_pieces(self, t: int):
+    def _failed_pieces(self, t: int) -> Iterator[np.ndarray]:
         """Flat indices of the failing entries of tensor ``t``, ascending, in pieces of at most RANK_PIECE."""
         r = self._result
         failed = r.failed[t] if r.failed else None
@@ -334,7 +334,7 @@ class FailureView(_LazyEntries):
         ranked = self._ranked(upto)
         return self._build(*(column[positions] for column in ranked))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         tensor_of, index_of, rel = self._ranked(None)
         step = 4096
         for lo in range(0, index_of.shape[0], step):
@@ -395,7 +395,7 @@ class InconclusiveView(_LazyEntries):
         first = self._first(upto)
         return [first[int(i)] for i in positions]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         for t, summary in enumerate(self._result.tensors):
             if summary.n_inconclusive:
                 entries = self._tensor_entries(t)

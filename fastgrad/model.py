@@ -225,6 +225,7 @@ class MLP(ModelBase):
         _validate.required(Y, "Y", "an array of targets of shape (N, K), one row per sample")
         theta = self.flatten(params)
         Xa, Ya = self.batch(X, Y)
+        assert Ya is not None  # (required above)
         return self.unflatten(self._backprop_flat(theta, Xa, Ya))
 
 

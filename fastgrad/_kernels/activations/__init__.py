@@ -48,7 +48,7 @@ CURVED_CODES = frozenset(m.CODE for m in MODULES if m.CURVED)
 SLACK = {m.CODE: m.SLACK for m in MODULES}
 
 _NAMESPACE = {"math": math, **{f"_{m.NAME}": m for m in MODULES}}
-_SOURCES = []
+_SOURCES: list[str] = []
 
 
 def _dispatcher(signature, body, head="", need=None):
