@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from ._kernels import activations, codes
+from ._kernels import activations, codes, losses
 from ._kernels.loss import loss_magnitude
 from ._kernels.rounding import add_input_rounding, unit_term_scales
 from ._kernels.verdict import N_COUNTS, budget_into, flag_large_steps, tensor_scales, tensor_verdicts
@@ -174,7 +174,7 @@ def step_reach(net: MLP, X: np.ndarray, A: np.ndarray, eps: float, scaled: bool,
     however far a step moves (kinks are flagged on their own).
     """
     smooth = activations.CURVED_CODES
-    if net.loss_code != codes.CROSS_ENTROPY and not any(int(a) in smooth for a in net.layout[:, codes.ACT]):
+    if net.loss_code in losses.QUADRATIC_CODES and not any(int(a) in smooth for a in net.layout[:, codes.ACT]):
         return None
     if engine == "unit":  # its steps are moves of the pre-activations themselves
         in_max = np.ones(sum(net.sizes[:-1]))

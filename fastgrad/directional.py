@@ -61,9 +61,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._config import DEFAULT_EPS_COMPLEX
-from ._kernels import activations
+from ._kernels import activations, losses
 from ._kernels._jit import jit
-from ._kernels.codes import ACT, B_OFF, CROSS_ENTROPY, FAN_IN, FAN_OUT, U_OFF, W_OFF
+from ._kernels.codes import ACT, B_OFF, FAN_IN, FAN_OUT, U_OFF, W_OFF
 from ._kernels.complex_forward import directional_derivative
 from ._kernels.forward import n_units
 from ._kernels.loss import loss_scale
@@ -150,10 +150,7 @@ def term_sizes(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.
         deriv = np.abs(state.C[0, :, off:off + fan_out]) + slack
         if l == L - 1:
             a = A[:, off:off + fan_out]
-            if net.loss_code == CROSS_ENTROPY:
-                D = state.ysum[:, None] * a + np.abs(Y)
-            else:
-                D = 2.0 * (np.abs(Y) + np.abs(a)) * deriv
+            D = losses.ABS_TERMS[net.loss_code](Y, a, state.ysum, deriv)
         else:
             w_next = int(layout[l + 1, W_OFF])
             W_abs = np.abs(theta[w_next:w_next + fan_out * int(layout[l + 1, FAN_OUT])]).reshape(fan_out, -1)

@@ -27,6 +27,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from ._kernels.activations import N_COEF
 from ._kernels.assemble import (
     STATUS_ESTIMATE_NONFINITE,
     STATUS_LOSS_NONFINITE,
@@ -34,7 +35,6 @@ from ._kernels.assemble import (
     STATUS_VALUE_NONFINITE,
     assemble_unit_params,
 )
-from ._kernels.deltas import N_COEF
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences

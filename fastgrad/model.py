@@ -9,26 +9,20 @@ from typing import Any
 import numpy as np
 
 from . import _validate
-from ._kernels import activations, codes
+from ._kernels import activations, codes, losses
 from ._kernels.backprop import backprop_batch
 from ._kernels.forward import empty_activations, forward_batch
 from ._kernels.loss import loss_from_activations
 from .capabilities import MLP_KIND, supported
 from .protocol import ModelBase
 
-#: Activation names accepted for ``hidden`` and ``output``.
 #: Activations allowed in every layer: one module each in :mod:`fastgrad._kernels.activations`.
 ACTIVATIONS = dict(activations.HIDDEN)
 OUTPUT_ONLY = dict(activations.OUTPUT_ONLY)
 #: Magnitude range of the biases :meth:`MLP.init` draws (each with a random sign).
 BIAS_MIN, BIAS_MAX = 0.01, 0.1
-#: Loss names.
-LOSSES = {
-    "mse": codes.MSE,
-    "sse": codes.SSE,
-    "half_sse": codes.HALF_SSE,
-    "cross_entropy": codes.CROSS_ENTROPY,
-}
+#: Loss names: one module each in :mod:`fastgrad._kernels.losses`.
+LOSSES = dict(losses.CODES)
 
 
 class MLP(ModelBase):
@@ -78,11 +72,11 @@ class MLP(ModelBase):
         self.hidden = _validate.choice(hidden, list(ACTIVATIONS), "hidden")
         self.output = _validate.choice(output, list(ACTIVATIONS) + list(OUTPUT_ONLY), "output")
         self.loss_name = _validate.choice(loss, list(LOSSES), "loss")
-        if (self.output == "softmax") != (self.loss_name == "cross_entropy"):
-            raise ValueError(
-                "output='softmax' and loss='cross_entropy' go together "
-                f"(got output={self.output!r}, loss={self.loss_name!r})"
-            )
+        required = losses.OUTPUTS[self.loss_name]  # e.g. cross_entropy's softmax
+        if self.output != required if required is not None else self.output in OUTPUT_ONLY:
+            wants = {name: out for name, out in losses.OUTPUTS.items() if out is not None}
+            pairs = ", ".join(f"output={out!r} and loss={name!r}" for name, out in wants.items())
+            raise ValueError(f"{pairs} go together (got output={self.output!r}, loss={self.loss_name!r})")
         self.n_layers = len(self.sizes) - 1
         self.tensor_names = tuple(
             f"{kind}{l + 1}" for l in range(self.n_layers) for kind in ("W", "b")

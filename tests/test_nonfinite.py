@@ -32,15 +32,9 @@ import pytest
 import fastgrad
 from fastgrad import engines
 from fastgrad._kernels import codes
-from fastgrad._kernels.activations import activate
-from fastgrad._kernels.deltas import (
-    N_COEF,
-    SERIES_MAX,
-    act_delta,
-    log_softmax_shift,
-    log_softmax_shift_one,
-    taylor_coefficients,
-)
+from fastgrad._kernels.activations import N_COEF, SERIES_MAX, act_delta, activate
+from fastgrad._kernels.incremental import taylor_coefficients
+from fastgrad._kernels.losses.cross_entropy import log_softmax_shift, log_softmax_shift_one
 from fastgrad.checking import default_eps
 
 LD = np.longdouble

@@ -4,7 +4,8 @@ from numba import prange
 
 from ._jit import jit
 from .activations import derivative
-from .codes import ACT, B_OFF, CROSS_ENTROPY, FAN_IN, FAN_OUT, HALF_SSE, MSE, U_OFF, W_OFF
+from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, U_OFF, W_OFF
+from .losses import output_deltas
 
 
 @jit()
@@ -15,26 +16,7 @@ def sample_deltas(theta, layout, loss_code, n_samples, z, a, y, d_out):
     the batch-mean scale of ``mse`` and ``cross_entropy``.
     """
     last = layout.shape[0] - 1
-    start = layout[last, U_OFF]
-    count = layout[last, FAN_OUT]
-    if loss_code == CROSS_ENTROPY:
-        # softmax + cross-entropy: dE/dz_k = (p_k * sum(y) - y_k) / N
-        y_sum = 0.0
-        for k in range(count):
-            y_sum += y[k]
-        for k in range(count):
-            d_out[start + k] = (a[start + k] * y_sum - y[k]) / n_samples
-    else:
-        if loss_code == MSE:
-            factor = 2.0 / n_samples
-        elif loss_code == HALF_SSE:
-            factor = 1.0
-        else:
-            factor = 2.0
-        act = layout[last, ACT]
-        for k in range(count):
-            u = start + k
-            d_out[u] = factor * (a[u] - y[k]) * derivative(z[u], a[u], act)
+    output_deltas(loss_code, z, a, y, layout[last, U_OFF], layout[last, FAN_OUT], layout[last, ACT], n_samples, d_out)
     for l in range(last - 1, -1, -1):
         u_off = layout[l, U_OFF]
         next_off = layout[l + 1, U_OFF]

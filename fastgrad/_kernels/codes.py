@@ -5,6 +5,7 @@ The network reaches the kernels as a flat float64 ``theta`` and an int64
 """
 
 from .activations import elu, identity, leaky_relu, relu, sigmoid, softmax, softplus, tanh
+from .losses import CODES as _LOSS_CODES
 
 # Activation codes: each activation's module owns its code (the kernels dispatch through
 # :mod:`fastgrad._kernels.activations`); these names are for the Python layer and the tests.
@@ -20,11 +21,11 @@ ELU = elu.CODE
 #: Slope of ``leaky_relu`` for negative inputs.
 LEAKY_SLOPE = leaky_relu.SLOPE
 
-# Loss codes.
-MSE = 0
-SSE = 1
-HALF_SSE = 2
-CROSS_ENTROPY = 3
+# Loss codes: each loss's module owns its code (:mod:`fastgrad._kernels.losses`).
+MSE = _LOSS_CODES["mse"]
+SSE = _LOSS_CODES["sse"]
+HALF_SSE = _LOSS_CODES["half_sse"]
+CROSS_ENTROPY = _LOSS_CODES["cross_entropy"]
 
 # Columns of the layout table.
 FAN_IN = 0  # inputs of the layer

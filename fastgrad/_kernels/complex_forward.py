@@ -51,8 +51,6 @@ by the largest real part. The sum is scaled as in
 :func:`fastgrad._kernels.loss.loss_scale`.
 """
 
-import cmath
-import math
 
 import numpy as np
 from numba import prange
@@ -62,7 +60,6 @@ from .activations import cact
 from .codes import (
     ACT,
     B_OFF,
-    CROSS_ENTROPY,
     FAN_IN,
     FAN_OUT,
     SOFTMAX,
@@ -70,7 +67,7 @@ from .codes import (
     W_OFF,
 )
 from .forward import SAMPLE_TILE
-from .loss import loss_scale
+from .losses import complex_sample_term, loss_scale, split_sample_term
 
 # --------------------------------------------------------------------------
 # Plain version: complex128 parameters and buffers
@@ -79,26 +76,9 @@ from .loss import loss_scale
 
 @jit()
 def complex_sample_loss(z, a, y, layout, loss_code):
-    """One sample's unscaled complex loss term from complex128 rows ``z``, ``a`` (U,)."""
+    """One sample's unscaled complex loss term from complex128 rows ``z``, ``a`` (U,) (the loss module's)."""
     last = layout.shape[0] - 1
-    start = layout[last, U_OFF]
-    count = layout[last, FAN_OUT]
-    total = 0j
-    if loss_code == CROSS_ENTROPY:
-        m = z[start].real
-        for k in range(1, count):
-            m = max(m, z[start + k].real)
-        s = 0j
-        for k in range(count):
-            s += cmath.exp(z[start + k] - m)
-        lse = m + cmath.log(s)
-        for k in range(count):
-            total += y[k] * (lse - z[start + k])
-    else:
-        for k in range(count):
-            r = y[k] - a[start + k]
-            total += r * r
-    return total
+    return complex_sample_term(loss_code, z, a, y, layout[last, U_OFF], layout[last, FAN_OUT])
 
 
 @jit()
@@ -176,38 +156,6 @@ def complex_batch_loss(theta_c, layout, loss_code, X, Y, Zc, Ac):
 # --------------------------------------------------------------------------
 # Fast version: real theta, one imaginary step, only the changed suffix
 # --------------------------------------------------------------------------
-
-
-@jit()
-def _split_sample_loss(Zr, Zi, Ar, Ai, n, y, layout, loss_code):
-    """:func:`complex_sample_loss` of sample ``n`` on split real/imaginary buffers."""
-    last = layout.shape[0] - 1
-    start = layout[last, U_OFF]
-    count = layout[last, FAN_OUT]
-    tr = 0.0
-    ti = 0.0
-    if loss_code == CROSS_ENTROPY:
-        m = Zr[n, start]
-        for k in range(1, count):
-            m = max(m, Zr[n, start + k])
-        sr = 0.0
-        si = 0.0
-        for k in range(count):
-            e = math.exp(Zr[n, start + k] - m)
-            sr += e * math.cos(Zi[n, start + k])
-            si += e * math.sin(Zi[n, start + k])
-        lr = m + math.log(math.hypot(sr, si))
-        li = math.atan2(si, sr)
-        for k in range(count):
-            tr += y[k] * (lr - Zr[n, start + k])
-            ti += y[k] * (li - Zi[n, start + k])
-    else:
-        for k in range(count):
-            rr = y[k] - Ar[n, start + k]
-            ri = -Ai[n, start + k]
-            tr += rr * rr - ri * ri
-            ti += 2.0 * rr * ri
-    return tr, ti
 
 
 @jit()
@@ -296,7 +244,7 @@ def complex_suffix_loss(theta, layout, loss_code, X, Y, l, j, i, h, Zr, Zi, Ar, 
     tr = 0.0
     ti = 0.0
     for n in range(N):
-        sr, si = _split_sample_loss(Zr, Zi, Ar, Ai, n, Y[n], layout, loss_code)
+        sr, si = split_sample_term(loss_code, Zr, Zi, Ar, Ai, n, Y[n], layout[L - 1, U_OFF], layout[L - 1, FAN_OUT])
         tr += sr
         ti += si
     scale = loss_scale(loss_code, N)

@@ -5,7 +5,7 @@ of unit ``j`` of layer ``l`` by ``+-t_n`` (``t_n = h * a_{l-1}[n, i]``, or
 ``h``), hence a rank-1 change of layer ``l+1``'s pre-activations, and full
 (but small) changes of the layers after it. These kernels carry the
 *changes* through the network with the cancellation-free formulas of
-:mod:`.deltas`, starting from a cached forward pass, and return the
+:mod:`.activations` and :mod:`.losses`, starting from a cached forward pass, and return the
 per-sample loss change ``E_n(w + h) - E_n(w - h)`` without ever forming two
 totals. They work for any step; :mod:`.series` uses them wherever its
 polynomials do not apply.
@@ -17,24 +17,26 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .activations import act_delta, activate, has_kink, has_series, is_linear
-from .codes import (
-    ACT,
-    CROSS_ENTROPY,
-    FAN_OUT,
-    SOFTMAX,
-    U_OFF,
-    W_OFF,
-)
-from .deltas import (
-    SERIES_MAX,
-    log_softmax_shift,
-    log_softmax_shift_one,
-    squared_delta,
-    taylor_coefficients,
-)
+from .activations import N_COEF, activate, layer_change, step_changes, taylor
+from .codes import ACT, FAN_OUT, SOFTMAX, U_OFF, W_OFF
 from .forward import forward_layers
 from .loss import sample_loss
+from .losses import output_change, unit_change
+
+__all__ = ["N_COEF", "base_state", "sample_change_checked", "sample_change_direct", "taylor_coefficients"]
+
+
+@jit()
+def taylor_coefficients(code, z, a, out, n, u):
+    """Write ``f^(m)(z) / m!`` for m = 1..4 into ``out[m - 1, n, u]`` (``out``: (N_COEF, N, U)).
+
+    ``a`` is ``f(z)``; the coefficients are the activation module's ``taylor``.
+    """
+    c1, c2, c3, c4 = taylor(code, z, a)
+    out[0, n, u] = c1
+    out[1, n, u] = c2
+    out[2, n, u] = c3
+    out[3, n, u] = c4
 
 
 @jit(parallel=True)
@@ -71,40 +73,6 @@ def base_state(layout, Z, A, Y, C_out, R_out, ysum_out):
 
 
 @jit()
-def _layer_delta(code, Z, C, n, u_off, count, dz, da):
-    """``da[k] = f(z + dz[k]) - f(z)`` for the units ``u_off..u_off+count``.
-
-    Returns whether a step crosses a kink of the activation
-    (``z > 0`` differs from ``z + dz > 0``). When every change is in the
-    Taylor range of an activation whose series hold everywhere, one
-    branch-free (vectorisable) loop evaluates the polynomials.
-    """
-    if is_linear(code):
-        for k in range(count):
-            da[k] = dz[k]
-        return False
-    if has_series(code):
-        big = 0.0
-        for k in range(count):
-            big = max(big, abs(dz[k]))
-        if big <= SERIES_MAX:
-            for k in range(count):
-                u = u_off + k
-                d = dz[k]
-                da[k] = d * (C[0, n, u] + d * (C[1, n, u] + d * (C[2, n, u] + d * C[3, n, u])))
-            return False
-    crossed = False
-    kinked = has_kink(code)
-    for k in range(count):
-        u = u_off + k
-        z = Z[n, u]
-        da[k] = act_delta(code, z, dz[k], C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
-        if kinked and dz[k] != 0.0 and (z > 0.0) != (z + dz[k] > 0.0):
-            crossed = True
-    return crossed
-
-
-@jit()
 def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz_m, da_p, da_m):
     """Unscaled ``E_n(+) - E_n(-)`` of sample ``n`` from layer ``l``'s changes, and a kink flag.
 
@@ -119,8 +87,8 @@ def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz
     crossed = False
     while l < last:
         count = layout[l, FAN_OUT]
-        crossed |= _layer_delta(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_p, da_p)
-        crossed |= _layer_delta(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_m, da_m)
+        crossed |= layer_change(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_p, da_p)
+        crossed |= layer_change(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_m, da_m)
         l += 1
         fan_out = layout[l, FAN_OUT]
         w_off = layout[l, W_OFF]
@@ -136,31 +104,9 @@ def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz
             for k in range(fan_out):
                 dz_p[k] += gp * w[k]
                 dz_m[k] += gm * w[k]
-    change, crossed_out = _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, da_p, da_m)
+    change, crossed_out = output_change(loss_code, Z, A, C, R, Y, ysum, n, layout[last, U_OFF], layout[last, FAN_OUT],
+                                        layout[last, ACT], dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_out
-
-
-@jit()
-def _loss_change(layout, loss_code, Z, A, C, R, Y, ysum, n, dz_p, dz_m, x_p, x_m):
-    """Unscaled ``E_n(+) - E_n(-)`` from the output pre-activation changes, and a kink flag.
-
-    ``x_p``/``x_m`` are scratch for the output activation changes.
-    """
-    last = layout.shape[0] - 1
-    off = layout[last, U_OFF]
-    K = layout[last, FAN_OUT]
-    if loss_code == CROSS_ENTROPY:
-        shift = log_softmax_shift(Z[n], A[n], dz_p, off, K) - log_softmax_shift(Z[n], A[n], dz_m, off, K)
-        lin = 0.0
-        for k in range(K):
-            lin += Y[n, k] * (dz_p[k] - dz_m[k])
-        return ysum[n] * shift - lin, False
-    crossed = _layer_delta(layout[last, ACT], Z, C, n, off, K, dz_p, x_p)
-    crossed |= _layer_delta(layout[last, ACT], Z, C, n, off, K, dz_m, x_m)
-    total = 0.0
-    for k in range(K):
-        total += squared_delta(x_p[k], x_m[k], R[n, k])
-    return total, crossed
 
 
 @jit()
@@ -168,7 +114,7 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
     """Unscaled ``E_n(+) - E_n(-)`` when unit ``j`` of layer ``l`` moves by ``+-t`` in sample ``n``.
 
     The direct path, for any step: the unit's activation changes
-    ``f(z +- t) - f(z)`` (:func:`.deltas.act_delta`), then a rank-1 change of
+    ``f(z +- t) - f(z)`` (:func:`.activations.step_changes`), then a rank-1 change of
     the next layer and full changes of the layers after it. ``dz_p``,
     ``dz_m``, ``da_p``, ``da_m`` are scratch rows of at least the widest layer.
     Returns ``(change, crossed)``: ``crossed`` when the + or - step moved
@@ -176,22 +122,11 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
     across its kink.
     """
     last = layout.shape[0] - 1
-    u = layout[l, U_OFF] + j
-    if l == last and loss_code == CROSS_ENTROPY:
-        # only logit j moves: ysum * (lse(+) - lse(-)) - y_j * 2t
-        off = layout[l, U_OFF]
-        K = layout[l, FAN_OUT]
-        shift = log_softmax_shift_one(Z[n], A[n], off, K, j, t) - log_softmax_shift_one(Z[n], A[n], off, K, j, -t)
-        return ysum[n] * shift - Y[n, j] * (2.0 * t), False
-    code = layout[l, ACT]
-    z = Z[n, u]
-    gp = act_delta(code, z, t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
-    gm = act_delta(code, z, -t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
-    crossed = has_kink(code) and t != 0.0 and (
-        (z > 0.0) != (z + t > 0.0) or (z > 0.0) != (z - t > 0.0)
-    )
     if l == last:
-        return squared_delta(gp, gm, R[n, j]), crossed
+        off, K, act = layout[l, U_OFF], layout[l, FAN_OUT], layout[l, ACT]
+        return unit_change(loss_code, Z, A, C, R, Y, ysum, n, off, K, j, t, act)
+    u = layout[l, U_OFF] + j
+    gp, gm, crossed = step_changes(layout[l, ACT], Z[n, u], t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
     if gp == 0.0 and gm == 0.0:
         return 0.0, crossed
     m = l + 1

@@ -1,72 +1,32 @@
-"""Losses: per-sample terms and the batch total."""
-
-import math
+"""The loss of a batch: per-sample terms (each loss's own, :mod:`.losses`) summed in order, and scaled."""
 
 from ._jit import jit
-from .codes import CROSS_ENTROPY, FAN_OUT, HALF_SSE, MSE, U_OFF
+from .codes import FAN_OUT, U_OFF
 from .forward import SAMPLE_TILE, forward_rows
-
-
-@jit(inline=True)
-def _logsumexp(z, start, count):
-    """``log sum_k exp(z_k)`` over ``z[start:start + count]``, shifted by the largest so that nothing overflows."""
-    zmax = z[start]
-    for k in range(1, count):
-        zmax = max(zmax, z[start + k])
-    s = 0.0
-    for k in range(count):
-        s += math.exp(z[start + k] - zmax)
-    return zmax + math.log(s)
+from .losses import loss_scale, sample_magnitude, sample_term
 
 
 @jit()
 def sample_loss(z, a, y, layout, loss_code):
-    """One sample's unscaled loss term.
+    """One sample's unscaled loss term (the loss module's ``sample_value`` over the output units).
 
     For the squared-error losses this is ``sum_k (y_k - x_k)^2``; for
-    cross-entropy ``-sum_k y_k log softmax(z)_k``, computed from the output
-    pre-activations as ``sum_k y_k (logsumexp(z) - z_k)`` so that no log of
-    a rounded-to-zero probability is taken.
+    cross-entropy ``sum_k y_k (logsumexp(z) - z_k)``, from the logits.
     """
     last = layout.shape[0] - 1
-    start = layout[last, U_OFF]
-    count = layout[last, FAN_OUT]
-    total = 0.0
-    if loss_code == CROSS_ENTROPY:
-        lse = _logsumexp(z, start, count)
-        for k in range(count):
-            total += y[k] * (lse - z[start + k])
-    else:
-        for k in range(count):
-            r = y[k] - a[start + k]
-            total += r * r
-    return total
+    return sample_term(loss_code, z, a, y, layout[last, U_OFF], layout[last, FAN_OUT])
 
 
 @jit()
 def sample_loss_magnitude(z, a, y, layout, loss_code):
     """The size of the numbers one sample's loss term is computed from (for its rounding).
 
-    :func:`sample_loss` rounds at the scale of its operands, not of its
-    result: ``lse - z_k`` of a confident classifier is ~1e-7 computed from
-    logits of order 1..1e4, and ``(y - x)^2`` of a good fit is a square of a
-    difference of two larger numbers. Cross-entropy: ``sum_k |y_k| (|lse| +
-    |z_k|)``; squared errors: ``sum_k (2 |y_k - x_k| (|y_k| + |x_k|) +
-    (y_k - x_k)^2)``.
+    The term rounds at the scale of its operands, not of its result: ``lse - z_k`` of a confident classifier
+    is ~1e-7 computed from logits of order 1..1e4, and ``(y - x)^2`` of a good fit is a square of a difference
+    of two larger numbers (the loss module's ``sample_magnitude``).
     """
     last = layout.shape[0] - 1
-    start = layout[last, U_OFF]
-    count = layout[last, FAN_OUT]
-    total = 0.0
-    if loss_code == CROSS_ENTROPY:
-        lse = _logsumexp(z, start, count)
-        for k in range(count):
-            total += abs(y[k]) * (abs(lse) + abs(z[start + k]))
-    else:
-        for k in range(count):
-            r = y[k] - a[start + k]
-            total += 2.0 * abs(r) * (abs(y[k]) + abs(a[start + k])) + r * r
-    return total
+    return sample_magnitude(loss_code, z, a, y, layout[last, U_OFF], layout[last, FAN_OUT])
 
 
 @jit()
@@ -76,16 +36,6 @@ def loss_magnitude(Z, A, Y, layout, loss_code):
     for n in range(Z.shape[0]):
         total += sample_loss_magnitude(Z[n], A[n], Y[n], layout, loss_code)
     return total * loss_scale(loss_code, Z.shape[0])
-
-
-@jit()
-def loss_scale(loss_code, n_samples):
-    """Factor turning the sum of sample terms into the loss ``E``."""
-    if loss_code == MSE or loss_code == CROSS_ENTROPY:
-        return 1.0 / n_samples
-    if loss_code == HALF_SSE:
-        return 0.5
-    return 1.0
 
 
 @jit()

@@ -15,7 +15,6 @@ from .codes import (
     ACT,
     B_OFF,
     COMPLEX,
-    CROSS_ENTROPY,
     FAN_IN,
     FAN_OUT,
     RICHARDSON,
@@ -26,6 +25,7 @@ from .codes import (
 from .complex_forward import complex_suffix_loss
 from .forward import SAMPLE_TILE, forward_layers, forward_rows
 from .loss import batch_loss, loss_from_activations
+from .losses import reads_activations
 
 
 @jit(parallel=True)
@@ -138,11 +138,11 @@ def _real_suffix_loss(th, layout, loss_code, X, Y, l, j, inT, row0, acc, Zw, Aw)
     if code != SOFTMAX:
         for n in range(N):
             activate(Zw[n], Aw[n], u, 1, code)
-    elif loss_code != CROSS_ENTROPY:
+    elif reads_activations(loss_code):
         for n in range(N):
             activate(Zw[n], Aw[n], u_off, fan_out, code)
     for lo in range(0, N, SAMPLE_TILE):
-        forward_layers(th, layout, X, lo, min(N, lo + SAMPLE_TILE), l + 1, loss_code != CROSS_ENTROPY, Zw, Aw)
+        forward_layers(th, layout, X, lo, min(N, lo + SAMPLE_TILE), l + 1, reads_activations(loss_code), Zw, Aw)
     return loss_from_activations(Zw, Aw, Y, layout, loss_code)
 
 

@@ -32,15 +32,16 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit
-from .activations import SERIES_MAX, change_limit, slack
+from .activations import change_limit, compose, slack
 from .codes import (
     ACT,
-    CROSS_ENTROPY,
     FAN_OUT,
     U_OFF,
     W_OFF,
 )
 from .incremental import sample_change_checked
+from .losses import abs_term, output_series
+from .losses import unit_series as unit_series_out
 
 
 @jit()
@@ -64,73 +65,6 @@ def _task_samples(task, parts, n_lo, n_hi):
     c = task - b * parts
     span = n_hi - n_lo
     return b, n_lo + (span * c) // parts, n_lo + (span * (c + 1)) // parts
-
-
-@jit()
-def _compose(c1, c2, c3, u1, u2, u3):
-    """Coefficients of ``f(z + u(s)) - f(z)`` to ``s^3``, ``u(s) = u1 s + u2 s^2 + u3 s^3``.
-
-    ``c1..c3`` are ``f``'s Taylor coefficients at ``z``.
-    """
-    r1 = c1 * u1
-    r2 = c1 * u2 + c2 * u1 * u1
-    r3 = c1 * u3 + 2.0 * c2 * u1 * u2 + c3 * u1 * u1 * u1
-    return r1, r2, r3
-
-
-@jit()
-def _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, s_abs):
-    """Loss series ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the output pre-activation series.
-
-    ``s1..s3`` hold the output pre-activation changes' coefficients, and
-    ``s_abs`` the same first-order chain with every factor replaced by its
-    absolute value; ``e1_abs`` continues that chain through the loss with
-    the residual's terms' magnitudes ``|y| + |x|`` (see :func:`unit_series`).
-    """
-    last = layout.shape[0] - 1
-    off = layout[last, U_OFF]
-    K = layout[last, FAN_OUT]
-    lim = np.inf
-    if loss_code == CROSS_ENTROPY:
-        # ysum * log1p(S) - sum_k y_k dz_k,  S = sum_k p_k expm1(dz_k)
-        S1 = 0.0
-        S2 = 0.0
-        S3 = 0.0
-        lin1 = 0.0
-        lin3 = 0.0
-        big = 0.0
-        e1_abs = 0.0
-        for k in range(K):
-            u1 = s1[k]
-            u2 = s2[k]
-            u3 = s3[k]
-            big = max(big, abs(u1) + abs(u2) + abs(u3))
-            p = A[n, off + k]
-            S1 += p * u1
-            S2 += p * (u2 + 0.5 * u1 * u1)
-            S3 += p * (u3 + u1 * u2 + u1 * u1 * u1 / 6.0)
-            lin1 += Y[n, k] * u1
-            lin3 += Y[n, k] * u3
-            e1_abs += (ysum[n] * p + abs(Y[n, k])) * s_abs[k]
-        if big > 0.0:
-            lim = 0.5 * SERIES_MAX / big  # |expm1(dz)| and |S| stay within SERIES_MAX
-        e1 = ysum[n] * S1 - lin1
-        e3 = ysum[n] * (S3 - S1 * S2 + S1 * S1 * S1 / 3.0) - lin3
-        return e1, e3, e1_abs, lim
-    code = layout[last, ACT]
-    e1 = 0.0
-    e3 = 0.0
-    e1_abs = 0.0
-    for k in range(K):
-        v = off + k
-        lim = min(lim, change_limit(code, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
-        x1, x2, x3 = _compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
-        # (r - dx)^2 - r^2 = dx^2 - 2 r dx
-        r2 = 2.0 * R[n, k]
-        e1 -= r2 * x1
-        e3 += 2.0 * x1 * x2 - r2 * x3
-        e1_abs += 2.0 * (abs(Y[n, k]) + abs(A[n, v])) * (abs(C[0, n, v]) + slack(code)) * s_abs[k]
-    return e1, e3, e1_abs, lim
 
 
 @jit(parallel=True)
@@ -181,6 +115,8 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
     a forward pass of the layers after ``l + 1``.
     """
     last = layout.shape[0] - 1
+    out_off = layout[last, U_OFF]
+    K = layout[last, FAN_OUT]
     width = max_width(layout)
     code = layout[l, ACT]
     for task in prange(units.shape[0] * parts):
@@ -198,26 +134,8 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
         for n in range(lo, hi):
             lim = min(1.0, change_limit(code, Z[n, u], 1.0))
             if l == last:
-                if loss_code == CROSS_ENTROPY:
-                    for k in range(layout[l, FAN_OUT]):
-                        s1[k] = 0.0
-                        s2[k] = 0.0
-                        s3[k] = 0.0
-                        sa[k] = 0.0
-                    s1[j] = 1.0
-                    sa[j] = 1.0
-                    e1, e3, e1_abs, lim_out_n = _output_series(
-                        layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, sa
-                    )
-                else:
-                    g1 = C[0, n, u]
-                    g2 = C[1, n, u]
-                    g3 = C[2, n, u]
-                    r2 = 2.0 * R[n, j]
-                    e1 = -r2 * g1
-                    e3 = 2.0 * g1 * g2 - r2 * g3
-                    e1_abs = 2.0 * (abs(Y[n, j]) + abs(A[n, u])) * (abs(g1) + slack(code))
-                    lim_out_n = np.inf
+                e1, e3, e1_abs, lim_out_n = unit_series_out(loss_code, Z, A, C, R, Y, ysum, n, out_off, K, j, code,
+                                                            s1, s2, s3, sa)
             else:
                 # the unit's own activation change, then layer l+1's rank-1 change
                 g1 = C[0, n, u]
@@ -238,7 +156,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
                     for k in range(H):
                         v = off + k
                         lim = min(lim, change_limit(act, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
-                        d1[k], d2[k], d3[k] = _compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
+                        d1[k], d2[k], d3[k] = compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
                         da[k] = (abs(C[0, n, v]) + slack(act)) * sa[k]
                     m += 1
                     H_next = layout[m, FAN_OUT]
@@ -262,7 +180,8 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
                             s3[q] += a3 * w[q]
                             sa[q] += aa * abs(w[q])
                     H = H_next
-                e1, e3, e1_abs, lim_out_n = _output_series(layout, loss_code, Z, A, C, R, Y, ysum, n, s1, s2, s3, sa)
+                e1, e3, e1_abs, lim_out_n = output_series(loss_code, Z, A, C, R, Y, ysum, n, out_off, K,
+                                                          layout[last, ACT], s1, s2, s3, sa)
             lim = min(lim, lim_out_n)
             if not (np.isfinite(e1) and np.isfinite(e3)):
                 lim = -1.0
@@ -292,10 +211,7 @@ def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, 
         for n in range(lo, hi):
             g = abs(C[0, n, u]) + slack(code)
             if l == last:
-                if loss_code == CROSS_ENTROPY:
-                    E1abs_out[n, b] = ysum[n] * A[n, u] + abs(Y[n, j])
-                else:
-                    E1abs_out[n, b] = 2.0 * (abs(Y[n, j]) + abs(A[n, u])) * g
+                E1abs_out[n, b] = abs_term(loss_code, A, C, Y, ysum, n, layout[l, U_OFF], j, code)
                 continue
             m = l + 1
             H = layout[m, FAN_OUT]
@@ -320,14 +236,9 @@ def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, 
                     for q in range(H_next):
                         sa[q] += aa * abs(w[q])
                 H = H_next
-            off = layout[last, U_OFF]
             total = 0.0
             for k in range(layout[last, FAN_OUT]):
-                v = off + k
-                if loss_code == CROSS_ENTROPY:
-                    total += (ysum[n] * A[n, v] + abs(Y[n, k])) * sa[k]
-                else:
-                    total += 2.0 * (abs(Y[n, k]) + abs(A[n, v])) * (abs(C[0, n, v]) + slack(layout[last, ACT])) * sa[k]
+                total += abs_term(loss_code, A, C, Y, ysum, n, layout[last, U_OFF], k, layout[last, ACT]) * sa[k]
             E1abs_out[n, b] = total
 
 

@@ -1,12 +1,13 @@
 """Activations: one module each, and the dispatchers the kernels call with an activation code.
 
 Each activation is one module of this package (``sigmoid.py``, ``elu.py``, ...)
-that owns everything about it: ``CODE`` and ``NAME``; its properties
-(``KINK``: the derivative jumps at 0; ``PIECEWISE``: its Taylor series hold
-on one side of 0 only; ``SERIES``: every change ``|d| <= SERIES_MAX`` is its
-Taylor polynomial; ``SLACK``: roundoffs of absolute error in a backprop's
-derivative; ``CURVED``: its derivative inherits the pre-activation's
-rounding; ``LINEAR``: ``f(z + d) - f(z) = d``, optional; ``OUTPUT_ONLY``); and the kernels ``value(z)``,
+that owns everything about it: ``CODE`` and ``NAME``; its properties, each
+False (or 0) when not given: ``KINK`` (the derivative jumps at 0),
+``PIECEWISE`` (its Taylor series hold on one side of 0 only), ``SERIES``
+(every change ``|d| <= SERIES_MAX`` is its Taylor polynomial), ``LINEAR``
+(``f(z + d) - f(z) = d``), ``SLACK`` (roundoffs of absolute error in a
+backprop's derivative), ``CURVED`` (its derivative inherits the
+pre-activation's rounding), ``OUTPUT_ONLY``; and the kernels ``value(z)``,
 ``derivative(z, a)``, ``taylor(z, a)`` (``f^(m)(z) / m!``, m = 1..4),
 ``change(z, d, c1, c2, c3, c4)`` (``f(z + d) - f(z)`` without
 cancellation, given the Taylor coefficients at ``z``),
@@ -14,28 +15,21 @@ cancellation, given the Taylor coefficients at ``z``),
 not elementwise, has ``layer_value`` instead.
 
 Adding an activation is adding its module (and its NumPy twin in
-``tests/reference.py``): this file finds the modules, and writes each
-dispatcher below as a chain of ``if code == CODE: return module.fn(...)``
+``tests/reference.py``): this file finds the modules, and
+:mod:`fastgrad._kernels._registry` writes each dispatcher below as a chain of ``if code == CODE: return module.fn(...)``
 over them, ending in ``raise``, so an unknown code (or a function an
 activation does not have, such as softmax's derivative) raises instead of
 falling through to a plausible wrong answer. The generated source is shown
 by ``python -c "from fastgrad._kernels import activations as a; print(a.SOURCE)"``.
 """
 
-import importlib
 import math
-import pkgutil
 
 from .._jit import jit
+from .._registry import Dispatchers, discover
 from ._series import EXP_MAX, N_COEF, SERIES_MAX
 
-MODULES = tuple(sorted(
-    (importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__)
-     if not info.name.startswith("_")),
-    key=lambda module: module.CODE,
-))
-if len({m.CODE for m in MODULES}) != len(MODULES) or len({m.NAME for m in MODULES}) != len(MODULES):
-    raise ImportError(f"fastgrad activations: duplicate CODE or NAME among {[m.__name__ for m in MODULES]}")
+MODULES = discover(__name__, __path__)
 
 #: Activation name -> code, every activation.
 CODES = {m.NAME: m.CODE for m in MODULES}
@@ -43,36 +37,12 @@ CODES = {m.NAME: m.CODE for m in MODULES}
 HIDDEN = {m.NAME: m.CODE for m in MODULES if not getattr(m, "OUTPUT_ONLY", False)}
 OUTPUT_ONLY = {m.NAME: m.CODE for m in MODULES if getattr(m, "OUTPUT_ONLY", False)}
 #: Codes whose derivative inherits the pre-activation's rounding (see :mod:`fastgrad._kernels.rounding`).
-CURVED_CODES = frozenset(m.CODE for m in MODULES if m.CURVED)
+CURVED_CODES = frozenset(m.CODE for m in MODULES if getattr(m, "CURVED", False))
 #: Code -> absolute error, in roundoffs, of a backprop's derivative.
-SLACK = {m.CODE: m.SLACK for m in MODULES}
+SLACK = {m.CODE: float(getattr(m, "SLACK", 0.0)) for m in MODULES}
 
-_NAMESPACE = {"math": math, **{f"_{m.NAME}": m for m in MODULES}}
-_SOURCES: list[str] = []
-
-
-def _dispatcher(signature, body, head="", need=None):
-    """Compile ``def signature:`` + ``head`` + one ``if code == CODE:`` branch per module + ``raise``.
-
-    ``body(m)`` is the branch's code for module ``m`` with ``{m}`` standing for the module; modules without
-    the function ``need`` get no branch.
-    """
-    name = signature.split("(")[0]
-    lines = [f"def {signature}:"] + (["    " + line for line in head.splitlines()] if head else [])
-    for m in MODULES:
-        if need is not None and not hasattr(m, need):
-            continue
-        lines.append(f"    if code == {m.CODE}:  # {m.NAME}")
-        lines += ["        " + line.replace("{m}", f"_{m.NAME}") for line in body(m).splitlines()]
-    lines.append(f'    raise ValueError("fastgrad.{name}: unknown activation code (or not defined for it)")')
-    source = "\n".join(lines) + "\n"
-    _SOURCES.append(source)
-    # compiled with this file's name: Numba caches a function next to its source file, and the cache key
-    # includes the bytecode, so adding a module (a new branch) does not load a stale entry
-    exec(compile(source, __file__, "exec"), _NAMESPACE)
-    function = _NAMESPACE[name]
-    function.__module__ = __name__
-    return jit()(function)
+_dispatchers = Dispatchers("activations", MODULES, __file__)
+_make = _dispatchers.make
 
 
 def _loop(m):
@@ -82,30 +52,88 @@ def _loop(m):
 
 
 #: ``a[start:start + count] = act(z[start:start + count])`` for one sample's layer (softmax included).
-activate = _dispatcher("activate(z, a, start, count, code)", _loop)
+activate = _make("activate(z, a, start, count, code)", _loop)
 #: ``f'(z)`` (``a = f(z)`` passed to save work); raises for softmax.
-derivative = _dispatcher("derivative(z, a, code)", lambda m: "return {m}.derivative(z, a)", need="derivative")
+derivative = _make("derivative(z, a, code)", lambda m: "return {m}.derivative(z, a)", need="derivative")
 #: ``(c1, c2, c3, c4)``: ``f^(m)(z) / m!``.
-taylor = _dispatcher("taylor(code, z, a)", lambda m: "return {m}.taylor(z, a)", need="taylor")
+taylor = _make("taylor(code, z, a)", lambda m: "return {m}.taylor(z, a)", need="taylor")
 #: ``f(z + d) - f(z)`` without cancellation, from the Taylor coefficients ``c1..c4`` at ``z``.
-act_delta = _dispatcher("act_delta(code, z, d, c1, c2, c3, c4)", lambda m: "return {m}.change(z, d, c1, c2, c3, c4)",
-                        head="if d == 0.0:\n    return 0.0", need="change")
+act_delta = _make("act_delta(code, z, d, c1, c2, c3, c4)", lambda m: "return {m}.change(z, d, c1, c2, c3, c4)",
+                  head="if d == 0.0:\n    return 0.0", need="change")
 #: Largest ``|s|`` keeping a change ``|dz| <= |s| bound`` in the range of the series at ``z``.
-change_limit = _dispatcher("change_limit(code, z, bound)", lambda m: "return {m}.change_limit(z, bound)",
-                           head="if bound == 0.0:\n    return math.inf", need="change_limit")
+change_limit = _make("change_limit(code, z, bound)", lambda m: "return {m}.change_limit(z, bound)",
+                     head="if bound == 0.0:\n    return math.inf", need="change_limit", math=math)
 #: ``f(x + i y)`` as ``(re, im)``; ``y == 0`` gives the real activation exactly.
-cact = _dispatcher("cact(x, y, code)", lambda m: "return {m}.complex_value(x, y)", need="complex_value")
+cact = _make("cact(x, y, code)", lambda m: "return {m}.complex_value(x, y)", need="complex_value")
 #: Absolute error, in roundoffs, of a backprop's derivative (``SLACK``).
-slack = _dispatcher("slack(code)", lambda m: f"return {float(m.SLACK)!r}")
+slack = _make("slack(code)", lambda m: f"return {SLACK[m.CODE]!r}")
 #: Whether a step across 0 is a kink (``KINK``).
-has_kink = _dispatcher("has_kink(code)", lambda m: f"return {bool(m.KINK)}")
+has_kink = _make("has_kink(code)", lambda m: f"return {bool(getattr(m, 'KINK', False))}")
 #: Whether ``f(z + d) - f(z)`` is ``d`` itself (``LINEAR``: identity).
-is_linear = _dispatcher("is_linear(code)", lambda m: f"return {bool(getattr(m, 'LINEAR', False))}")
+is_linear = _make("is_linear(code)", lambda m: f"return {bool(getattr(m, 'LINEAR', False))}")
 #: Whether every change ``|d| <= SERIES_MAX`` is the Taylor polynomial (``SERIES``).
-has_series = _dispatcher("has_series(code)", lambda m: f"return {bool(m.SERIES)}")
+has_series = _make("has_series(code)", lambda m: f"return {bool(getattr(m, 'SERIES', False))}")
 
-SOURCE = "\n".join(_SOURCES)
+
+@jit()
+def step_changes(code, z, t, c1, c2, c3, c4):
+    """``(f(z + t) - f(z), f(z - t) - f(z), crossed)``: a unit's changes under ``+-t``; was a kink crossed."""
+    gp = act_delta(code, z, t, c1, c2, c3, c4)
+    gm = act_delta(code, z, -t, c1, c2, c3, c4)
+    crossed = has_kink(code) and t != 0.0 and ((z > 0.0) != (z + t > 0.0) or (z > 0.0) != (z - t > 0.0))
+    return gp, gm, crossed
+
+
+@jit()
+def layer_change(code, Z, C, n, u_off, count, dz, da):
+    """``da[k] = f(z + dz[k]) - f(z)`` for the units ``u_off..u_off+count`` of sample ``n``.
+
+    Returns whether a step crosses a kink of the activation (``z > 0``
+    differs from ``z + dz > 0``). When every change is in the Taylor range
+    of an activation whose series hold everywhere, one branch-free
+    (vectorisable) loop evaluates the polynomials.
+    """
+    if is_linear(code):
+        for k in range(count):
+            da[k] = dz[k]
+        return False
+    if has_series(code):
+        big = 0.0
+        for k in range(count):
+            big = max(big, abs(dz[k]))
+        if big <= SERIES_MAX:
+            for k in range(count):
+                u = u_off + k
+                d = dz[k]
+                da[k] = d * (C[0, n, u] + d * (C[1, n, u] + d * (C[2, n, u] + d * C[3, n, u])))
+            return False
+    crossed = False
+    kinked = has_kink(code)
+    for k in range(count):
+        u = u_off + k
+        z = Z[n, u]
+        da[k] = act_delta(code, z, dz[k], C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
+        if kinked and dz[k] != 0.0 and (z > 0.0) != (z + dz[k] > 0.0):
+            crossed = True
+    return crossed
+
+
+@jit()
+def compose(c1, c2, c3, u1, u2, u3):
+    """Coefficients of ``f(z + u(s)) - f(z)`` to ``s^3``, ``u(s) = u1 s + u2 s^2 + u3 s^3``.
+
+    ``c1..c3`` are ``f``'s Taylor coefficients at ``z``.
+    """
+    r1 = c1 * u1
+    r2 = c1 * u2 + c2 * u1 * u1
+    r3 = c1 * u3 + 2.0 * c2 * u1 * u2 + c3 * u1 * u1 * u1
+    return r1, r2, r3
+
+
+#: The generated source of the dispatchers above.
+SOURCE = _dispatchers.source
+
 
 __all__ = ["CODES", "CURVED_CODES", "EXP_MAX", "HIDDEN", "MODULES", "N_COEF", "OUTPUT_ONLY", "SERIES_MAX", "SLACK",
            "act_delta", "activate", "cact", "change_limit", "derivative", "has_kink", "has_series", "is_linear",
-           "slack", "taylor"]
+           "slack", "step_changes", "layer_change", "compose", "taylor"]

@@ -14,9 +14,7 @@ from .._jit import jit
 
 CODE = 7
 NAME = "elu"
-KINK = False
 PIECEWISE = True
-SERIES = False
 #: A backprop forms the derivative as ``a + 1`` or ``exp(z)``: about one roundoff of 1 absolute.
 SLACK = 1.0
 #: Curved below 0: its derivative inherits a relative error of up to ``u s`` from the pre-activation's rounding.

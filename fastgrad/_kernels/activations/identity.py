@@ -8,16 +8,6 @@ CODE = 0
 NAME = "identity"
 #: ``f(z + d) - f(z)`` is ``d`` itself.
 LINEAR = True
-#: The derivative jumps at 0 (a step across it gets the kink verdict).
-KINK = False
-#: The change's Taylor polynomial holds only on one side of 0 (the series must not step across it).
-PIECEWISE = False
-#: Every change ``|d| <= SERIES_MAX`` is the Taylor polynomial, wherever ``z`` is.
-SERIES = False
-#: Absolute error, in roundoffs, of the derivative a user's backprop computes (exact here).
-SLACK = 0.0
-#: No curvature: the derivative does not inherit the pre-activation's rounding.
-CURVED = False
 
 
 @jit()

@@ -9,11 +9,6 @@ NAME = "leaky_relu"
 KINK = True
 #: The change is linear on each side of 0 only: the series must not step across it.
 PIECEWISE = True
-SERIES = False
-#: Exact derivatives: no rounding slack.
-SLACK = 0.0
-#: No curvature: the derivative does not inherit the pre-activation's rounding.
-CURVED = False
 #: Slope for negative inputs.
 SLOPE = 0.01
 

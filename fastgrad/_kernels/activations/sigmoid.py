@@ -3,12 +3,11 @@
 import math
 
 from .._jit import jit
+from . import _series
 from ._series import SERIES_MAX, polynomial
 
 CODE = 1
 NAME = "sigmoid"
-KINK = False
-PIECEWISE = False
 SERIES = True
 #: ``s (1 - s)`` formed from the activation loses relative accuracy in saturation: about one roundoff absolute.
 SLACK = 1.0
@@ -70,10 +69,7 @@ def change(z, d, c1, c2, c3, c4):
     return exact_change(z, d)
 
 
-@jit()
-def change_limit(z, bound):
-    """Largest ``|s|`` keeping a change ``|d| <= |s| bound`` in the series' range."""
-    return SERIES_MAX / bound
+change_limit = _series.change_limit
 
 
 @jit()

@@ -3,21 +3,18 @@
 Not elementwise: it has a layer function (``layer_value``) and none of the
 elementwise ones, so the elementwise dispatchers raise on its code. Its
 derivative, changes and complex step are its loss's (cross-entropy is
-computed from the logits: :mod:`fastgrad._kernels.loss`, :mod:`.deltas`).
+computed from the logits: :mod:`fastgrad._kernels.losses.cross_entropy`).
 """
 
 import math
 
 from .._jit import jit
-from ._series import SERIES_MAX
+from . import _series
 
 CODE = 6
 NAME = "softmax"
 #: Only allowed as the output activation (with ``loss="cross_entropy"``).
 OUTPUT_ONLY = True
-KINK = False
-PIECEWISE = False
-SERIES = False
 SLACK = 1.0
 #: Curved: ``p - y`` inherits a relative error of up to 2 u s from logits rounded at scale s.
 CURVED = True
@@ -46,7 +43,4 @@ def taylor(z, a):
     return 0.0, 0.0, 0.0, 0.0
 
 
-@jit()
-def change_limit(z, bound):
-    """Largest ``|s|`` keeping a logit change ``|d| <= |s| bound`` in the range of its loss's (log-sum-exp) series."""
-    return SERIES_MAX / bound
+change_limit = _series.change_limit

@@ -3,13 +3,12 @@
 import math
 
 from .._jit import jit
+from . import _series
 from ._series import EXP_MAX, SERIES_MAX, polynomial
 from .sigmoid import value as sigmoid
 
 CODE = 5
 NAME = "softplus"
-KINK = False
-PIECEWISE = False
 SERIES = True
 #: Its derivative ``sigmoid(z)`` is usually computed on its own, but may be formed as ``1 - sigmoid(-z)``.
 SLACK = 1.0
@@ -69,10 +68,7 @@ def change(z, d, c1, c2, c3, c4):
     return exact_change(z, d)
 
 
-@jit()
-def change_limit(z, bound):
-    """Largest ``|s|`` keeping a change ``|d| <= |s| bound`` in the series' range."""
-    return SERIES_MAX / bound
+change_limit = _series.change_limit
 
 
 @jit()

@@ -3,14 +3,13 @@
 import math
 
 from .._jit import jit
+from . import _series
 from ._series import SERIES_MAX, polynomial
 from .sigmoid import exact_change as sigmoid_change
 from .sigmoid import value as sigmoid
 
 CODE = 2
 NAME = "tanh"
-KINK = False
-PIECEWISE = False
 SERIES = True
 #: ``1 - t^2`` formed from the activation loses relative accuracy in saturation.
 SLACK = 1.0
@@ -47,10 +46,7 @@ def change(z, d, c1, c2, c3, c4):
     return 2.0 * sigmoid_change(2.0 * z, 2.0 * d, 2.0 * (z + d))
 
 
-@jit()
-def change_limit(z, bound):
-    """Largest ``|s|`` keeping a change ``|d| <= |s| bound`` in the series' range."""
-    return SERIES_MAX / bound
+change_limit = _series.change_limit
 
 
 @jit()
