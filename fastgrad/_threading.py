@@ -342,7 +342,9 @@ class Kernel:
         twin.__qualname__ = fn.__qualname__ + "__serial"  # its own on-disk cache entry
         twin.__module__ = fn.__module__
         twin.__doc__ = fn.__doc__
-        return numba.njit(**{**self.options, "parallel": False})(twin)
+        from ._kernels._jit import njit  # (not at import: _jit imports this module)
+
+        return njit({**self.options, "parallel": False}, twin)  # the same disk cache rules as the kernel's
 
 
 def guard(dispatcher: Any, options: dict[str, Any]) -> Kernel:

@@ -23,7 +23,7 @@ from typing import IO, NoReturn
 import numpy as np
 
 import fastgrad
-from fastgrad import _validate
+from fastgrad import _compile_notice, _validate
 from fastgrad.cli_input import (
     UsageError,
     _check_memory,
@@ -460,6 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout
     try:
         args = build_parser().parse_args(argv)
+        # demo, check and bench all compile on a fresh install: say so on stderr (stdout may be --json -)
+        _compile_notice.print_to_stderr()
         if args.command == "demo":
             return cmd_demo(args, out)
         if args.command == "bench":
