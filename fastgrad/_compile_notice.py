@@ -24,18 +24,20 @@ The cost: nothing per kernel call (no hook in the call path); per
 compilation, one event callback (microseconds, beside compiles of 0.1-30 s).
 
 Where it goes: by default to ``logging.getLogger("fastgrad")`` at INFO (a
-library prints nothing on its own); the command line and
-:class:`fastgrad.Monitor` call :func:`print_to_stderr`, after which it is
-printed on stderr (never stdout: ``fastgrad check --json -`` keeps stdout
-for the JSON).
+library prints nothing on its own); the command line (while it runs:
+:func:`on_stderr`) and :class:`fastgrad.Monitor` (from its creation on:
+:func:`print_to_stderr`) have it printed on stderr, never stdout
+(``fastgrad check --json -`` keeps stdout for the JSON).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from numba.core import event
@@ -57,10 +59,21 @@ _timer: threading.Timer | None = None
 _cache_dir: str | None = None
 
 
-def print_to_stderr() -> None:
-    """Print the notice on stderr from now on (the command line and Monitor), instead of logging it."""
+def print_to_stderr(on: bool = True) -> bool:
+    """Print the notice on stderr from now on (``Monitor``), instead of logging it; return the previous setting."""
     global _to_stderr
-    _to_stderr = True
+    previous, _to_stderr = _to_stderr, bool(on)
+    return previous
+
+
+@contextlib.contextmanager
+def on_stderr() -> Iterator[None]:
+    """Print the notice on stderr while the body runs (the command line, which may be called from Python)."""
+    previous = print_to_stderr()
+    try:
+        yield
+    finally:
+        print_to_stderr(previous)
 
 
 def said() -> bool:
@@ -145,12 +158,20 @@ _listener = _Listener()
 event.register("numba:compile", _listener)
 
 
-def _reset_for_tests(threshold: float = 1.0) -> None:
-    """Forget the notice and the time counted (tests only)."""
+def _state() -> tuple:
+    """Return the module's state (tests save it and put it back)."""
+    return _said, _to_stderr, _spent, _cache_dir, THRESHOLD
+
+
+def _reset_for_tests(threshold: float = 1.0, state: tuple | None = None) -> None:
+    """Forget the notice and the time counted, or put back a saved :func:`_state` (tests only)."""
     global _said, _to_stderr, _depth, _spent, _timer, _cache_dir, THRESHOLD
     with _lock:
         if _timer is not None:
             _timer.cancel()
-        _said = _to_stderr = False
-        _depth, _spent, _timer, _cache_dir = 0, 0.0, None, None
-        THRESHOLD = threshold
+        _depth, _timer = 0, None
+        if state is not None:
+            _said, _to_stderr, _spent, _cache_dir, THRESHOLD = state
+        else:
+            _said = _to_stderr = False
+            _spent, _cache_dir, THRESHOLD = 0.0, None, threshold

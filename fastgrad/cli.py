@@ -461,12 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         # demo, check and bench all compile on a fresh install: say so on stderr (stdout may be --json -)
-        _compile_notice.print_to_stderr()
-        if args.command == "demo":
-            return cmd_demo(args, out)
-        if args.command == "bench":
-            return _run_bench(args, argv)
-        return cmd_check(args, out)
+        with _compile_notice.on_stderr():
+            if args.command == "demo":
+                return cmd_demo(args, out)
+            if args.command == "bench":
+                return _run_bench(args, argv)
+            return cmd_check(args, out)
     except UsageError as exc:
         _error(str(exc))
         return EXIT_USAGE

@@ -30,9 +30,10 @@ TIMEOUT = 600
 @pytest.fixture
 def notice():
     """Reset the notice module (process-wide) before and after the test, and hand it over."""
+    saved = _compile_notice._state()  # the real notice of this test process is put back after
     _compile_notice._reset_for_tests(threshold=0.0)
     yield _compile_notice
-    _compile_notice._reset_for_tests()
+    _compile_notice._reset_for_tests(state=saved)
 
 
 def _fresh_function(module: str, k: int):
@@ -129,3 +130,13 @@ def test_cli_says_so_once_cold_and_not_warm(tmp_path):
     assert lib.stdout.count(NOTICE) == 1 and "LOG fastgrad" in lib.stdout, lib.stdout
     assert "passed True" in lib.stdout
     assert lib.stderr == "", lib.stderr
+
+
+def test_cli_prints_while_it_runs_only(notice, monkeypatch):
+    from fastgrad import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "cmd_check", lambda args, out: seen.append(notice._to_stderr) or 0)
+    assert cli.main(["check", "--sizes", "4,5,3"]) == 0
+    assert seen == [True]  # the command's compilations would be announced on stderr...
+    assert notice._to_stderr is False  # ...and a library call after it, in the same process, only logs

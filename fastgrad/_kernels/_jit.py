@@ -47,6 +47,7 @@ from typing import Any
 import numba
 from numba.core import event
 from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.dispatcher import Dispatcher
 
 from .. import _compile_notice  # (importing it registers the notice's listener before any kernel compiles)
 from .._config import CACHE
@@ -195,6 +196,8 @@ event.register("numba:compile", _Releaser())
 
 def enable_cache(dispatcher: Any) -> Any:
     """Give ``dispatcher`` fastgrad's locked disk cache, or none when no cache directory is writable."""
+    if not isinstance(dispatcher, Dispatcher):  # NUMBA_DISABLE_JIT=1: the Python function itself, nothing to cache
+        return dispatcher
     try:
         dispatcher._cache = _LockedCache(dispatcher.py_func)
     except RuntimeError as e:  # numba: "cannot cache function ...: no locator available"
