@@ -4,7 +4,10 @@ Each round is a new interpreter that imports fastgrad and checks a 4-5-3
 net (``startup.py --child``); the benchmark times the whole process, and
 ``extra_info`` has the import and first-check times measured inside it.
 The cold start runs once (it compiles for tens of seconds), the warm one
-three times, both in the same temporary NUMBA_CACHE_DIR.
+three times, both in the same temporary NUMBA_CACHE_DIR; the cold one's
+``extra_info`` also has its total compile time and the ten kernels that
+took longest to compile (exclusive seconds). A third group times a process
+that imports numpy and Numba alone, the floor under any warm start.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ def test_startup_cold(benchmark, cache_dir):
     result = benchmark.pedantic(run_child, args=(str(cache_dir),), rounds=1, iterations=1)
     assert any(cache_dir.rglob("*.nbi")), "the cold start wrote no Numba cache"
     _info(benchmark, result, "cold start (empty cache, compiles)", "empty")
+    benchmark.extra_info.update(compile_seconds=result["compile_seconds"],
+                                compile_top10={r["kernel"]: round(r["exclusive"], 3)
+                                               for r in result["compile_times"][:10]})
 
 
 def test_startup_warm(benchmark, cache_dir):
@@ -46,3 +52,10 @@ def test_startup_warm(benchmark, cache_dir):
     benchmark.group = STARTUP_GROUP
     result = benchmark.pedantic(run_child, args=(str(cache_dir),), rounds=3, iterations=1)
     _info(benchmark, result, "warm start (cache filled)", "filled")
+
+
+def test_startup_numpy_numba_alone(benchmark, cache_dir):
+    benchmark.group = STARTUP_GROUP
+    result = benchmark.pedantic(run_child, args=(str(cache_dir), "--baseline"), rounds=3, iterations=1)
+    benchmark.extra_info.update(label="import numpy and numba alone", role="startup-floor",
+                                import_seconds=result["import_seconds"])

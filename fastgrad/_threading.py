@@ -367,9 +367,9 @@ class Kernel:
         twin.__qualname__ = fn.__qualname__ + "__serial"  # its own on-disk cache entry
         twin.__module__ = fn.__module__
         twin.__doc__ = fn.__doc__
-        from ._kernels._cache import compile_kernel  # (not at import: _kernels imports this module)
+        from ._kernels._jit import njit  # (not at import: _jit imports this module)
 
-        return compile_kernel(twin, {**self.options, "parallel": False})
+        return njit({**self.options, "parallel": False}, twin)  # the same disk cache rules as the kernel's
 
 
 def guard(dispatcher: Any, options: dict[str, Any]) -> Any:

@@ -23,7 +23,7 @@ from typing import IO, NoReturn
 import numpy as np
 
 import fastgrad
-from fastgrad import _validate
+from fastgrad import _compile_notice, _validate
 from fastgrad.cli_input import (
     UsageError,
     _check_memory,
@@ -460,11 +460,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "demo":
-            return cmd_demo(args, out)
-        if args.command == "bench":
-            return _run_bench(args, argv)
-        return cmd_check(args, out)
+        # demo, check and bench all compile on a fresh install: say so on stderr (stdout may be --json -)
+        with _compile_notice.on_stderr():
+            if args.command == "demo":
+                return cmd_demo(args, out)
+            if args.command == "bench":
+                return _run_bench(args, argv)
+            return cmd_check(args, out)
     except UsageError as exc:
         _error(str(exc))
         return EXIT_USAGE

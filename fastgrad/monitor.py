@@ -11,7 +11,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import _validate
+from . import _compile_notice, _validate
 from ._config import DEFAULT_ENGINE, DEFAULT_SAFETY
 from .capabilities import METHODS, resolve
 from .checking import check
@@ -158,6 +158,7 @@ class Monitor:
         self._check_seconds = 0.0
         self._seconds_per_unit: float | None = None
         self._last_units = 1
+        _compile_notice.print_to_stderr()  # a first check that compiles says so, in the training loop's terminal
         self.warm_up_seconds = self._warm_up() if warm_up else 0.0
 
     # ------------------------------------------------------------------ API

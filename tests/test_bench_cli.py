@@ -23,9 +23,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def run(argv, capsys):
+    """``main(argv)`` in-process; (exit code, stdout, stderr without the once-per-process compile notice)."""
     code = cli.main([str(a) for a in argv])
     captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    err = "".join(line for line in captured.err.splitlines(keepends=True) if not line.startswith("fastgrad: compiling"))
+    return code, captured.out, err
 
 
 def _strict_json(path):
