@@ -91,14 +91,17 @@ def test_eight_processes_start_together_on_an_empty_cache(tmp_path):
             if p.poll() is None:
                 p.kill()
     results = [o["result"] for o in outs]
+    if not all(r == results[0] for r in results):
+        import pathlib
+        pathlib.Path("/tmp/me/eight_results.json").write_text(json.dumps(results))
     assert all(r == results[0] for r in results), "the 8 processes disagree"
     assert results[0]["passed"] and results[0]["n_checked"] == 43
     # each kernel was compiled by one process and loaded by the others, which waited for it (the lock): together
     # they compiled far less than 8 times what one of them needs (a few kernels may be compiled twice when a
     # process reaches one before the process compiling it got its lock)
     per_process = [len(o["compiled"]) for o in outs]
-    kernels = {q for o in outs for q in o["compiled"]}
-    assert sum(per_process) < 2 * len(kernels), (per_process, len(kernels))
+    # (a process compiles some functions more than once: one per signature, and the serial twins)
+    assert sum(per_process) < 2 * max(per_process), per_process
     # and the cache they left is whole: a ninth process compiles nothing and gets the same result
     ninth = _last_json(subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True,
                                       timeout=TIMEOUT))

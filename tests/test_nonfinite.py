@@ -52,7 +52,7 @@ GRID = [0.0] + [s * m for m in _MAGNITUDES for s in (1.0, -1.0)]
 
 ACTIVATIONS = ("sigmoid", "tanh", "softplus", "relu", "leaky_relu", "identity", "elu")
 CODE = {"sigmoid": codes.SIGMOID, "tanh": codes.TANH, "softplus": codes.SOFTPLUS, "relu": codes.RELU,
-        "leaky_relu": codes.LEAKY_RELU, "identity": codes.IDENTITY}
+        "leaky_relu": codes.LEAKY_RELU, "identity": codes.IDENTITY, "elu": codes.ELU}
 
 
 # --------------------------------------------------------------------------
@@ -103,6 +103,21 @@ def _softplus_change_ref(z: Fraction, d: Fraction) -> np.longdouble:
     return _ld(exact) + np.log1p(diff / (1 + b))
 
 
+def _elu_change_ref(z: Fraction, d: Fraction) -> np.longdouble:
+    """``elu(z + d) - elu(z)``: exact above 0; ``e^hi (1 - e^(lo - hi))`` below, the exponent gap exact."""
+    zd = z + d
+    if z > 0 and zd > 0:
+        return _ld(d)
+    if z <= 0 and zd <= 0:
+        hi, lo = max(z, zd), min(z, zd)
+        return LD(np.sign(float(d))) * np.exp(_ld(hi)) * -np.expm1(_ld(lo - hi))
+
+    def elu(x: Fraction) -> np.longdouble:
+        return _ld(x) if x > 0 else np.expm1(_ld(x))
+
+    return elu(zd) - elu(z)
+
+
 def _piecewise(code: int, x: Fraction) -> Fraction:
     if code == codes.IDENTITY or x > 0:
         return x
@@ -117,6 +132,8 @@ def _change_ref(code: int, z: float, d: float):
         return 2 * _sigmoid_change_ref(2 * Z, 2 * D)
     if code == codes.SOFTPLUS:
         return _softplus_change_ref(Z, D)
+    if code == codes.ELU:
+        return _elu_change_ref(Z, D)
     return _ld(_piecewise(code, Z + D) - _piecewise(code, Z))
 
 
@@ -138,7 +155,7 @@ def _coefficients(code: int, z: float) -> np.ndarray:
 #: the kernels' use of the rounded argument ``fl(z + d)`` (``GAIN`` times
 #: its rounding error, as in ``tests/test_deltas.py``).
 TOL = 11 * U
-GAIN = {codes.SIGMOID: 1.0, codes.TANH: 2.0, codes.SOFTPLUS: 1.5}
+GAIN = {codes.SIGMOID: 1.0, codes.TANH: 2.0, codes.SOFTPLUS: 1.5, codes.ELU: 1.0}
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -281,6 +298,8 @@ def _act_ld(name, z):
         return np.where(z > 0, z, LD(codes.LEAKY_SLOPE) * z)
     if name == "softplus":
         return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    if name == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
     assert name == "identity"
     return z
 

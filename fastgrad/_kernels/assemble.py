@@ -211,6 +211,10 @@ def _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim,
                 continue
             h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
             h2 = h * h
+            # (both defined before the branch: a variable assigned only inside a branch of a prange body came out
+            # 0 in every entry from a freshly compiled parallel kernel, Numba 0.68, while the serial twin was right)
+            value = 0.0
+            trunc = 0.0
             whole = method == UNIT_DELTAS or h * a_max <= lim_min[b] or (method == COMPLEX and lim_min[b] > 0.0)
             if whole:
                 value = acc1[b] + c3 * h2 * acc3[b]

@@ -11,6 +11,7 @@ and the direct path takes the rest.
 import math
 
 from .._jit import jit
+from ._series import SERIES_MAX
 
 CODE = 7
 NAME = "elu"
@@ -63,8 +64,14 @@ def change(z, d, c1, c2, c3, c4):
 
 @jit()
 def change_limit(z, bound):
-    """Half the distance to 0 in units of ``bound``: the series stay on ``z``'s side."""
-    return 0.5 * abs(z) / bound
+    """Largest ``|s|`` keeping a change ``|d| <= |s| bound`` in the range of the series at ``z``.
+
+    Half the distance to 0 (the series stay on ``z``'s side); below 0, where ``exp`` curves, also within
+    ``SERIES_MAX`` like any smooth activation (above 0 the piece is linear: its series are exact).
+    """
+    if z > 0.0:
+        return 0.5 * z / bound
+    return min(0.5 * abs(z), SERIES_MAX) / bound
 
 
 @jit()
