@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import reference as ref
 from exact import DIGITS, exact_loss, mpmath, needs_mpmath
+from kernel_twins import central_diff_full, complex_batch_loss
 
 import fastgrad
 from fastgrad._kernels import codes
-from fastgrad._kernels.complex_forward import cact, complex_batch_loss
+from fastgrad._kernels.activations import cact
 from fastgrad._kernels.forward import n_units
-from fastgrad._kernels.numgrad import central_diff_full, full_differences
+from fastgrad._kernels.numgrad import full_differences
 
 CENTRAL, RICHARDSON, COMPLEX = codes.CENTRAL, codes.RICHARDSON, codes.COMPLEX
 METHODS = (CENTRAL, RICHARDSON, COMPLEX)

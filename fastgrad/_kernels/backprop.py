@@ -4,7 +4,8 @@ from numba import prange
 
 from ._jit import jit
 from .activations import derivative
-from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, U_OFF, W_OFF
+from .codes import ACT, FAN_OUT, U_OFF, W_OFF
+from .dense import add_scaled, layer_geometry
 from .losses import output_deltas
 
 
@@ -60,20 +61,14 @@ def backprop_batch(theta, layout, loss_code, X, Y, Z, A, D_out, grad_out):
     for n in prange(n_samples):
         sample_deltas(theta, layout, loss_code, n_samples, Z[n], A[n], Y[n], D_out[n])
     for l in range(layout.shape[0]):
-        fan_in = layout[l, FAN_IN]
-        fan_out = layout[l, FAN_OUT]
-        w_off = layout[l, W_OFF]
-        b_off = layout[l, B_OFF]
-        u_off = layout[l, U_OFF]
-        prev = layout[l - 1, U_OFF] if l > 0 else 0
+        fan_in, fan_out, w_off, b_off, u_off, prev = layer_geometry(layout, l)
         for i in prange(fan_in):
             row = w_off + i * fan_out
             for j in range(fan_out):
                 grad_out[row + j] = 0.0
             for n in range(n_samples):
                 ai = X[n, i] if l == 0 else A[n, prev + i]
-                for j in range(fan_out):
-                    grad_out[row + j] += ai * D_out[n, u_off + j]
+                add_scaled(grad_out[row:row + fan_out], ai, D_out[n, u_off:u_off + fan_out])
         for j in range(fan_out):
             s = 0.0
             for n in range(n_samples):

@@ -5,50 +5,8 @@ from numba import prange
 
 from ._jit import jit
 from .activations import activate
-from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, SOFTMAX, U_OFF, W_OFF
-
-
-@jit()
-def forward_sample(theta, layout, x, z, a):
-    """Forward pass of one sample through every layer.
-
-    Parameters
-    ----------
-    theta : ndarray of float64, shape (P,)
-        Flat parameters ``[W1.ravel(), b1, W2.ravel(), b2, ...]``.
-    layout : ndarray of int64, shape (L, N_COLS)
-        Layer table (see :mod:`fastgrad._kernels.codes`).
-    x : ndarray of float64, shape (D,)
-        The input row.
-    z, a : ndarray of float64, shape (U,)
-        Written in place: pre-activations and activations of all layers,
-        layer ``l`` at ``[layout[l, U_OFF], layout[l, U_OFF] + fan_out)``.
-
-    Notes
-    -----
-    Serial and allocation-free, so it can run inside a ``prange`` body with
-    per-chunk ``z``/``a`` buffers. The summation order is fixed (bias first,
-    then inputs in order), which keeps results bitwise reproducible.
-    """
-    for l in range(layout.shape[0]):
-        fan_in = layout[l, FAN_IN]
-        fan_out = layout[l, FAN_OUT]
-        w_off = layout[l, W_OFF]
-        b_off = layout[l, B_OFF]
-        u_off = layout[l, U_OFF]
-        for j in range(fan_out):
-            z[u_off + j] = theta[b_off + j]
-        prev = layout[l - 1, U_OFF] if l > 0 else 0
-        for i in range(fan_in):
-            ai = x[i] if l == 0 else a[prev + i]
-            if ai == 0.0:  # (dead relu units) adds nothing
-                continue
-            w = theta[w_off + i * fan_out:w_off + (i + 1) * fan_out]
-            zl = z[u_off:u_off + fan_out]
-            for j in range(fan_out):
-                zl[j] += ai * w[j]
-        activate(z, a, u_off, fan_out, layout[l, ACT])
-
+from .codes import ACT, FAN_OUT, SOFTMAX, U_OFF
+from .dense import add_scaled, layer_geometry
 
 #: Samples that share one pass over a weight row in :func:`forward_batch`.
 SAMPLE_TILE = 8
@@ -60,8 +18,10 @@ def forward_layers(theta, layout, X, lo, hi, first, softmax, Z_out, A_out):
 
     Parameters
     ----------
-    theta, layout
-        As in :func:`forward_sample`.
+    theta : ndarray of float64, shape (P,)
+        Flat parameters ``[W1.ravel(), b1, W2.ravel(), b2, ...]``.
+    layout : ndarray of int64, shape (L, N_COLS)
+        Layer table (see :mod:`fastgrad._kernels.codes`).
     X : ndarray of float64, shape (N, D)
         Read only when ``first`` is 0.
     lo, hi : int
@@ -77,18 +37,14 @@ def forward_layers(theta, layout, X, lo, hi, first, softmax, Z_out, A_out):
 
     Notes
     -----
-    Every pre-activation is summed in :func:`forward_sample`'s order (bias,
-    then inputs in order), so the rows are bitwise the same as that
-    function's; only the loop order differs, so that a wide layer's ``W`` is
+    Every pre-activation is summed in one fixed order (bias, then inputs in
+    order, exact zero inputs skipped: they add nothing, e.g. dead relu
+    units), so a row does not depend on which samples share its pass; the
+    loops run inputs outside samples, so that a wide layer's ``W`` is
     streamed from memory once per group of samples, not once per sample.
     """
     for l in range(first, layout.shape[0]):
-        fan_in = layout[l, FAN_IN]
-        fan_out = layout[l, FAN_OUT]
-        w_off = layout[l, W_OFF]
-        b_off = layout[l, B_OFF]
-        u_off = layout[l, U_OFF]
-        prev = layout[l - 1, U_OFF] if l > 0 else 0
+        fan_in, fan_out, w_off, b_off, u_off, prev = layer_geometry(layout, l)
         for n in range(lo, hi):
             for j in range(fan_out):
                 Z_out[n, u_off + j] = theta[b_off + j]
@@ -98,9 +54,7 @@ def forward_layers(theta, layout, X, lo, hi, first, softmax, Z_out, A_out):
                 ai = X[n, i] if l == 0 else A_out[n, prev + i]
                 if ai == 0.0:
                     continue
-                z = Z_out[n, u_off:u_off + fan_out]
-                for j in range(fan_out):
-                    z[j] += ai * w[j]
+                add_scaled(Z_out[n, u_off:u_off + fan_out], ai, w)
         if softmax or layout[l, ACT] != SOFTMAX:
             for n in range(lo, hi):
                 activate(Z_out[n], A_out[n], u_off, fan_out, layout[l, ACT])
@@ -112,10 +66,6 @@ def forward_rows(theta, layout, X, lo, hi, Z_out, A_out):
     forward_layers(theta, layout, X, lo, hi, 0, True, Z_out, A_out)
 
 
-#: Samples that share one pass over a weight row.
-SAMPLE_TILE = 8
-
-
 @jit(parallel=True)
 def forward_batch(theta, layout, X, Z_out, A_out):
     """Forward pass of a batch, in parallel over tiles of ``SAMPLE_TILE`` samples.
@@ -123,15 +73,15 @@ def forward_batch(theta, layout, X, Z_out, A_out):
     Parameters
     ----------
     theta, layout
-        As in :func:`forward_sample`.
+        As in :func:`forward_layers`.
     X : ndarray of float64, shape (N, D)
     Z_out, A_out : ndarray of float64, shape (N, U)
         Written in place: every layer's pre-activations and activations.
 
     Notes
     -----
-    Bitwise the same as :func:`forward_sample` row by row (see
-    :func:`forward_rows`), for any thread count.
+    Bitwise the same row by row whatever the tiling (see
+    :func:`forward_layers`), so for any thread count.
     """
     N = X.shape[0]
     n_tiles = (N + SAMPLE_TILE - 1) // SAMPLE_TILE

@@ -2,7 +2,6 @@
 
 from ._jit import jit
 from .codes import FAN_OUT, U_OFF
-from .forward import SAMPLE_TILE, forward_rows
 from .losses import loss_scale, sample_magnitude, sample_term
 
 
@@ -36,18 +35,6 @@ def loss_magnitude(Z, A, Y, layout, loss_code):
     for n in range(Z.shape[0]):
         total += sample_loss_magnitude(Z[n], A[n], Y[n], layout, loss_code)
     return total * loss_scale(loss_code, Z.shape[0])
-
-
-@jit()
-def batch_loss(theta, layout, loss_code, X, Y, Z, A):
-    """Loss ``E`` of the whole batch, serially, using scratch ``Z``/``A`` (N, U).
-
-    Samples are summed in order, so the value does not depend on threads.
-    """
-    N = X.shape[0]
-    for lo in range(0, N, SAMPLE_TILE):
-        forward_rows(theta, layout, X, lo, min(N, lo + SAMPLE_TILE), Z, A)
-    return loss_from_activations(Z, A, Y, layout, loss_code)
 
 
 @jit()

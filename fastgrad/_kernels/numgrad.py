@@ -1,9 +1,10 @@
-"""Per-parameter derivatives from recomputed losses.
+"""The full engine: per-parameter derivatives from recomputed losses.
 
-:func:`central_diff_full` takes central differences with two whole forward
-passes per parameter; :func:`full_differences` takes central, Richardson or
-complex-step differences, recomputing only the part of the forward pass a
-parameter changes, and flags relu/leaky_relu kinks crossed on the way.
+:func:`full_differences` takes central, Richardson or complex-step
+differences, recomputing only the part of the forward pass a parameter
+changes, and flags kinks crossed on the way. (The black-box loop, two whole
+forward passes per parameter, is the tests' reference:
+``tests/kernel_twins.py``.)
 """
 
 import numpy as np
@@ -24,57 +25,8 @@ from .codes import (
 )
 from .complex_forward import complex_suffix_loss
 from .forward import SAMPLE_TILE, forward_layers, forward_rows
-from .loss import batch_loss, loss_from_activations
+from .loss import loss_from_activations
 from .losses import reads_activations
-
-
-@jit(parallel=True)
-def central_diff_full(theta, layout, loss_code, X, Y, eps, order, bounds, n_units, out):
-    """Central differences ``(E(w + eps) - E(w - eps)) / (2 eps)`` of chosen parameters.
-
-    Parameters
-    ----------
-    theta : ndarray of float64, shape (P,)
-        Flat parameters; read only (each chunk perturbs its own copy).
-    layout : ndarray of int64, shape (L, N_COLS)
-    loss_code : int
-    X : ndarray of float64, shape (N, D)
-    Y : ndarray of float64, shape (N, K)
-    eps : float
-        Step, > 0.
-    order : ndarray of int64
-        Flat parameter indices.
-    bounds : ndarray of int64, shape (n_chunks + 1,)
-        Chunk ``c`` handles ``order[bounds[c]:bounds[c + 1]]``; any chunking
-        gives the same result.
-    n_units : int
-        Width ``U`` of a per-sample activation row.
-    out : ndarray of float64, shape (P,)
-        Written at ``out[p]`` for every handled parameter ``p``.
-
-    Notes
-    -----
-    Each chunk owns a copy of ``theta`` and its activation buffers, and each
-    derivative goes to its own slot, so threads never share writable memory.
-    A perturbed entry is restored by assigning the saved value, and every
-    loss is a serial sum over samples in order: the result is bitwise the same
-    for any thread count and any ``n_chunks``. Each loss costs a full forward
-    pass of the batch: O(N * P) per parameter.
-    """
-    for c in prange(bounds.shape[0] - 1):
-        th = theta.copy()
-        z = np.empty((X.shape[0], n_units), dtype=np.float64)
-        a = np.empty((X.shape[0], n_units), dtype=np.float64)
-        for b in range(bounds[c], bounds[c + 1]):
-            p = order[b]
-            saved = th[p]
-            th[p] = saved + eps
-            e_plus = batch_loss(th, layout, loss_code, X, Y, z, a)
-            th[p] = saved - eps
-            e_minus = batch_loss(th, layout, loss_code, X, Y, z, a)
-            th[p] = saved
-            out[p] = (e_plus - e_minus) / (2.0 * eps)
-
 
 # --------------------------------------------------------------------------
 # full_differences: central, Richardson and complex-step differences
@@ -209,7 +161,7 @@ def _crosses_complex(layout, kinked, l, j, Zr, Zi, Z_base):
 
 @jit()
 def _base_pass(theta, layout, X, n_units):
-    """Return a private forward pass ``(Z, A)`` at ``theta``, tiled as :func:`fastgrad._kernels.loss.batch_loss`."""
+    """Return a private forward pass ``(Z, A)`` at ``theta``, tiled as :func:`.forward.forward_rows`."""
     N = X.shape[0]
     Z = np.empty((N, n_units), dtype=np.float64)
     A = np.empty((N, n_units), dtype=np.float64)
@@ -339,13 +291,13 @@ def full_differences(theta, layout, loss_code, X, Y, steps, method, Z_base, orde
     Notes
     -----
     Each chunk first runs its own forward pass at ``theta`` (the same tiled
-    pass as :func:`fastgrad._kernels.loss.batch_loss`) and keeps it. A
+    pass as a whole forward pass (:func:`fastgrad._kernels.forward.forward_rows`)) and keeps it. A
     perturbation of a parameter of layer ``l`` (unit ``j``) leaves the layers
     before ``l`` and the other units of layer ``l`` unchanged, so each loss
     recomputes only unit ``j`` (``N * fan_in`` multiply-adds, or nothing for
     the complex step, whose change there is purely imaginary) and the layers
     after ``l``. Every value is bitwise what a whole forward pass gives, so
-    the central method is bitwise :func:`central_diff_full`. The work of
+    the central method is bitwise the black-box loop (``tests/kernel_twins.py``). The work of
     one parameter is that of ``n_evals`` losses (2, 4 or 1) of the suffix,
     complex ones costing about twice a real one, plus a fixed forward pass
     per chunk: use chunks of many parameters (see :func:`differences_cost`).

@@ -39,6 +39,7 @@ from .codes import (
     U_OFF,
     W_OFF,
 )
+from .dense import add_scaled, add_scaled_abs
 from .incremental import sample_change_checked
 from .losses import abs_term, output_series
 from .losses import unit_series as unit_series_out
@@ -174,11 +175,10 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
                         if aa == 0.0 and a2 == 0.0 and a3 == 0.0:
                             continue
                         w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
-                        for q in range(H_next):
-                            s1[q] += a1 * w[q]
-                            s2[q] += a2 * w[q]
-                            s3[q] += a3 * w[q]
-                            sa[q] += aa * abs(w[q])
+                        add_scaled(s1, a1, w)
+                        add_scaled(s2, a2, w)
+                        add_scaled(s3, a3, w)
+                        add_scaled_abs(sa, aa, w)
                     H = H_next
                 e1, e3, e1_abs, lim_out_n = output_series(loss_code, Z, A, C, R, Y, ysum, n, out_off, K,
                                                           layout[last, ACT], s1, s2, s3, sa)
@@ -232,9 +232,7 @@ def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, 
                     aa = da[k]
                     if aa == 0.0:
                         continue
-                    w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
-                    for q in range(H_next):
-                        sa[q] += aa * abs(w[q])
+                    add_scaled_abs(sa, aa, theta[w_off + k * H_next:w_off + (k + 1) * H_next])
                 H = H_next
             total = 0.0
             for k in range(layout[last, FAN_OUT]):
