@@ -290,9 +290,10 @@ def _small(args: tuple[Any, ...]) -> bool:
         return False
     total = 0
     for a in args:
-        size = getattr(a, "size", None)
-        if size is not None and not isinstance(a, (int, float)):
-            total += size
+        for x in a if isinstance(a, tuple) else (a,):  # (a named tuple of arrays counts as its arrays)
+            size = getattr(x, "size", None)
+            if size is not None:
+                total += size
     return total < PARALLEL_MIN_SIZE
 
 

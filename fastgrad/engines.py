@@ -39,6 +39,7 @@ from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
 from ._kernels.series import unit_abs_series, unit_deltas, unit_series
+from ._kernels.state import BaseState
 from ._kernels.steps import parameter_steps_into
 from .capabilities import ENGINES as ENGINES  # (re-exported: callers knew the engines from here)
 from .capabilities import UNIT_MODE, kernel_codes, route
@@ -149,6 +150,8 @@ class IncrementalState:
         self.R = np.empty_like(Y)
         self.ysum = np.empty(N, dtype=np.float64)
         base_state(net.layout, Z, A, Y, self.C, self.R, self.ysum)
+        #: The same, as the one argument the incremental kernels take.
+        self.base = BaseState(Z, A, self.C, self.R, Y, self.ysum)
 
 
 def _wanted_units(net: MLP, want: np.ndarray | None, layer: int, every: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -292,13 +295,13 @@ def _incremental(
             for n_lo, n_hi in samples:
                 split = min(parts, n_hi - n_lo)
                 if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
-                    unit_deltas(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
+                    unit_deltas(theta, net.layout, net.loss_code, st.base, layer,
                                 chunk, n_lo, n_hi, split, float(eps), E1, crossed)
                     if budget:
-                        unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer,
+                        unit_abs_series(theta, net.layout, net.loss_code, st.base, layer,
                                         chunk, n_lo, n_hi, split, E1abs)
                 else:
-                    unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer,
+                    unit_series(theta, net.layout, net.loss_code, st.base, layer,
                                 chunk, n_lo, n_hi, split, E1, E3, E1abs, lim)
                 if progress is not None and len(samples) > 1:
                     progress(done, total)  # a long unit: show life, give Ctrl-C a chance
@@ -307,7 +310,7 @@ def _incremental(
                 lim[:] = np.inf
             pieces = _pieces(rows, assembly_cost * chunk.size, threads)
             for rows_lo, rows_hi in pieces:
-                assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum,
+                assemble_unit_params(theta, net.layout, net.loss_code, X, st.base,
                                      layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code,
                                      want_arg, budget, rows_lo, rows_hi, out, absum, trunc, kink, status)
                 if progress is not None and len(pieces) > 1 and rows_hi < rows:

@@ -50,7 +50,7 @@ def _series(net, theta, X, Y, layer):
     E3 = np.empty_like(E1)
     E1abs = np.empty_like(E1)
     lim = np.empty_like(E1)
-    unit_series(theta, net.layout, net.loss_code, Z, A, st.C, st.R, Y, st.ysum, layer, units, 0, X.shape[0], 1,
+    unit_series(theta, net.layout, net.loss_code, st.base, layer, units, 0, X.shape[0], 1,
                 E1, E3, E1abs, lim)
     assert np.all(E1abs >= np.abs(E1) * (1 - 1e-12))  # the absolute chain bounds the signed one
     return st, units, E1, E3, lim, E1abs
@@ -61,7 +61,7 @@ def _assemble(net, theta, X, Y, st, layer, units, E1, E3, E1abs, lim, h, out, me
     want = np.ones(P, dtype=np.bool_)
     steps = np.full(P, h)
     absum, trunc, kink, status = np.zeros(P), np.zeros(P), np.zeros(P, dtype=np.int8), np.zeros(P, dtype=np.int8)
-    assemble_unit_params(theta, net.layout, net.loss_code, X, Y, st.Z, st.A, st.C, st.R, st.ysum, layer, units,
+    assemble_unit_params(theta, net.layout, net.loss_code, X, st.base, layer, units,
                          E1, E3, E1abs, lim, steps, 0.0, False, method, want, True, 0, net.sizes[layer] + 1, out,
                          absum, trunc, kink, status)
     assert not status.any()
@@ -204,7 +204,7 @@ def test_abs_only_series_is_the_series_absolute_chain(sizes, hidden, output, los
     for layer in range(net.n_layers):
         st, units, _, _, _, E1abs = _series(net, theta, X, Y, layer)
         alone = np.empty_like(E1abs)
-        unit_abs_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, Y, st.ysum, layer, units, 0,
+        unit_abs_series(theta, net.layout, net.loss_code, st.base, layer, units, 0,
                         X.shape[0], 1, alone)
         assert np.array_equal(alone, E1abs)
 
@@ -270,7 +270,7 @@ def test_unit_series_pieces_are_the_whole_bitwise(sizes, hidden, output, loss):
         got = [np.full_like(whole[0], np.nan) for _ in range(4)]
         E1, E3, E1abs, lim = got
         for n_lo, n_hi, parts in [(0, 3, 3), (3, 4, 1), (4, 7, 2)]:  # ranges, each unit's split between tasks
-            unit_series(theta, net.layout, net.loss_code, st.Z, st.A, st.C, st.R, Y, st.ysum, layer, units, n_lo,
+            unit_series(theta, net.layout, net.loss_code, st.base, layer, units, n_lo,
                         n_hi, parts, E1, E3, E1abs, lim)
         for a, b in zip((E1, E3, lim, E1abs), whole):
             assert np.array_equal(a, b)

@@ -47,7 +47,7 @@ STATUS_ESTIMATE_NONFINITE = 3
 
 
 @jit()
-def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch):
+def _direct_value(theta, layout, loss_code, base, n, l, j, h, an, method, noise, scratch):
     """One sample's contribution ``(value, truncation, crossed, status)`` by the direct path.
 
     ``value`` is the unscaled contribution to the derivative: the central
@@ -80,7 +80,7 @@ def _direct_value(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an,
     for k in range(count):
         t = step * an
         change, crossed_k, magnitude, finite = sample_change_checked(
-            theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, scratch[0], scratch[1], scratch[2],
+            theta, layout, loss_code, base, n, l, j, t, scratch[0], scratch[1], scratch[2],
             scratch[3]
         )
         d[k] = change / (2.0 * step)
@@ -229,7 +229,7 @@ def _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim,
 
 
 @jit(parallel=True)
-def _assemble_pending(theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps,
+def _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps, eps,
                       scaled, method, budget, rows, cols, out, absum_out, trunc_out, kink_out, status_out):
     """The entries ``(rows[e], units[cols[e]])``, summed sample by sample (arguments as :func:`assemble_unit_params`).
 
@@ -252,7 +252,7 @@ def _assemble_pending(theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units
         j = units[b]
         p = _param_index(layout, l, i, j)
         a = np.empty(N, dtype=np.float64)
-        _row_inputs(X, A, layout, l, i, a)
+        _row_inputs(X, base.A, layout, l, i, a)
         scratch = np.empty((4, width), dtype=np.float64)
         h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
         h2 = h * h
@@ -283,7 +283,7 @@ def _assemble_pending(theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units
             else:
                 noise = 4.0 * (layout.shape[0] + 2) * 2.0**-53 * abs(an) * E1abs[n, b] if budget else 0.0
                 v, v_trunc, crossed, v_status = _direct_value(
-                    theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, an, method, noise, scratch
+                    theta, layout, loss_code, base, n, l, j, h, an, method, noise, scratch
                 )
                 kink = kink or crossed
                 if v_status == STATUS_LOSS_NONFINITE:
@@ -303,15 +303,17 @@ def _assemble_pending(theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units
 
 
 def assemble_unit_params(
-    theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
+    theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
     want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
     Parameters
     ----------
-    theta, layout, loss_code, X, Y, Z, A, C, R, ysum
-        As in :func:`unit_series`.
+    theta, layout, loss_code, X
+        As in :func:`.series.unit_series`; ``X`` the batch.
+    base : :class:`fastgrad._kernels.state.BaseState`
+        As in :func:`.series.unit_series`.
     l : int
         Layer.
     units : ndarray of int64, shape (B,)
@@ -375,11 +377,11 @@ def assemble_unit_params(
     flagged instead. Bitwise the same for any thread count.
     """
     pending = np.zeros((rows_hi - rows_lo, units.shape[0]), dtype=np.int8)
-    _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
+    _assemble_rows(theta, layout, loss_code, X, base.A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
                    budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending)
     rows, cols = np.nonzero(pending)
     for lo in range(0, rows.shape[0], PENDING_CALL):
-        _assemble_pending(theta, layout, loss_code, X, Y, Z, A, C, R, ysum, l, units, E1, E3, E1abs, lim, steps,
+        _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps,
                           eps, scaled, method, budget, (rows[lo:lo + PENDING_CALL] + rows_lo).astype(np.int64),
                           cols[lo:lo + PENDING_CALL].astype(np.int64), out, absum_out, trunc_out, kink_out,
                           status_out)

@@ -74,7 +74,7 @@ def base_state(layout, Z, A, Y, C_out, R_out, ysum_out):
 
 
 @jit()
-def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz_m, da_p, da_m):
+def _suffix_change(theta, layout, loss_code, base, n, l, dz_p, dz_m, da_p, da_m):
     """Unscaled ``E_n(+) - E_n(-)`` of sample ``n`` from layer ``l``'s changes, and a kink flag.
 
     ``dz_p``/``dz_m`` hold the pre-activation changes of layer ``l`` under the
@@ -84,6 +84,7 @@ def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz
     The flag says whether either perturbation moved a relu/leaky_relu
     pre-activation across its kink.
     """
+    Z, C = base.Z, base.C
     last = layout.shape[0] - 1
     crossed = False
     while l < last:
@@ -104,13 +105,13 @@ def _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, dz_p, dz
             w = theta[w_off + i * fan_out:w_off + (i + 1) * fan_out]
             add_scaled(dz_p, gp, w)
             add_scaled(dz_m, gm, w)
-    change, crossed_out = output_change(loss_code, Z, A, C, R, Y, ysum, n, layout[last, U_OFF], layout[last, FAN_OUT],
+    change, crossed_out = output_change(loss_code, base, n, layout[last, U_OFF], layout[last, FAN_OUT],
                                         layout[last, ACT], dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_out
 
 
 @jit()
-def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, dz_p, dz_m, da_p, da_m):
+def sample_change_direct(theta, layout, loss_code, base, n, l, j, t, dz_p, dz_m, da_p, da_m):
     """Unscaled ``E_n(+) - E_n(-)`` when unit ``j`` of layer ``l`` moves by ``+-t`` in sample ``n``.
 
     The direct path, for any step: the unit's activation changes
@@ -121,10 +122,11 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
     any relu/leaky_relu pre-activation (the unit's own or a later one)
     across its kink.
     """
+    Z, C = base.Z, base.C
     last = layout.shape[0] - 1
     if l == last:
         off, K, act = layout[l, U_OFF], layout[l, FAN_OUT], layout[l, ACT]
-        return unit_change(loss_code, Z, A, C, R, Y, ysum, n, off, K, j, t, act)
+        return unit_change(loss_code, base, n, off, K, j, t, act)
     u = layout[l, U_OFF] + j
     gp, gm, crossed = step_changes(layout[l, ACT], Z[n, u], t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
     if gp == 0.0 and gm == 0.0:
@@ -136,7 +138,7 @@ def sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j,
         w = theta[row + k]
         dz_p[k] = gp * w
         dz_m[k] = gm * w
-    change, crossed_later = _suffix_change(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, m, dz_p, dz_m, da_p, da_m)
+    change, crossed_later = _suffix_change(theta, layout, loss_code, base, n, m, dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_later
 
 
@@ -166,7 +168,7 @@ def sample_loss_shifted(theta, layout, loss_code, Z, A, Y, n, l, j, t, zw, aw):
 
 
 @jit()
-def sample_change_checked(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t, dz_p, dz_m, da_p, da_m):
+def sample_change_checked(theta, layout, loss_code, base, n, l, j, t, dz_p, dz_m, da_p, da_m):
     """:func:`sample_change_direct`, falling back to the plain difference where it is not finite.
 
     The changes' closed forms are finite wherever the exact changes are in
@@ -186,14 +188,14 @@ def sample_change_checked(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j
     finite : bool
         False when the loss at ``+t`` or ``-t`` is not finite in float64.
     """
-    change, crossed = sample_change_direct(theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, t,
+    change, crossed = sample_change_direct(theta, layout, loss_code, base, n, l, j, t,
                                            dz_p, dz_m, da_p, da_m)
     if math.isfinite(change):
         return change, crossed, 0.0, True
-    zw = np.empty((1, Z.shape[1]), dtype=np.float64)
-    aw = np.empty((1, Z.shape[1]), dtype=np.float64)
-    e_plus = sample_loss_shifted(theta, layout, loss_code, Z, A, Y, n, l, j, t, zw, aw)
-    e_minus = sample_loss_shifted(theta, layout, loss_code, Z, A, Y, n, l, j, -t, zw, aw)
+    zw = np.empty((1, base.Z.shape[1]), dtype=np.float64)
+    aw = np.empty((1, base.Z.shape[1]), dtype=np.float64)
+    e_plus = sample_loss_shifted(theta, layout, loss_code, base.Z, base.A, base.Y, n, l, j, t, zw, aw)
+    e_minus = sample_loss_shifted(theta, layout, loss_code, base.Z, base.A, base.Y, n, l, j, -t, zw, aw)
     if math.isfinite(e_plus) and math.isfinite(e_minus):
         return e_plus - e_minus, crossed, abs(e_plus) + abs(e_minus), True
     return math.nan, crossed, 0.0, False

@@ -69,8 +69,7 @@ def _task_samples(task, parts, n_lo, n_hi):
 
 
 @jit(parallel=True)
-def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n_hi, parts, E1_out, E3_out,
-                E1abs_out, lim_out):
+def unit_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1_out, E3_out, E1abs_out, lim_out):
     """Odd loss-change coefficients of the units ``units`` of layer ``l``, every sample.
 
     Parameters
@@ -78,11 +77,8 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
     theta : ndarray of float64, shape (P,)
     layout : ndarray of int64, shape (L, N_COLS)
     loss_code : int
-    Z, A : ndarray of float64, shape (N, U)
-        Cached forward pass.
-    C, R, ysum
-        From :func:`.incremental.base_state`.
-    Y : ndarray of float64, shape (N, K)
+    base : :class:`fastgrad._kernels.state.BaseState`
+        The cached forward pass, Taylor coefficients, residuals, targets.
     l : int
         Layer.
     units : ndarray of int64, shape (B,)
@@ -115,6 +111,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
     depend on the thread count, on ``parts`` or on the sample ranges. Work per unit and sample: about four times
     a forward pass of the layers after ``l + 1``.
     """
+    Z, C = base.Z, base.C
     last = layout.shape[0] - 1
     out_off = layout[last, U_OFF]
     K = layout[last, FAN_OUT]
@@ -135,7 +132,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
         for n in range(lo, hi):
             lim = min(1.0, change_limit(code, Z[n, u], 1.0))
             if l == last:
-                e1, e3, e1_abs, lim_out_n = unit_series_out(loss_code, Z, A, C, R, Y, ysum, n, out_off, K, j, code,
+                e1, e3, e1_abs, lim_out_n = unit_series_out(loss_code, base, n, out_off, K, j, code,
                                                             s1, s2, s3, sa)
             else:
                 # the unit's own activation change, then layer l+1's rank-1 change
@@ -180,7 +177,7 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
                         add_scaled(s3, a3, w)
                         add_scaled_abs(sa, aa, w)
                     H = H_next
-                e1, e3, e1_abs, lim_out_n = output_series(loss_code, Z, A, C, R, Y, ysum, n, out_off, K,
+                e1, e3, e1_abs, lim_out_n = output_series(loss_code, base, n, out_off, K,
                                                           layout[last, ACT], s1, s2, s3, sa)
             lim = min(lim, lim_out_n)
             if not (np.isfinite(e1) and np.isfinite(e3)):
@@ -192,13 +189,14 @@ def unit_series(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
 
 
 @jit(parallel=True)
-def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, n_hi, parts, E1abs_out):
+def unit_abs_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1abs_out):
     """Only the absolute-value chain of :func:`unit_series` (``E1abs_out``), for ``engine="unit"``.
 
     One stream instead of four: the unit engine takes its derivatives from
     :func:`unit_deltas` and needs the series only for the rounding budget.
     ``n_lo``, ``n_hi``, ``parts``: as in :func:`unit_series`.
     """
+    C = base.C
     last = layout.shape[0] - 1
     width = max_width(layout)
     code = layout[l, ACT]
@@ -211,7 +209,7 @@ def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, 
         for n in range(lo, hi):
             g = abs(C[0, n, u]) + slack(code)
             if l == last:
-                E1abs_out[n, b] = abs_term(loss_code, A, C, Y, ysum, n, layout[l, U_OFF], j, code)
+                E1abs_out[n, b] = abs_term(loss_code, base, n, layout[l, U_OFF], j, code)
                 continue
             m = l + 1
             H = layout[m, FAN_OUT]
@@ -236,12 +234,12 @@ def unit_abs_series(theta, layout, loss_code, Z, A, C, Y, ysum, l, units, n_lo, 
                 H = H_next
             total = 0.0
             for k in range(layout[last, FAN_OUT]):
-                total += abs_term(loss_code, A, C, Y, ysum, n, layout[last, U_OFF], k, layout[last, ACT]) * sa[k]
+                total += abs_term(loss_code, base, n, layout[last, U_OFF], k, layout[last, ACT]) * sa[k]
             E1abs_out[n, b] = total
 
 
 @jit(parallel=True)
-def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n_hi, parts, h, D_out, crossed_out):
+def unit_deltas(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, h, D_out, crossed_out):
     """Numerical derivatives of every sample's loss with respect to each unit's pre-activation.
 
     ``D_out[n, b] = (E_n(z + h) - E_n(z - h)) / 2h`` for unit ``units[b]``
@@ -259,7 +257,7 @@ def unit_deltas(theta, layout, loss_code, Z, A, C, R, Y, ysum, l, units, n_lo, n
         scratch = np.empty((4, width), dtype=np.float64)
         for n in range(lo, hi):
             change, crossed, _, _ = sample_change_checked(
-                theta, layout, loss_code, Z, A, C, R, Y, ysum, n, l, j, h, scratch[0], scratch[1], scratch[2],
+                theta, layout, loss_code, base, n, l, j, h, scratch[0], scratch[1], scratch[2],
                 scratch[3],
             )  # NaN where the loss at z +- h is not finite
             D_out[n, b] = change / (2.0 * h)

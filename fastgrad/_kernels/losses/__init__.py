@@ -51,20 +51,20 @@ sample_magnitude = _make("sample_magnitude(code, z, a, y, start, count)",
 output_deltas = _make("output_deltas(code, z, a, y, start, count, act, n_samples, d_out)",
                       lambda m: "{m}.output_deltas(code, z, a, y, start, count, act, n_samples, d_out)\nreturn")
 #: Unscaled ``E_n(+) - E_n(-)`` from the output pre-activation changes, and a kink flag.
-output_change = _make("output_change(code, Z, A, C, R, Y, ysum, n, off, K, act, dz_p, dz_m, x_p, x_m)",
-                      lambda m: "return {m}.output_change(Z, A, C, R, Y, ysum, n, off, K, act, dz_p, dz_m, x_p, x_m)")
+output_change = _make("output_change(code, base, n, off, K, act, dz_p, dz_m, x_p, x_m)",
+                      lambda m: "return {m}.output_change(base, n, off, K, act, dz_p, dz_m, x_p, x_m)")
 #: Unscaled ``E_n(+) - E_n(-)`` when output unit ``j`` moves by ``+-t``, and a kink flag.
-unit_change = _make("unit_change(code, Z, A, C, R, Y, ysum, n, off, K, j, t, act)",
-                    lambda m: "return {m}.unit_change(Z, A, C, R, Y, ysum, n, off, K, j, t, act)")
+unit_change = _make("unit_change(code, base, n, off, K, j, t, act)",
+                    lambda m: "return {m}.unit_change(base, n, off, K, j, t, act)")
 #: Output unit ``k``'s factor in the absolute-value chain of the series' rounding.
-abs_term = _make("abs_term(code, A, C, Y, ysum, n, off, k, act)",
-                 lambda m: "return {m}.abs_term(A, C, Y, ysum, n, off, k, act)")
+abs_term = _make("abs_term(code, base, n, off, k, act)",
+                 lambda m: "return {m}.abs_term(base, n, off, k, act)")
 #: ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the output pre-activations' change series.
-output_series = _make("output_series(code, Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, s_abs)",
-                      lambda m: "return {m}.output_series(Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, s_abs)")
+output_series = _make("output_series(code, base, n, off, K, act, s1, s2, s3, s_abs)",
+                      lambda m: "return {m}.output_series(base, n, off, K, act, s1, s2, s3, s_abs)")
 #: The same when only output unit ``j`` moves.
-unit_series = _make("unit_series(code, Z, A, C, R, Y, ysum, n, off, K, j, act, s1, s2, s3, sa)",
-                    lambda m: "return {m}.unit_series(Z, A, C, R, Y, ysum, n, off, K, j, act, s1, s2, s3, sa)")
+unit_series = _make("unit_series(code, base, n, off, K, j, act, s1, s2, s3, sa)",
+                    lambda m: "return {m}.unit_series(base, n, off, K, j, act, s1, s2, s3, sa)")
 #: One sample's unscaled term from complex128 rows.
 complex_sample_term = _make("complex_sample_term(code, z, a, y, start, count)",
                             lambda m: "return {m}.complex_sample_value(z, a, y, start, count)")

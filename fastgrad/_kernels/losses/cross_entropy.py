@@ -172,8 +172,9 @@ def log_softmax_shift_one(z, p, start, count, j, t):
 
 
 @jit()
-def output_change(Z, A, C, R, Y, ysum, n, off, K, act, dz_p, dz_m, x_p, x_m):
+def output_change(base, n, off, K, act, dz_p, dz_m, x_p, x_m):
     """Unscaled ``E_n(+) - E_n(-)`` from the logit changes: ``ysum (lse(+) - lse(-)) - sum_k y_k (dz+ - dz-)``."""
+    Z, A, C, R, Y, ysum = base
     shift = log_softmax_shift(Z[n], A[n], dz_p, off, K) - log_softmax_shift(Z[n], A[n], dz_m, off, K)
     lin = 0.0
     for k in range(K):
@@ -182,15 +183,17 @@ def output_change(Z, A, C, R, Y, ysum, n, off, K, act, dz_p, dz_m, x_p, x_m):
 
 
 @jit()
-def unit_change(Z, A, C, R, Y, ysum, n, off, K, j, t, act):
+def unit_change(base, n, off, K, j, t, act):
     """Unscaled ``E_n(+) - E_n(-)`` when only logit ``j`` moves, by ``+-t``: ``ysum (lse(+) - lse(-)) - y_j 2t``."""
+    Z, A, C, R, Y, ysum = base
     shift = log_softmax_shift_one(Z[n], A[n], off, K, j, t) - log_softmax_shift_one(Z[n], A[n], off, K, j, -t)
     return ysum[n] * shift - Y[n, j] * (2.0 * t), False
 
 
 @jit()
-def abs_term(A, C, Y, ysum, n, off, k, act):
+def abs_term(base, n, off, k, act):
     """Logit ``k``'s factor in the absolute-value chain: ``ysum p_k + |y_k|``."""
+    Z, A, C, R, Y, ysum = base
     return ysum[n] * A[n, off + k] + abs(Y[n, k])
 
 
@@ -200,12 +203,13 @@ def abs_terms(Y, A_out, ysum, deriv):
 
 
 @jit()
-def output_series(Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, s_abs):
+def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
     """Loss series ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the logit series ``s1..s3``.
 
     ``ysum log1p(S) - sum_k y_k dz_k`` with ``S = sum_k p_k expm1(dz_k)``; ``lim`` keeps ``|expm1(dz)|`` and
     ``|S|`` within ``SERIES_MAX``.
     """
+    Z, A, C, R, Y, ysum = base
     lim = np.inf
     S1 = 0.0
     S2 = 0.0
@@ -225,7 +229,7 @@ def output_series(Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, s_abs):
         S3 += p * (u3 + u1 * u2 + u1 * u1 * u1 / 6.0)
         lin1 += Y[n, k] * u1
         lin3 += Y[n, k] * u3
-        e1_abs += abs_term(A, C, Y, ysum, n, off, k, act) * s_abs[k]
+        e1_abs += abs_term(base, n, off, k, act) * s_abs[k]
     if big > 0.0:
         lim = 0.5 * SERIES_MAX / big
     e1 = ysum[n] * S1 - lin1
@@ -234,8 +238,9 @@ def output_series(Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, s_abs):
 
 
 @jit()
-def unit_series(Z, A, C, R, Y, ysum, n, off, K, j, act, s1, s2, s3, sa):
+def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only logit ``j`` moves, by ``s`` (``s1..s3``, ``sa``: scratch rows)."""
+    Z, A, C, R, Y, ysum = base
     for k in range(K):
         s1[k] = 0.0
         s2[k] = 0.0
@@ -243,7 +248,7 @@ def unit_series(Z, A, C, R, Y, ysum, n, off, K, j, act, s1, s2, s3, sa):
         sa[k] = 0.0
     s1[j] = 1.0
     sa[j] = 1.0
-    return output_series(Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, sa)
+    return output_series(base, n, off, K, act, s1, s2, s3, sa)
 
 
 @jit()

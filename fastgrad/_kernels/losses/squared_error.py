@@ -80,11 +80,12 @@ def squared_delta(dx_plus, dx_minus, residual):
 
 
 @jit()
-def output_change(Z, A, C, R, Y, ysum, n, off, K, act, dz_p, dz_m, x_p, x_m):
+def output_change(base, n, off, K, act, dz_p, dz_m, x_p, x_m):
     """Unscaled ``E_n(+) - E_n(-)`` from the output pre-activation changes ``dz_p``/``dz_m``, and a kink flag.
 
     ``x_p``/``x_m`` are scratch for the output activation changes.
     """
+    Z, A, C, R, Y, ysum = base
     crossed = layer_change(act, Z, C, n, off, K, dz_p, x_p)
     crossed |= layer_change(act, Z, C, n, off, K, dz_m, x_m)
     total = 0.0
@@ -94,16 +95,18 @@ def output_change(Z, A, C, R, Y, ysum, n, off, K, act, dz_p, dz_m, x_p, x_m):
 
 
 @jit()
-def unit_change(Z, A, C, R, Y, ysum, n, off, K, j, t, act):
+def unit_change(base, n, off, K, j, t, act):
     """Unscaled ``E_n(+) - E_n(-)`` when output unit ``j``'s pre-activation moves by ``+-t``, and a kink flag."""
+    Z, A, C, R, Y, ysum = base
     u = off + j
     gp, gm, crossed = step_changes(act, Z[n, u], t, C[0, n, u], C[1, n, u], C[2, n, u], C[3, n, u])
     return squared_delta(gp, gm, R[n, j]), crossed
 
 
 @jit()
-def abs_term(A, C, Y, ysum, n, off, k, act):
+def abs_term(base, n, off, k, act):
     """Output unit ``k``'s factor in the absolute-value chain: ``2 (|y| + |x|) (|f'| + slack)``."""
+    Z, A, C, R, Y, ysum = base
     return 2.0 * (abs(Y[n, k]) + abs(A[n, off + k])) * (abs(C[0, n, off + k]) + slack(act))
 
 
@@ -113,12 +116,13 @@ def abs_terms(Y, A_out, ysum, deriv):
 
 
 @jit()
-def output_series(Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, s_abs):
+def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
     """Loss series ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the output pre-activation series ``s1..s3``.
 
     ``(r - dx)^2 - r^2 = dx^2 - 2 r dx`` with ``dx`` the output activation's change composed with ``s``;
     ``lim`` keeps every output change in its activation's series range.
     """
+    Z, A, C, R, Y, ysum = base
     lim = np.inf
     e1 = 0.0
     e3 = 0.0
@@ -130,13 +134,14 @@ def output_series(Z, A, C, R, Y, ysum, n, off, K, act, s1, s2, s3, s_abs):
         r2 = 2.0 * R[n, k]
         e1 -= r2 * x1
         e3 += 2.0 * x1 * x2 - r2 * x3
-        e1_abs += abs_term(A, C, Y, ysum, n, off, k, act) * s_abs[k]
+        e1_abs += abs_term(base, n, off, k, act) * s_abs[k]
     return e1, e3, e1_abs, lim
 
 
 @jit()
-def unit_series(Z, A, C, R, Y, ysum, n, off, K, j, act, s1, s2, s3, sa):
+def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only output unit ``j`` moves, by ``s`` (no scratch needed): closed form."""
+    Z, A, C, R, Y, ysum = base
     u = off + j
     g1 = C[0, n, u]
     g2 = C[1, n, u]
@@ -144,7 +149,7 @@ def unit_series(Z, A, C, R, Y, ysum, n, off, K, j, act, s1, s2, s3, sa):
     r2 = 2.0 * R[n, j]
     e1 = -r2 * g1
     e3 = 2.0 * g1 * g2 - r2 * g3
-    return e1, e3, abs_term(A, C, Y, ysum, n, off, j, act), np.inf
+    return e1, e3, abs_term(base, n, off, j, act), np.inf
 
 
 @jit()
