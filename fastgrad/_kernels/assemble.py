@@ -114,7 +114,7 @@ def _direct_value(theta, layout, loss_code, base, n, l, j, h, an, method, noise,
     return d[0], abs(d[0] - d[1]) / 3.0 + rounding, crossed, status
 
 
-@jit()
+@jit(inline=True)
 def _row_inputs(X, A, layout, l, i, a):
     """Write row ``i``'s input of every sample into ``a`` (N,): ``X[:, i]``, ``A[:, prev + i]``, or 1 (the bias row)."""
     fan_in = layout[l, FAN_IN]
@@ -128,7 +128,7 @@ def _row_inputs(X, A, layout, l, i, a):
             a[n] = A[n, prev + i]
 
 
-@jit()
+@jit(inline=True)
 def _param_index(layout, l, i, j):
     """Flat index of ``W_l[i, j]``, or of ``b_l[j]`` for ``i == fan_in``."""
     if i == layout[l, FAN_IN]:
@@ -136,7 +136,7 @@ def _param_index(layout, l, i, j):
     return layout[l, W_OFF] + i * layout[l, FAN_OUT] + j
 
 
-@jit()
+@jit(inline=True)
 def _store(p, value, absum, trunc, kink, status, budget, out, absum_out, trunc_out, kink_out, status_out):
     """Write entry ``p``'s (already scaled) results; a value that overflowed gets ``STATUS_VALUE_NONFINITE``."""
     out[p] = value
@@ -149,7 +149,7 @@ def _store(p, value, absum, trunc, kink, status, budget, out, absum_out, trunc_o
         status_out[p] = status
 
 
-@jit()
+@jit(inline=True)
 def _series_weight(method):
     """The weight ``c`` of the series' ``h^2 sum_n e3 a^3`` term in the value: central 1, complex -1, else 0."""
     if method == RICHARDSON or method == UNIT_DELTAS:

@@ -11,7 +11,7 @@ from ._jit import jit
 from .codes import B_OFF, FAN_IN, FAN_OUT, U_OFF, W_OFF
 
 
-@jit()
+@jit(inline=True)
 def layer_geometry(layout, l):
     """``(fan_in, fan_out, w_off, b_off, u_off, prev)`` of layer ``l``.
 
@@ -22,14 +22,14 @@ def layer_geometry(layout, l):
     return layout[l, FAN_IN], layout[l, FAN_OUT], layout[l, W_OFF], layout[l, B_OFF], layout[l, U_OFF], prev
 
 
-@jit()
+@jit(inline=True)
 def add_scaled(dst, g, w):
     """``dst[k] += g * w[k]`` for every ``k < len(w)``: one input's share of a layer's sums."""
     for k in range(w.shape[0]):
         dst[k] += g * w[k]
 
 
-@jit()
+@jit(inline=True)
 def add_scaled_abs(dst, g, w):
     """``dst[k] += g * |w[k]|``: :func:`add_scaled` for the absolute-value chains of the rounding budgets."""
     for k in range(w.shape[0]):

@@ -60,7 +60,7 @@ def forward_layers(theta, layout, X, lo, hi, first, softmax, Z_out, A_out):
                 activate(Z_out[n], A_out[n], u_off, fan_out, layout[l, ACT])
 
 
-@jit()
+@jit(inline=True)
 def forward_rows(theta, layout, X, lo, hi, Z_out, A_out):
     """Forward pass of samples ``lo..hi-1``, every layer (:func:`forward_layers` from layer 0)."""
     forward_layers(theta, layout, X, lo, hi, 0, True, Z_out, A_out)

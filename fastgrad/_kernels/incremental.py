@@ -27,7 +27,7 @@ from .losses import output_change, unit_change
 __all__ = ["N_COEF", "base_state", "sample_change_checked", "sample_change_direct", "taylor_coefficients"]
 
 
-@jit()
+@jit(inline=True)
 def taylor_coefficients(code, z, a, out, n, u):
     """Write ``f^(m)(z) / m!`` for m = 1..4 into ``out[m - 1, n, u]`` (``out``: (N_COEF, N, U)).
 

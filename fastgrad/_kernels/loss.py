@@ -5,7 +5,7 @@ from .codes import FAN_OUT, U_OFF
 from .losses import loss_scale, sample_magnitude, sample_term
 
 
-@jit()
+@jit(inline=True)
 def sample_loss(z, a, y, layout, loss_code):
     """One sample's unscaled loss term (the loss module's ``sample_value`` over the output units).
 
@@ -16,7 +16,7 @@ def sample_loss(z, a, y, layout, loss_code):
     return sample_term(loss_code, z, a, y, layout[last, U_OFF], layout[last, FAN_OUT])
 
 
-@jit()
+@jit(inline=True)
 def sample_loss_magnitude(z, a, y, layout, loss_code):
     """The size of the numbers one sample's loss term is computed from (for its rounding).
 

@@ -45,7 +45,7 @@ from .losses import abs_term, output_series
 from .losses import unit_series as unit_series_out
 
 
-@jit()
+@jit(inline=True)
 def max_width(layout):
     """Units of the widest layer (the size of a scratch row)."""
     width = 0

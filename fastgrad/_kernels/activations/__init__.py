@@ -75,7 +75,7 @@ is_linear = _make("is_linear(code)", lambda m: f"return {bool(getattr(m, 'LINEAR
 has_series = _make("has_series(code)", lambda m: f"return {bool(getattr(m, 'SERIES', False))}")
 
 
-@jit()
+@jit(inline=True)
 def step_changes(code, z, t, c1, c2, c3, c4):
     """``(f(z + t) - f(z), f(z - t) - f(z), crossed)``: a unit's changes under ``+-t``; was a kink crossed."""
     gp = act_delta(code, z, t, c1, c2, c3, c4)
@@ -118,7 +118,7 @@ def layer_change(code, Z, C, n, u_off, count, dz, da):
     return crossed
 
 
-@jit()
+@jit(inline=True)
 def compose(c1, c2, c3, u1, u2, u3):
     """Coefficients of ``f(z + u(s)) - f(z)`` to ``s^3``, ``u(s) = u1 s + u2 s^2 + u3 s^3``.
 

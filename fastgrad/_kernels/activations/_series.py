@@ -14,13 +14,13 @@ N_COEF = 4
 EXP_MAX = 709.0
 
 
-@jit()
+@jit(inline=True)
 def polynomial(d, c1, c2, c3, c4):
     """``c1 d + c2 d^2 + c3 d^3 + c4 d^4`` (Horner): a smooth activation's change for ``|d| <= SERIES_MAX``."""
     return d * (c1 + d * (c2 + d * (c3 + d * c4)))
 
 
-@jit()
+@jit(inline=True)
 def change_limit(z, bound):
     """Largest ``|s|`` keeping a change ``|d| <= |s| bound`` in a smooth activation's series range."""
     return SERIES_MAX / bound

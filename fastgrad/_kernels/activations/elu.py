@@ -22,19 +22,19 @@ SLACK = 1.0
 CURVED = True
 
 
-@jit()
+@jit(inline=True)
 def value(z):
     """``z`` above 0, ``expm1(z)`` at or below."""
     return z if z > 0.0 else math.expm1(z)
 
 
-@jit()
+@jit(inline=True)
 def derivative(z, a):
     """1 above 0, ``exp(z)`` at or below (not ``a + 1``, which loses ``exp(z)``'s digits for ``z << 0``)."""
     return 1.0 if z > 0.0 else math.exp(z)
 
 
-@jit()
+@jit(inline=True)
 def taylor(z, a):
     """``f^(m)(z) / m!`` for m = 1..4 on ``z``'s side of 0."""
     if z > 0.0:
@@ -43,7 +43,7 @@ def taylor(z, a):
     return e, e / 2.0, e / 6.0, e / 24.0
 
 
-@jit()
+@jit(inline=True)
 def change(z, d, c1, c2, c3, c4):
     """``f(z + d) - f(z)`` without cancellation or overflow, for any ``d``.
 
@@ -62,7 +62,7 @@ def change(z, d, c1, c2, c3, c4):
     return value(zn) - value(z)
 
 
-@jit()
+@jit(inline=True)
 def change_limit(z, bound):
     """Largest ``|s|`` keeping a change ``|d| <= |s| bound`` in the range of the series at ``z``.
 
@@ -74,7 +74,7 @@ def change_limit(z, bound):
     return min(0.5 * abs(z), SERIES_MAX) / bound
 
 
-@jit()
+@jit(inline=True)
 def complex_value(x, y):
     """``f(x + i y)`` as ``(re, im)``: the piece the real part is on; ``y == 0`` gives the real value exactly.
 

@@ -15,7 +15,7 @@ SLACK = 1.0
 CURVED = True
 
 
-@jit()
+@jit(inline=True)
 def value(z):
     """Logistic function, without overflow for large ``|z|``."""
     if z >= 0.0:
@@ -24,13 +24,13 @@ def value(z):
     return e / (1.0 + e)
 
 
-@jit()
+@jit(inline=True)
 def derivative(z, a):
     """``s (1 - s)`` from the activation ``a = s``."""
     return a * (1.0 - a)
 
 
-@jit()
+@jit(inline=True)
 def taylor(z, a):
     """``f^(m)(z) / m!`` for m = 1..4, from ``s = sigmoid(z)`` and ``q = sigmoid(-z)`` (each computed directly).
 
@@ -42,7 +42,7 @@ def taylor(z, a):
     return s1, s1 * (q - s) / 2.0, s1 * (1.0 - 6.0 * s1) / 6.0, s1 * (q - s) * (1.0 - 12.0 * s1) / 24.0
 
 
-@jit()
+@jit(inline=True)
 def exact_change(z, d, zd=math.nan):
     """``s(z + d) - s(z)`` for any ``d``, finite for any finite ``z``, ``d``.
 
@@ -61,7 +61,7 @@ def exact_change(z, d, zd=math.nan):
     return math.expm1(d) * value(z) * value(-zd)
 
 
-@jit()
+@jit(inline=True)
 def change(z, d, c1, c2, c3, c4):
     """``f(z + d) - f(z)`` without cancellation: the Taylor polynomial for ``|d| <= SERIES_MAX``, else closed form."""
     if abs(d) <= SERIES_MAX:
@@ -72,7 +72,7 @@ def change(z, d, c1, c2, c3, c4):
 change_limit = _series.change_limit
 
 
-@jit()
+@jit(inline=True)
 def complex_value(x, y):
     """``f(x + i y)`` as ``(re, im)``; ``y == 0`` gives the real value exactly.
 

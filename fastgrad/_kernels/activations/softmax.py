@@ -20,7 +20,7 @@ SLACK = 1.0
 CURVED = True
 
 
-@jit()
+@jit(inline=True)
 def layer_value(z, a, start, stop):
     """Write ``softmax(z[start:stop])`` into ``a[start:stop]``, shifted by the largest logit (no overflow)."""
     zmax = z[start]
@@ -34,7 +34,7 @@ def layer_value(z, a, start, stop):
         a[j] /= total
 
 
-@jit()
+@jit(inline=True)
 def taylor(z, a):
     """Zeros: a softmax unit has no change of its own (its layer's change is its loss's), and nothing reads them.
 

@@ -16,19 +16,19 @@ SLACK = 1.0
 CURVED = True
 
 
-@jit()
+@jit(inline=True)
 def value(z):
     """``log(1 + exp(z))`` without overflow."""
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
 
-@jit()
+@jit(inline=True)
 def derivative(z, a):
     """``sigmoid(z)``."""
     return sigmoid(z)
 
 
-@jit()
+@jit(inline=True)
 def taylor(z, a):
     """``f^(m)(z) / m!`` for m = 1..4, from ``s = sigmoid(z)`` and ``q = sigmoid(-z)`` (each computed directly)."""
     s = sigmoid(z)
@@ -37,7 +37,7 @@ def taylor(z, a):
     return s, s1 / 2.0, s1 * (q - s) / 6.0, s1 * (1.0 - 6.0 * s1) / 24.0
 
 
-@jit()
+@jit(inline=True)
 def exact_change(z, d):
     """``softplus(z + d) - softplus(z)`` for any ``d``, without cancellation or overflow."""
     if d > EXP_MAX or (d > 0.0 and z < -EXP_MAX):
@@ -60,7 +60,7 @@ def exact_change(z, d):
     return value(z + d) - value(z)
 
 
-@jit()
+@jit(inline=True)
 def change(z, d, c1, c2, c3, c4):
     """``f(z + d) - f(z)`` without cancellation: the Taylor polynomial for ``|d| <= SERIES_MAX``, else closed form."""
     if abs(d) <= SERIES_MAX:
@@ -71,7 +71,7 @@ def change(z, d, c1, c2, c3, c4):
 change_limit = _series.change_limit
 
 
-@jit()
+@jit(inline=True)
 def _clog1p(ur, ui):
     """``log(1 + u)`` for complex ``u = ur + i ui`` with ``|u| <= 1``, as ``(re, im)``.
 
@@ -81,7 +81,7 @@ def _clog1p(ur, ui):
     return 0.5 * math.log1p(ur * (2.0 + ur) + ui * ui), math.atan2(ui, 1.0 + ur)
 
 
-@jit()
+@jit(inline=True)
 def complex_value(x, y):
     """``log(1 + exp(x + i y))`` as ``(re, im)``; ``y == 0`` gives the real value exactly.
 

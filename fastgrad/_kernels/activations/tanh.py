@@ -17,19 +17,19 @@ SLACK = 1.0
 CURVED = True
 
 
-@jit()
+@jit(inline=True)
 def value(z):
     """``tanh(z)``."""
     return math.tanh(z)
 
 
-@jit()
+@jit(inline=True)
 def derivative(z, a):
     """``1 - t^2`` from the activation ``a = t``."""
     return 1.0 - a * a
 
 
-@jit()
+@jit(inline=True)
 def taylor(z, a):
     """``f^(m)(z) / m!`` for m = 1..4; ``1 - tanh^2`` as ``4 s(2z) s(-2z)``, accurate in saturation."""
     t = a
@@ -37,7 +37,7 @@ def taylor(z, a):
     return t1, -t * t1, t1 * (6.0 * t * t - 2.0) / 6.0, t * t1 * (16.0 - 24.0 * t * t) / 24.0
 
 
-@jit()
+@jit(inline=True)
 def change(z, d, c1, c2, c3, c4):
     """``f(z + d) - f(z)`` without cancellation: the polynomial for small ``d``, else ``2 (s(2(z+d)) - s(2z))``."""
     if abs(d) <= SERIES_MAX:
@@ -49,7 +49,7 @@ def change(z, d, c1, c2, c3, c4):
 change_limit = _series.change_limit
 
 
-@jit()
+@jit(inline=True)
 def complex_value(x, y):
     """``tanh(x + i y)`` as ``(re, im)``; ``y == 0`` gives the real value exactly.
 

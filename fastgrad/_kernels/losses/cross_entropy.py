@@ -25,13 +25,13 @@ OUTPUT = "softmax"
 QUADRATIC = False
 
 
-@jit()
+@jit(inline=True)
 def scale(code, n_samples):
     """Factor turning the sum of the samples' terms into ``E``: the mean over samples."""
     return 1.0 / n_samples
 
 
-@jit()
+@jit(inline=True)
 def _logsumexp(z, start, count):
     """``log sum_k exp(z_k)`` over ``z[start:start + count]``, shifted by the largest so that nothing overflows."""
     zmax = z[start]
@@ -43,7 +43,7 @@ def _logsumexp(z, start, count):
     return zmax + math.log(s)
 
 
-@jit()
+@jit(inline=True)
 def sample_value(z, a, y, start, count):
     """One sample's unscaled term ``sum_k y_k (lse(z) - z_k)`` (no log of a rounded-to-zero probability)."""
     lse = _logsumexp(z, start, count)
@@ -53,7 +53,7 @@ def sample_value(z, a, y, start, count):
     return total
 
 
-@jit()
+@jit(inline=True)
 def sample_magnitude(z, a, y, start, count):
     """The size of the numbers the term is computed from: ``sum_k |y_k| (|lse| + |z_k|)``.
 
@@ -66,7 +66,7 @@ def sample_magnitude(z, a, y, start, count):
     return total
 
 
-@jit()
+@jit(inline=True)
 def output_deltas(code, z, a, y, start, count, act, n_samples, d_out):
     """``dE/dz_k = (p_k sum(y) - y_k) / N`` (softmax and cross-entropy together)."""
     y_sum = 0.0
@@ -76,7 +76,7 @@ def output_deltas(code, z, a, y, start, count, act, n_samples, d_out):
         d_out[start + k] = (a[start + k] * y_sum - y[k]) / n_samples
 
 
-@jit()
+@jit(inline=True)
 def expm1_small(d):
     """``exp(d) - 1``: Taylor polynomial for ``|d| <= SERIES_MAX``, else ``expm1``."""
     if abs(d) <= SERIES_MAX:
@@ -85,7 +85,7 @@ def expm1_small(d):
 _MIN_NORMAL = 2.2250738585072014e-308
 
 
-@jit()
+@jit(inline=True)
 def _log_sum_exp(z, start, count):
     """``log(sum_k exp(z_k))`` over ``z[start:start + count]``, shifted by the maximum."""
     zmax = z[start]
@@ -97,7 +97,7 @@ def _log_sum_exp(z, start, count):
     return zmax + math.log(total)
 
 
-@jit()
+@jit(inline=True)
 def _direct_term(p, d):
     """Whether ``p * expm1(d)`` is accurate as it stands (else it is formed from the log-probability).
 
@@ -107,7 +107,7 @@ def _direct_term(p, d):
     return d <= EXP_MAX and (p >= _MIN_NORMAL or d <= 0.0)
 
 
-@jit()
+@jit(inline=True)
 def log_softmax_shift(z, p, dz, start, count):
     """``logsumexp(z + dz) - logsumexp(z)`` = ``log(sum_k p_k exp(dz_k))``.
 
@@ -146,7 +146,7 @@ def log_softmax_shift(z, p, dz, start, count):
     return m + math.log(total)
 
 
-@jit()
+@jit(inline=True)
 def log_softmax_shift_one(z, p, start, count, j, t):
     """:func:`log_softmax_shift` when only logit ``j`` moves, by ``t``: ``log(1 + p_j expm1(t))``."""
     pj = p[start + j]
@@ -171,7 +171,7 @@ def log_softmax_shift_one(z, p, start, count, j, t):
     return m + math.log(total)
 
 
-@jit()
+@jit(inline=True)
 def output_change(base, n, off, K, act, dz_p, dz_m, x_p, x_m):
     """Unscaled ``E_n(+) - E_n(-)`` from the logit changes: ``ysum (lse(+) - lse(-)) - sum_k y_k (dz+ - dz-)``."""
     Z, A, C, R, Y, ysum = base
@@ -182,7 +182,7 @@ def output_change(base, n, off, K, act, dz_p, dz_m, x_p, x_m):
     return ysum[n] * shift - lin, False
 
 
-@jit()
+@jit(inline=True)
 def unit_change(base, n, off, K, j, t, act):
     """Unscaled ``E_n(+) - E_n(-)`` when only logit ``j`` moves, by ``+-t``: ``ysum (lse(+) - lse(-)) - y_j 2t``."""
     Z, A, C, R, Y, ysum = base
@@ -190,7 +190,7 @@ def unit_change(base, n, off, K, j, t, act):
     return ysum[n] * shift - Y[n, j] * (2.0 * t), False
 
 
-@jit()
+@jit(inline=True)
 def abs_term(base, n, off, k, act):
     """Logit ``k``'s factor in the absolute-value chain: ``ysum p_k + |y_k|``."""
     Z, A, C, R, Y, ysum = base
@@ -202,7 +202,7 @@ def abs_terms(Y, A_out, ysum, deriv):
     return ysum[:, None] * A_out + np.abs(Y)
 
 
-@jit()
+@jit(inline=True)
 def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
     """Loss series ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the logit series ``s1..s3``.
 
@@ -237,7 +237,7 @@ def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
     return e1, e3, e1_abs, lim
 
 
-@jit()
+@jit(inline=True)
 def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only logit ``j`` moves, by ``s`` (``s1..s3``, ``sa``: scratch rows)."""
     Z, A, C, R, Y, ysum = base
@@ -251,7 +251,7 @@ def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     return output_series(base, n, off, K, act, s1, s2, s3, sa)
 
 
-@jit()
+@jit(inline=True)
 def complex_sample_value(z, a, y, start, count):
     """:func:`sample_value` of complex128 logits: ``sum_k y_k (lse(z) - z_k)``, lse shifted by the largest real part."""
     m = z[start].real
@@ -267,7 +267,7 @@ def complex_sample_value(z, a, y, start, count):
     return total
 
 
-@jit()
+@jit(inline=True)
 def split_sample_value(Zr, Zi, Ar, Ai, n, y, start, count):
     """:func:`complex_sample_value` of sample ``n`` on split real/imaginary buffers, as ``(re, im)``."""
     m = Zr[n, start]

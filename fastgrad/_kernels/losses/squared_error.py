@@ -21,7 +21,7 @@ OUTPUT = None
 QUADRATIC = True
 
 
-@jit()
+@jit(inline=True)
 def scale(code, n_samples):
     """Factor turning the sum of the samples' terms into ``E``: ``1/N`` (mse), 1 (sse), ``1/2`` (half_sse)."""
     if code == 0:
@@ -33,7 +33,7 @@ def scale(code, n_samples):
     raise ValueError("fastgrad squared_error.scale: unknown code")
 
 
-@jit()
+@jit(inline=True)
 def sample_value(z, a, y, start, count):
     """One sample's unscaled term ``sum_k (y_k - x_k)^2`` (``x`` the activations at ``a[start:start+count]``)."""
     total = 0.0
@@ -43,7 +43,7 @@ def sample_value(z, a, y, start, count):
     return total
 
 
-@jit()
+@jit(inline=True)
 def sample_magnitude(z, a, y, start, count):
     """The size of the numbers the term is computed from: ``sum_k (2 |y_k - x_k| (|y_k| + |x_k|) + (y_k - x_k)^2)``."""
     total = 0.0
@@ -53,7 +53,7 @@ def sample_magnitude(z, a, y, start, count):
     return total
 
 
-@jit()
+@jit(inline=True)
 def output_deltas(code, z, a, y, start, count, act, n_samples, d_out):
     """``dE/dz = c (x - y) f'(z)`` of one sample's output units: ``c = 2/N`` (mse), 2 (sse), 1 (half_sse)."""
     if code == 0:
@@ -69,7 +69,7 @@ def output_deltas(code, z, a, y, start, count, act, n_samples, d_out):
         d_out[u] = factor * (a[u] - y[k]) * derivative(z[u], a[u], act)
 
 
-@jit()
+@jit(inline=True)
 def squared_delta(dx_plus, dx_minus, residual):
     """``(y - x+)^2 - (y - x-)^2`` from the changes ``x+ - x``, ``x- - x``.
 
@@ -79,7 +79,7 @@ def squared_delta(dx_plus, dx_minus, residual):
     return (dx_minus - dx_plus) * (2.0 * residual - dx_plus - dx_minus)
 
 
-@jit()
+@jit(inline=True)
 def output_change(base, n, off, K, act, dz_p, dz_m, x_p, x_m):
     """Unscaled ``E_n(+) - E_n(-)`` from the output pre-activation changes ``dz_p``/``dz_m``, and a kink flag.
 
@@ -94,7 +94,7 @@ def output_change(base, n, off, K, act, dz_p, dz_m, x_p, x_m):
     return total, crossed
 
 
-@jit()
+@jit(inline=True)
 def unit_change(base, n, off, K, j, t, act):
     """Unscaled ``E_n(+) - E_n(-)`` when output unit ``j``'s pre-activation moves by ``+-t``, and a kink flag."""
     Z, A, C, R, Y, ysum = base
@@ -103,7 +103,7 @@ def unit_change(base, n, off, K, j, t, act):
     return squared_delta(gp, gm, R[n, j]), crossed
 
 
-@jit()
+@jit(inline=True)
 def abs_term(base, n, off, k, act):
     """Output unit ``k``'s factor in the absolute-value chain: ``2 (|y| + |x|) (|f'| + slack)``."""
     Z, A, C, R, Y, ysum = base
@@ -115,7 +115,7 @@ def abs_terms(Y, A_out, ysum, deriv):
     return 2.0 * (np.abs(Y) + np.abs(A_out)) * deriv
 
 
-@jit()
+@jit(inline=True)
 def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
     """Loss series ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the output pre-activation series ``s1..s3``.
 
@@ -138,7 +138,7 @@ def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
     return e1, e3, e1_abs, lim
 
 
-@jit()
+@jit(inline=True)
 def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only output unit ``j`` moves, by ``s`` (no scratch needed): closed form."""
     Z, A, C, R, Y, ysum = base
@@ -152,7 +152,7 @@ def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     return e1, e3, abs_term(base, n, off, j, act), np.inf
 
 
-@jit()
+@jit(inline=True)
 def complex_sample_value(z, a, y, start, count):
     """:func:`sample_value` of complex128 rows (the analytic square ``(y - x)^2``, not ``|y - x|^2``)."""
     total = 0j
@@ -162,7 +162,7 @@ def complex_sample_value(z, a, y, start, count):
     return total
 
 
-@jit()
+@jit(inline=True)
 def split_sample_value(Zr, Zi, Ar, Ai, n, y, start, count):
     """:func:`complex_sample_value` of sample ``n`` on split real/imaginary buffers, as ``(re, im)``."""
     tr = 0.0
