@@ -56,18 +56,19 @@ class Dispatchers:
         self.namespace: dict[str, Any] = {f"_{m.__name__.rsplit('.', 1)[1]}": m for m in self.modules}
         self.sources: list[str] = []
 
-    def make(self, signature: str, body: Callable[[ModuleType], str], head: str = "", need: str | None = None,
-             **names: Any) -> Any:
+    def make(self, signature: str, body: Callable[[ModuleType], str], head: str = "",
+             need: str | Callable[[ModuleType], bool] | None = None, **names: Any) -> Any:
         """Compile ``def signature:`` + ``head`` + one branch per module + ``raise``.
 
         ``body(m)`` is the branch's code for module ``m``, with ``{m}`` standing for the module; the branch is
-        taken for each of the module's codes. Modules without the attribute ``need`` get no branch.
+        taken for each of the module's codes. Modules without the attribute ``need`` (or for which the
+        predicate ``need(m)`` is false) get no branch.
         ``names`` are extra globals of the generated function.
         """
         name = signature.split("(")[0]
         lines = [f"def {signature}:"] + (["    " + line for line in head.splitlines()] if head else [])
         for m in self.modules:
-            if need is not None and not hasattr(m, need):
+            if need is not None and not (need(m) if callable(need) else hasattr(m, need)):
                 continue
             codes = codes_of(m)
             test = " or ".join(f"code == {c}" for c in codes)

@@ -34,3 +34,17 @@ def add_scaled_abs(dst, g, w):
     """``dst[k] += g * |w[k]|``: :func:`add_scaled` for the absolute-value chains of the rounding budgets."""
     for k in range(w.shape[0]):
         dst[k] += g * abs(w[k])
+
+
+@jit(inline=True)
+def set_scaled(dst, g, w):
+    """``dst[k] = g * w[k]`` for every ``k < len(w)``: a rank-1 change starting a layer's sums."""
+    for k in range(w.shape[0]):
+        dst[k] = g * w[k]
+
+
+@jit(inline=True)
+def set_scaled_abs(dst, g, w):
+    """``dst[k] = g * |w[k]|``: :func:`set_scaled` for the absolute-value chains."""
+    for k in range(w.shape[0]):
+        dst[k] = g * abs(w[k])

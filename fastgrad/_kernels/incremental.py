@@ -19,7 +19,7 @@ from numba import prange
 from ._jit import jit
 from .activations import N_COEF, activate, layer_change, step_changes, taylor
 from .codes import ACT, FAN_OUT, SOFTMAX, U_OFF, W_OFF
-from .dense import add_scaled
+from .dense import add_scaled, set_scaled
 from .forward import forward_layers
 from .loss import sample_loss
 from .losses import output_change, unit_change
@@ -134,10 +134,8 @@ def sample_change_direct(theta, layout, loss_code, base, n, l, j, t, dz_p, dz_m,
     m = l + 1
     fan_out = layout[m, FAN_OUT]
     row = layout[m, W_OFF] + j * fan_out
-    for k in range(fan_out):
-        w = theta[row + k]
-        dz_p[k] = gp * w
-        dz_m[k] = gm * w
+    set_scaled(dz_p, gp, theta[row:row + fan_out])
+    set_scaled(dz_m, gm, theta[row:row + fan_out])
     change, crossed_later = _suffix_change(theta, layout, loss_code, base, n, m, dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_later
 

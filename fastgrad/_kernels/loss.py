@@ -16,24 +16,19 @@ def sample_loss(z, a, y, layout, loss_code):
     return sample_term(loss_code, z, a, y, layout[last, U_OFF], layout[last, FAN_OUT])
 
 
-@jit(inline=True)
-def sample_loss_magnitude(z, a, y, layout, loss_code):
-    """The size of the numbers one sample's loss term is computed from (for its rounding).
-
-    The term rounds at the scale of its operands, not of its result: ``lse - z_k`` of a confident classifier
-    is ~1e-7 computed from logits of order 1..1e4, and ``(y - x)^2`` of a good fit is a square of a difference
-    of two larger numbers (the loss module's ``sample_magnitude``).
-    """
-    last = layout.shape[0] - 1
-    return sample_magnitude(loss_code, z, a, y, layout[last, U_OFF], layout[last, FAN_OUT])
-
-
 @jit()
 def loss_magnitude(Z, A, Y, layout, loss_code):
-    """:func:`sample_loss_magnitude` over the batch, scaled like ``E``: the scale of ``E``'s rounding."""
+    """The size of the numbers ``E`` is computed from, scaled like ``E``: the scale of ``E``'s rounding.
+
+    A sample's term rounds at the scale of its operands, not of its result: ``lse - z_k`` of a confident
+    classifier is ~1e-7 computed from logits of order 1..1e4, and ``(y - x)^2`` of a good fit is a square of a
+    difference of two larger numbers (each loss module's ``sample_magnitude``).
+    """
+    last = layout.shape[0] - 1
+    start, count = layout[last, U_OFF], layout[last, FAN_OUT]
     total = 0.0
     for n in range(Z.shape[0]):
-        total += sample_loss_magnitude(Z[n], A[n], Y[n], layout, loss_code)
+        total += sample_magnitude(loss_code, Z[n], A[n], Y[n], start, count)
     return total * loss_scale(loss_code, Z.shape[0])
 
 

@@ -39,7 +39,7 @@ from .codes import (
     U_OFF,
     W_OFF,
 )
-from .dense import add_scaled, add_scaled_abs
+from .dense import add_scaled, add_scaled_abs, set_scaled, set_scaled_abs
 from .incremental import sample_change_checked
 from .losses import abs_term, output_series
 from .losses import unit_series as unit_series_out
@@ -141,13 +141,11 @@ def unit_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1_
                 g3 = C[2, n, u]
                 m = l + 1
                 H = layout[m, FAN_OUT]
-                row = layout[m, W_OFF] + j * H
-                for k in range(H):
-                    w = theta[row + k]
-                    s1[k] = g1 * w
-                    s2[k] = g2 * w
-                    s3[k] = g3 * w
-                    sa[k] = (abs(g1) + slack(code)) * abs(w)
+                row = theta[layout[m, W_OFF] + j * H:layout[m, W_OFF] + (j + 1) * H]
+                set_scaled(s1, g1, row)
+                set_scaled(s2, g2, row)
+                set_scaled(s3, g3, row)
+                set_scaled_abs(sa, abs(g1) + slack(code), row)
                 while m < last:
                     act = layout[m, ACT]
                     off = layout[m, U_OFF]
@@ -213,9 +211,7 @@ def unit_abs_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts,
                 continue
             m = l + 1
             H = layout[m, FAN_OUT]
-            row = layout[m, W_OFF] + j * H
-            for k in range(H):
-                sa[k] = g * abs(theta[row + k])
+            set_scaled_abs(sa, g, theta[layout[m, W_OFF] + j * H:layout[m, W_OFF] + (j + 1) * H])
             while m < last:
                 act = layout[m, ACT]
                 off = layout[m, U_OFF]

@@ -10,7 +10,9 @@ backprop's derivative), ``CURVED`` (its derivative inherits the
 pre-activation's rounding), ``OUTPUT_ONLY``; and the kernels ``value(z)``,
 ``derivative(z, a)``, ``taylor(z, a)`` (``f^(m)(z) / m!``, m = 1..4),
 ``change(z, d, c1, c2, c3, c4)`` (``f(z + d) - f(z)`` without
-cancellation, given the Taylor coefficients at ``z``),
+cancellation, given the Taylor coefficients at ``z``; an activation with
+``SERIES`` gives ``exact_change(z, d)`` instead, for steps beyond
+``SERIES_MAX``, and the dispatcher uses its Taylor polynomial below),
 ``change_limit(z, bound)`` and ``complex_value(x, y)``. Softmax, which is
 not elementwise, has ``layer_value`` instead.
 
@@ -27,7 +29,7 @@ import math
 
 from .._jit import jit
 from .._registry import Dispatchers, discover
-from ._series import EXP_MAX, N_COEF, SERIES_MAX
+from ._series import EXP_MAX, N_COEF, SERIES_MAX, polynomial
 
 MODULES = discover(__name__, __path__)
 
@@ -58,8 +60,19 @@ derivative = _make("derivative(z, a, code)", lambda m: "return {m}.derivative(z,
 #: ``(c1, c2, c3, c4)``: ``f^(m)(z) / m!``.
 taylor = _make("taylor(code, z, a)", lambda m: "return {m}.taylor(z, a)", need="taylor")
 #: ``f(z + d) - f(z)`` without cancellation, from the Taylor coefficients ``c1..c4`` at ``z``.
-act_delta = _make("act_delta(code, z, d, c1, c2, c3, c4)", lambda m: "return {m}.change(z, d, c1, c2, c3, c4)",
-                  head="if d == 0.0:\n    return 0.0", need="change")
+def _change(m):
+    if getattr(m, "SERIES", False):  # the Taylor polynomial near z, the module's closed form beyond
+        return ("if abs(d) <= SERIES_MAX:\n    return polynomial(d, c1, c2, c3, c4)\n"
+                "return {m}.exact_change(z, d)")
+    return "return {m}.change(z, d, c1, c2, c3, c4)"
+
+
+#: ``f(z + d) - f(z)`` without cancellation, from the Taylor coefficients ``c1..c4`` at ``z``: for an
+#: activation with ``SERIES``, its Taylor polynomial for ``|d| <= SERIES_MAX`` and its ``exact_change`` beyond;
+#: for any other, its ``change``.
+act_delta = _make("act_delta(code, z, d, c1, c2, c3, c4)", _change, head="if d == 0.0:\n    return 0.0",
+                  need=lambda m: hasattr(m, "change") or hasattr(m, "exact_change"),
+                  SERIES_MAX=SERIES_MAX, polynomial=polynomial)
 #: Largest ``|s|`` keeping a change ``|dz| <= |s| bound`` in the range of the series at ``z``.
 change_limit = _make("change_limit(code, z, bound)", lambda m: "return {m}.change_limit(z, bound)",
                      head="if bound == 0.0:\n    return math.inf", need="change_limit", math=math)

@@ -4,7 +4,6 @@ import math
 
 from .._jit import jit
 from . import _series
-from ._series import SERIES_MAX, polynomial
 
 CODE = 1
 NAME = "sigmoid"
@@ -59,14 +58,6 @@ def exact_change(z, d, zd=math.nan):
     if d > 0.0:
         return -math.expm1(-d) * value(-z) * value(zd)
     return math.expm1(d) * value(z) * value(-zd)
-
-
-@jit(inline=True)
-def change(z, d, c1, c2, c3, c4):
-    """``f(z + d) - f(z)`` without cancellation: the Taylor polynomial for ``|d| <= SERIES_MAX``, else closed form."""
-    if abs(d) <= SERIES_MAX:
-        return polynomial(d, c1, c2, c3, c4)
-    return exact_change(z, d)
 
 
 change_limit = _series.change_limit

@@ -4,7 +4,7 @@ import math
 
 from .._jit import jit
 from . import _series
-from ._series import EXP_MAX, SERIES_MAX, polynomial
+from ._series import EXP_MAX
 from .sigmoid import value as sigmoid
 
 CODE = 5
@@ -58,14 +58,6 @@ def exact_change(z, d):
     if z > 0.0 and z + d > 0.0:
         return d + (math.log1p(math.exp(-(z + d))) - math.log1p(math.exp(-z)))
     return value(z + d) - value(z)
-
-
-@jit(inline=True)
-def change(z, d, c1, c2, c3, c4):
-    """``f(z + d) - f(z)`` without cancellation: the Taylor polynomial for ``|d| <= SERIES_MAX``, else closed form."""
-    if abs(d) <= SERIES_MAX:
-        return polynomial(d, c1, c2, c3, c4)
-    return exact_change(z, d)
 
 
 change_limit = _series.change_limit

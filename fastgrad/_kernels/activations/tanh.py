@@ -4,7 +4,6 @@ import math
 
 from .._jit import jit
 from . import _series
-from ._series import SERIES_MAX, polynomial
 from .sigmoid import exact_change as sigmoid_change
 from .sigmoid import value as sigmoid
 
@@ -38,10 +37,8 @@ def taylor(z, a):
 
 
 @jit(inline=True)
-def change(z, d, c1, c2, c3, c4):
-    """``f(z + d) - f(z)`` without cancellation: the polynomial for small ``d``, else ``2 (s(2(z+d)) - s(2z))``."""
-    if abs(d) <= SERIES_MAX:
-        return polynomial(d, c1, c2, c3, c4)
+def exact_change(z, d):
+    """``f(z + d) - f(z)`` for any ``d``, as ``2 (s(2(z+d)) - s(2z))`` (sigmoid's cancellation-free change)."""
     # 2z and 2d may overflow to inf: s(+-inf) is 1 or 0, the limit
     return 2.0 * sigmoid_change(2.0 * z, 2.0 * d, 2.0 * (z + d))
 
