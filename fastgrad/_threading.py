@@ -282,6 +282,9 @@ def status() -> dict[str, Any]:
 #: every kernel's result is independent of the thread count, so the choice
 #: changes no bit of any result.
 PARALLEL_MIN_SIZE = int(os.environ.get("FASTGRAD_PARALLEL_MIN_SIZE", "65536"))
+#: The same threshold for a launch whose caller knows its work (:meth:`Kernel.launch`), in floating-point
+#: operations: about a millisecond on one core, where two threads start to pay.
+PARALLEL_MIN_WORK = 16.0 * PARALLEL_MIN_SIZE
 
 
 def _small(args: tuple[Any, ...]) -> bool:
@@ -318,6 +321,19 @@ class Kernel:
     def __call__(self, *args: Any) -> Any:
         if self.launches and _small(args):
             return self.serial(*args)
+        return self._parallel(*args)
+
+    def launch(self, work: float, *args: Any) -> Any:
+        """Call with ``args``, choosing the serial twin by the caller's estimate of the work (flops).
+
+        For the engines' kernels, whose work is not their arrays' size (the full engine on a small net
+        recomputes the net once per parameter): serial below :data:`PARALLEL_MIN_WORK`.
+        """
+        if self.launches and PARALLEL_MIN_SIZE > 0 and work < PARALLEL_MIN_WORK:
+            return self.serial(*args)
+        return self._parallel(*args)
+
+    def _parallel(self, *args: Any) -> Any:
         if _mode == _DIRECT:
             return self.dispatcher(*args)
         mode = _decide() if _mode == _UNDECIDED else _mode

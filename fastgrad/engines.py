@@ -294,15 +294,16 @@ def _incremental(
             samples = _pieces(N, series_cost * chunk.size, threads)
             for n_lo, n_hi in samples:
                 split = min(parts, n_hi - n_lo)
+                work = series_cost * chunk.size * (n_hi - n_lo) / N  # (the serial twin below about 1 ms)
                 if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
-                    unit_deltas(theta, net.layout, net.loss_code, st.base, layer,
-                                chunk, n_lo, n_hi, split, float(eps), E1, crossed)
+                    unit_deltas.launch(work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
+                                       split, float(eps), E1, crossed)
                     if budget:
-                        unit_abs_series(theta, net.layout, net.loss_code, st.base, layer,
-                                        chunk, n_lo, n_hi, split, E1abs)
+                        unit_abs_series.launch(work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo,
+                                               n_hi, split, E1abs)
                 else:
-                    unit_series(theta, net.layout, net.loss_code, st.base, layer,
-                                chunk, n_lo, n_hi, split, E1, E3, E1abs, lim)
+                    unit_series.launch(work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
+                                       split, E1, E3, E1abs, lim)
                 if progress is not None and len(samples) > 1:
                     progress(done, total)  # a long unit: show life, give Ctrl-C a chance
             if method == "unit":
@@ -312,7 +313,8 @@ def _incremental(
             for rows_lo, rows_hi in pieces:
                 assemble_unit_params(theta, net.layout, net.loss_code, X, st.base,
                                      layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code,
-                                     want_arg, budget, rows_lo, rows_hi, out, absum, trunc, kink, status)
+                                     want_arg, budget, rows_lo, rows_hi, out, absum, trunc, kink, status,
+                                     work=assembly_cost * chunk.size * (rows_hi - rows_lo) / rows)
                 if progress is not None and len(pieces) > 1 and rows_hi < rows:
                     progress(done, total)
             if method == "unit" and budget:
@@ -441,8 +443,8 @@ def _full(
         work = cum[hi - 1] - (cum[lo - 1] if lo > 0 else 0.0)
         parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // chunk_work)))
         bounds = _split_by_cost(cum, lo, hi, parts)
-        full_differences(theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z, order, bounds,
-                         units, out, kink)
+        full_differences.launch(work, theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z,
+                                order, bounds, units, out, kink)
         if progress is not None:
             progress(hi, total)
     return out, kink.astype(bool)

@@ -57,13 +57,14 @@ class Dispatchers:
         self.sources: list[str] = []
 
     def make(self, signature: str, body: Callable[[ModuleType], str], head: str = "",
-             need: str | Callable[[ModuleType], bool] | None = None, **names: Any) -> Any:
+             need: str | Callable[[ModuleType], bool] | None = None, inline: bool = False, **names: Any) -> Any:
         """Compile ``def signature:`` + ``head`` + one branch per module + ``raise``.
 
         ``body(m)`` is the branch's code for module ``m``, with ``{m}`` standing for the module; the branch is
         taken for each of the module's codes. Modules without the attribute ``need`` (or for which the
         predicate ``need(m)`` is false) get no branch.
-        ``names`` are extra globals of the generated function.
+        ``names`` are extra globals of the generated function. ``inline``: inline the dispatcher into its
+        callers at Numba IR level (for the small ones called per element in hot loops).
         """
         name = signature.split("(")[0]
         lines = [f"def {signature}:"] + (["    " + line for line in head.splitlines()] if head else [])
@@ -84,7 +85,7 @@ class Dispatchers:
         exec(compile(source, self.filename, "exec"), self.namespace)
         function = self.namespace[name]
         function.__module__ = self.modules[0].__name__.rsplit(".", 1)[0]
-        return jit()(function)
+        return jit(inline=inline)(function)
 
     @property
     def source(self) -> str:

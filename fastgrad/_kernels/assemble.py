@@ -14,6 +14,7 @@ check first needs it: the direct path is most of the engine's compile time.
 """
 
 import math
+from functools import partial
 
 import numpy as np
 from numba import prange
@@ -304,7 +305,7 @@ def _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs
 
 def assemble_unit_params(
     theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
-    want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out,
+    want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, work=None,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
@@ -364,6 +365,10 @@ def assemble_unit_params(
         its truncation estimate incomplete (``STATUS_ESTIMATE_NONFINITE``).
         Without ``budget`` the values are the same (NaN where the loss is
         not finite) and nothing is written here.
+    work : float, optional
+        The caller's estimate of the rows' work (flops): small work runs
+        the serial twin (:meth:`fastgrad._threading.Kernel.launch`); None:
+        chosen by the arrays' size.
 
     Notes
     -----
@@ -377,7 +382,8 @@ def assemble_unit_params(
     flagged instead. Bitwise the same for any thread count.
     """
     pending = np.zeros((rows_hi - rows_lo, units.shape[0]), dtype=np.int8)
-    _assemble_rows(theta, layout, loss_code, X, base.A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
+    rows_kernel = _assemble_rows if work is None else partial(_assemble_rows.launch, work)
+    rows_kernel(theta, layout, loss_code, X, base.A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
                    budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending)
     rows, cols = np.nonzero(pending)
     for lo in range(0, rows.shape[0], PENDING_CALL):

@@ -30,6 +30,15 @@ def add_scaled(dst, g, w):
 
 
 @jit(inline=True)
+def add_scaled_pair(dst_p, dst_m, g_p, g_m, w):
+    """:func:`add_scaled` for the + and - perturbations at once (one pass over ``w``, the direct path's loop)."""
+    for k in range(w.shape[0]):
+        wk = w[k]
+        dst_p[k] += g_p * wk
+        dst_m[k] += g_m * wk
+
+
+@jit(inline=True)
 def add_scaled_abs(dst, g, w):
     """``dst[k] += g * |w[k]|``: :func:`add_scaled` for the absolute-value chains of the rounding budgets."""
     for k in range(w.shape[0]):
@@ -48,3 +57,18 @@ def set_scaled_abs(dst, g, w):
     """``dst[k] = g * |w[k]|``: :func:`set_scaled` for the absolute-value chains."""
     for k in range(w.shape[0]):
         dst[k] = g * abs(w[k])
+
+
+@jit(inline=True)
+def add_scaled_series(s1, s2, s3, sa, a1, a2, a3, aa, w):
+    """:func:`add_scaled` of three series coefficients and (:func:`add_scaled_abs`) their absolute twin, fused.
+
+    One pass over ``w`` instead of four: the incremental engine's series carry all four through every later
+    layer, and this loop is most of their cost (each ``dst[k]`` gets the same operation as in the four loops).
+    """
+    for k in range(w.shape[0]):
+        wk = w[k]
+        s1[k] += a1 * wk
+        s2[k] += a2 * wk
+        s3[k] += a3 * wk
+        sa[k] += aa * abs(wk)

@@ -19,7 +19,7 @@ from numba import prange
 from ._jit import jit
 from .activations import N_COEF, activate, layer_change, step_changes, taylor
 from .codes import ACT, FAN_OUT, SOFTMAX, U_OFF, W_OFF
-from .dense import add_scaled, set_scaled
+from .dense import add_scaled_pair, set_scaled
 from .forward import forward_layers
 from .loss import sample_loss
 from .losses import output_change, unit_change
@@ -103,8 +103,7 @@ def _suffix_change(theta, layout, loss_code, base, n, l, dz_p, dz_m, da_p, da_m)
             if gp == 0.0 and gm == 0.0:
                 continue
             w = theta[w_off + i * fan_out:w_off + (i + 1) * fan_out]
-            add_scaled(dz_p, gp, w)
-            add_scaled(dz_m, gm, w)
+            add_scaled_pair(dz_p, dz_m, gp, gm, w)
     change, crossed_out = output_change(loss_code, base, n, layout[last, U_OFF], layout[last, FAN_OUT],
                                         layout[last, ACT], dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_out

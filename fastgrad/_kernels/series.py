@@ -39,7 +39,7 @@ from .codes import (
     U_OFF,
     W_OFF,
 )
-from .dense import add_scaled, add_scaled_abs, set_scaled, set_scaled_abs
+from .dense import add_scaled_abs, add_scaled_series, set_scaled, set_scaled_abs
 from .incremental import sample_change_checked
 from .losses import abs_term, output_series
 from .losses import unit_series as unit_series_out
@@ -148,12 +148,13 @@ def unit_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1_
                 set_scaled_abs(sa, abs(g1) + slack(code), row)
                 while m < last:
                     act = layout[m, ACT]
+                    act_slack = slack(act)
                     off = layout[m, U_OFF]
                     for k in range(H):
                         v = off + k
                         lim = min(lim, change_limit(act, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
                         d1[k], d2[k], d3[k] = compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
-                        da[k] = (abs(C[0, n, v]) + slack(act)) * sa[k]
+                        da[k] = (abs(C[0, n, v]) + act_slack) * sa[k]
                     m += 1
                     H_next = layout[m, FAN_OUT]
                     w_off = layout[m, W_OFF]
@@ -170,10 +171,7 @@ def unit_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1_
                         if aa == 0.0 and a2 == 0.0 and a3 == 0.0:
                             continue
                         w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
-                        add_scaled(s1, a1, w)
-                        add_scaled(s2, a2, w)
-                        add_scaled(s3, a3, w)
-                        add_scaled_abs(sa, aa, w)
+                        add_scaled_series(s1, s2, s3, sa, a1, a2, a3, aa, w)
                     H = H_next
                 e1, e3, e1_abs, lim_out_n = output_series(loss_code, base, n, out_off, K,
                                                           layout[last, ACT], s1, s2, s3, sa)
@@ -214,9 +212,10 @@ def unit_abs_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts,
             set_scaled_abs(sa, g, theta[layout[m, W_OFF] + j * H:layout[m, W_OFF] + (j + 1) * H])
             while m < last:
                 act = layout[m, ACT]
+                act_slack = slack(act)
                 off = layout[m, U_OFF]
                 for k in range(H):
-                    da[k] = (abs(C[0, n, off + k]) + slack(act)) * sa[k]
+                    da[k] = (abs(C[0, n, off + k]) + act_slack) * sa[k]
                 m += 1
                 H_next = layout[m, FAN_OUT]
                 w_off = layout[m, W_OFF]
