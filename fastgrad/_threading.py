@@ -389,6 +389,13 @@ class Kernel:
         return njit({**self.options, "parallel": False}, twin)  # the same disk cache rules as the kernel's
 
 
+def launch(kernel: Any, work: float, *args: Any) -> Any:
+    """``kernel.launch(work, *args)`` (:meth:`Kernel.launch`); a plain function (``NUMBA_DISABLE_JIT=1``) is called."""
+    if isinstance(kernel, Kernel):
+        return kernel.launch(work, *args)
+    return kernel(*args)
+
+
 def guard(dispatcher: Any, options: dict[str, Any]) -> Any:
     """Wrap a Numba dispatcher made with ``options`` (see :class:`Kernel`).
 

@@ -41,6 +41,7 @@ from ._kernels.numgrad import differences_cost, full_differences
 from ._kernels.series import unit_abs_series, unit_deltas, unit_series
 from ._kernels.state import BaseState
 from ._kernels.steps import parameter_steps_into
+from ._threading import launch
 from .capabilities import ENGINES as ENGINES  # (re-exported: callers knew the engines from here)
 from .capabilities import UNIT_MODE, kernel_codes, route
 from .model import MLP
@@ -296,13 +297,13 @@ def _incremental(
                 split = min(parts, n_hi - n_lo)
                 work = series_cost * chunk.size * (n_hi - n_lo) / N  # (the serial twin below about 1 ms)
                 if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
-                    unit_deltas.launch(work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
+                    launch(unit_deltas, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
                                        split, float(eps), E1, crossed)
                     if budget:
-                        unit_abs_series.launch(work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo,
+                        launch(unit_abs_series, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo,
                                                n_hi, split, E1abs)
                 else:
-                    unit_series.launch(work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
+                    launch(unit_series, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
                                        split, E1, E3, E1abs, lim)
                 if progress is not None and len(samples) > 1:
                     progress(done, total)  # a long unit: show life, give Ctrl-C a chance
@@ -443,7 +444,7 @@ def _full(
         work = cum[hi - 1] - (cum[lo - 1] if lo > 0 else 0.0)
         parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // chunk_work)))
         bounds = _split_by_cost(cum, lo, hi, parts)
-        full_differences.launch(work, theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z,
+        launch(full_differences, work, theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z,
                                 order, bounds, units, out, kink)
         if progress is not None:
             progress(hi, total)

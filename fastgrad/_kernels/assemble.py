@@ -19,6 +19,7 @@ from functools import partial
 import numpy as np
 from numba import prange
 
+from .._threading import launch
 from ._jit import jit
 from .codes import B_OFF, COMPLEX, FAN_IN, FAN_OUT, RICHARDSON, U_OFF, UNIT_DELTAS, W_OFF
 from .incremental import sample_change_checked
@@ -382,7 +383,7 @@ def assemble_unit_params(
     flagged instead. Bitwise the same for any thread count.
     """
     pending = np.zeros((rows_hi - rows_lo, units.shape[0]), dtype=np.int8)
-    rows_kernel = _assemble_rows if work is None else partial(_assemble_rows.launch, work)
+    rows_kernel = _assemble_rows if work is None else partial(launch, _assemble_rows, work)
     rows_kernel(theta, layout, loss_code, X, base.A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
                    budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending)
     rows, cols = np.nonzero(pending)
