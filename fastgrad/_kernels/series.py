@@ -197,11 +197,11 @@ def unit_abs_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts,
     width = max_width(layout)
     code = layout[l, ACT]
     for task in prange(units.shape[0] * parts):
+        sa = np.empty(width, dtype=np.float64)  # the chain's row, and its activations' row
+        da = np.empty(width, dtype=np.float64)
         b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         u = layout[l, U_OFF] + j
-        sa = np.empty(width, dtype=np.float64)
-        da = np.empty(width, dtype=np.float64)
         for n in range(lo, hi):
             g = abs(C[0, n, u]) + slack(code)
             if l == last:
