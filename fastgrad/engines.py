@@ -298,13 +298,13 @@ def _incremental(
                 work = series_cost * chunk.size * (n_hi - n_lo) / N  # (the serial twin below about 1 ms)
                 if method == "unit":  # numerical per-unit deltas; the series only for the rounding budget
                     launch(unit_deltas, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
-                                       split, float(eps), E1, crossed)
+                           split, float(eps), E1, crossed)
                     if budget:
                         launch(unit_abs_series, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo,
-                                               n_hi, split, E1abs)
+                               n_hi, split, E1abs)
                 else:
                     launch(unit_series, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
-                                       split, E1, E3, E1abs, lim)
+                           split, E1, E3, E1abs, lim)
                 if progress is not None and len(samples) > 1:
                     progress(done, total)  # a long unit: show life, give Ctrl-C a chance
             if method == "unit":
@@ -445,7 +445,7 @@ def _full(
         parts = int(max(1, min(threads * CHUNKS_PER_THREAD, work // chunk_work)))
         bounds = _split_by_cost(cum, lo, hi, parts)
         launch(full_differences, work, theta, net.layout, net.loss_code, X, Y, steps, METHOD_CODES[method], Z,
-                                order, bounds, units, out, kink)
+               order, bounds, units, out, kink)
         if progress is not None:
             progress(hi, total)
     return out, kink.astype(bool)

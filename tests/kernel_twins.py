@@ -29,25 +29,8 @@ def batch_loss(theta, layout, loss_code, X, Y, Z, A):
 def central_diff_full(theta, layout, loss_code, X, Y, eps, order, bounds, n_units, out):
     """Central differences ``(E(w + eps) - E(w - eps)) / (2 eps)`` of chosen parameters.
 
-    Parameters
-    ----------
-    theta : ndarray of float64, shape (P,)
-        Flat parameters; read only (each chunk perturbs its own copy).
-    layout : ndarray of int64, shape (L, N_COLS)
-    loss_code : int
-    X : ndarray of float64, shape (N, D)
-    Y : ndarray of float64, shape (N, K)
-    eps : float
-        Step, > 0.
-    order : ndarray of int64
-        Flat parameter indices.
-    bounds : ndarray of int64, shape (n_chunks + 1,)
-        Chunk ``c`` handles ``order[bounds[c]:bounds[c + 1]]``; any chunking
-        gives the same result.
-    n_units : int
-        Width ``U`` of a per-sample activation row.
-    out : ndarray of float64, shape (P,)
-        Written at ``out[p]`` for every handled parameter ``p``.
+    Arguments as :func:`fastgrad._kernels.numgrad.full_differences` (``theta`` read only: each chunk perturbs
+    its own copy), with one step ``eps`` (> 0) for every parameter and no method or kink flags.
 
     Notes
     -----

@@ -2,8 +2,7 @@
 
 Each activation is one module of this package (``sigmoid.py``, ``elu.py``, ...)
 that owns everything about it: ``CODE`` and ``NAME``; its properties, each
-False (or 0) when not given: ``KINK`` (the derivative jumps at 0),
-``PIECEWISE`` (its Taylor series hold on one side of 0 only), ``SERIES``
+False (or 0) when not given: ``KINK`` (the derivative jumps at 0), ``SERIES``
 (every change ``|d| <= SERIES_MAX`` is its Taylor polynomial), ``LINEAR``
 (``f(z + d) - f(z) = d``), ``SLACK`` (roundoffs of absolute error in a
 backprop's derivative), ``CURVED`` (its derivative inherits the

@@ -4,8 +4,8 @@ Its derivative is continuous at 0 (1 on both sides), so a step across 0 is
 no kink: the central difference still converges, at first order in the
 step there (``f''`` jumps from 1 to 0), which its truncation estimate
 (``|D(h) - D(2h)| / 3``) sees. Its Taylor series hold on one side of 0
-only, so the series engine keeps every step on one side (``PIECEWISE``)
-and the direct path takes the rest.
+only, so the series engine keeps every step on one side (its
+``change_limit``) and the direct path takes the rest.
 """
 
 import math
@@ -15,7 +15,6 @@ from ._series import SERIES_MAX
 
 CODE = 7
 NAME = "elu"
-PIECEWISE = True
 #: A backprop forms the derivative as ``a + 1`` or ``exp(z)``: about one roundoff of 1 absolute.
 SLACK = 1.0
 #: Curved below 0: its derivative inherits a relative error of up to ``u s`` from the pre-activation's rounding.

@@ -7,8 +7,6 @@ CODE = 4
 NAME = "leaky_relu"
 #: The derivative jumps at 0: a step across it gets the kink verdict.
 KINK = True
-#: The change is linear on each side of 0 only: the series must not step across it.
-PIECEWISE = True
 #: Slope for negative inputs.
 SLOPE = 0.01
 
