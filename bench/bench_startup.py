@@ -3,10 +3,12 @@
 Each round is a new interpreter that imports fastgrad and checks a 4-5-3
 net (``startup.py --child``); the benchmark times the whole process, and
 ``extra_info`` has the import and first-check times measured inside it.
-The cold start runs once (it compiles for tens of seconds), the warm one
-three times, both in the same temporary NUMBA_CACHE_DIR; the cold one's
-``extra_info`` also has its total compile time and the ten kernels that
-took longest to compile (exclusive seconds). A third group times a process
+The cold start runs once (it compiles for seconds, with the helper process
+that compiles ahead), the warm one three times, both in the same temporary
+NUMBA_CACHE_DIR; a second cold start runs without the helper
+(``FASTGRAD_COMPILE_AHEAD=0``) in a cache of its own, and its ``extra_info``
+also has its total compile time and the ten kernels that took longest to
+compile (exclusive seconds). A third group times a process
 that imports numpy and Numba alone, the floor under any warm start.
 """
 
@@ -40,7 +42,15 @@ def test_startup_cold(benchmark, cache_dir):
     benchmark.group = STARTUP_GROUP
     result = benchmark.pedantic(run_child, args=(str(cache_dir),), rounds=1, iterations=1)
     assert any(cache_dir.rglob("*.nbi")), "the cold start wrote no Numba cache"
-    _info(benchmark, result, "cold start (empty cache, compiles)", "empty")
+    _info(benchmark, result, "cold start (empty cache, compiles, with its helper)", "empty")
+    benchmark.extra_info.update(helper=result["helper"])
+
+
+def test_startup_cold_one_process(benchmark, tmp_path):
+    benchmark.group = STARTUP_GROUP
+    result = benchmark.pedantic(run_child, args=(str(tmp_path),), kwargs={"ahead": False}, rounds=1, iterations=1)
+    assert not result["helper"]
+    _info(benchmark, result, "cold start (empty cache, compiles, one process: FASTGRAD_COMPILE_AHEAD=0)", "empty")
     benchmark.extra_info.update(compile_seconds=result["compile_seconds"],
                                 compile_top10={r["kernel"]: round(r["exclusive"], 3)
                                                for r in result["compile_times"][:10]})

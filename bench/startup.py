@@ -8,13 +8,15 @@ Usage::
     python bench/startup.py --baseline      # import numpy and numba alone, in this process (JSON on stdout)
 
 Cold: the Numba cache is empty, so the first check compiles every kernel it
-uses (and writes the cache). Warm: a second process with the same cache
-loads them. Each line reports the process's wall time (interpreter start
+uses (and writes the cache), sharing the work with the helper process it
+starts (fastgrad/_kernels/_ahead.py); "cold, one process" is the same in
+another empty cache with ``FASTGRAD_COMPILE_AHEAD=0`` (no helper), side by
+side. Warm: a process with the first cache loads the kernels. Each line reports the process's wall time (interpreter start
 included) and, measured inside the process, the import and first check.
 A third kind of process imports numpy and Numba alone: the issue's warm
 target is about the time beyond that (``warm beyond numpy+numba``).
 
-The cold child also records each kernel's compile time, from Numba's
+The one-process cold child also records each kernel's compile time, from Numba's
 ``"numba:compile"`` event (fired around a real compilation, not a cache
 load): inclusive (the kernel and the callees it compiled on the way) and
 exclusive (inclusive minus those callees), per ``module.qualname``; the
@@ -99,11 +101,14 @@ def child() -> dict:
     t3 = time.perf_counter()
     import numba
 
+    from fastgrad._kernels import _ahead
+
     return {
         "import_seconds": t1 - t0,
         "first_check_seconds": t2 - t1,
         "second_check_seconds": t3 - t2,
         "passed": bool(result.passed and again.passed),
+        "helper": _ahead.helper() is not None,
         "max_rel_error": float(result.max_rel_error),
         "n_params": net.n_params,
         "numba_version": numba.__version__,
@@ -113,11 +118,17 @@ def child() -> dict:
     }
 
 
-def run_child(cache_dir: str, mode: str = "--child") -> dict:
-    """Run :func:`child` (or ``mode``'s) in a new interpreter with ``NUMBA_CACHE_DIR=cache_dir``; add its wall time."""
+def run_child(cache_dir: str, mode: str = "--child", ahead: bool = True) -> dict:
+    """Run :func:`child` (or ``mode``'s) in a new interpreter with ``NUMBA_CACHE_DIR=cache_dir``; add its wall time.
+
+    ``ahead=False``: without the compile-ahead helper (``FASTGRAD_COMPILE_AHEAD=0``).
+    """
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
-    for name in ("FASTGRAD_CACHE", "NUMBA_DISABLE_JIT"):  # measure the defaults
+    for name in ("FASTGRAD_CACHE", "NUMBA_DISABLE_JIT", "FASTGRAD_COMPILE_AHEAD",
+                 "FASTGRAD_PARALLEL_MIN_SIZE"):  # measure the defaults
         env.pop(name, None)
+    if not ahead:
+        env["FASTGRAD_COMPILE_AHEAD"] = "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), mode], env=env,
@@ -131,7 +142,10 @@ def run_child(cache_dir: str, mode: str = "--child") -> dict:
 
 
 def measure(cache_dir: str | None = None) -> dict:
-    """Cold then warm start in ``cache_dir`` (default: a new temporary directory, removed after)."""
+    """Cold then warm start in ``cache_dir`` (default: a new temporary directory, removed after).
+
+    The one-process cold start runs in a second new temporary directory, after the others.
+    """
     if cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="fastgrad-numba-cache-") as tmp:
             return measure(tmp)
@@ -139,16 +153,21 @@ def measure(cache_dir: str | None = None) -> dict:
         raise ValueError(f"{cache_dir} is not empty: a cold start needs an empty cache")
     cold = run_child(cache_dir)
     warm = run_child(cache_dir)
-    return {"cold": cold, "warm": warm, "numpy_numba": run_child(cache_dir, "--baseline")}
+    with tempfile.TemporaryDirectory(prefix="fastgrad-numba-cache-") as other:
+        alone = run_child(other, ahead=False)
+    return {"cold": cold, "cold_one_process": alone, "warm": warm,
+            "numpy_numba": run_child(cache_dir, "--baseline")}
 
 
 def report(result: dict, top: int = 25) -> str:
     """Return the markdown tables of :func:`measure`'s result."""
     lines = ["| start | process wall s | import s | first check s | second check s | passed |",
              "|---|---|---|---|---|---|"]
-    for name in ("cold", "warm"):
+    names = {"cold": "cold (with its helper)" if result["cold"].get("helper") else "cold (no helper started)",
+             "cold_one_process": "cold, one process", "warm": "warm"}
+    for name, label in names.items():
         r = result[name]
-        lines.append(f"| {name} | {r['process_seconds']:.2f} | {r['import_seconds']:.2f} | "
+        lines.append(f"| {label} | {r['process_seconds']:.2f} | {r['import_seconds']:.2f} | "
                      f"{r['first_check_seconds']:.2f} | {r['second_check_seconds']:.3f} | {r['passed']} |")
     base = result["numpy_numba"]
     lines.append(f"| numpy + numba alone | {base['process_seconds']:.2f} | {base['import_seconds']:.2f} | | | |")
@@ -156,12 +175,12 @@ def report(result: dict, top: int = 25) -> str:
     beyond = warm["import_seconds"] + warm["first_check_seconds"] - base["import_seconds"]
     lines += ["", f"warm start beyond numpy+numba (import + first check - numpy+numba import): {beyond:.2f} s; "
               f"process wall beyond: {warm['process_seconds'] - base['process_seconds']:.2f} s (target <= 0.5 s)", ""]
-    rows = result["cold"]["compile_times"]
-    lines += [f"Cold start, compile time per kernel (top {min(top, len(rows))} of {len(rows)} by exclusive time):", "",
+    rows = result["cold_one_process"]["compile_times"]
+    lines += [f"Cold start in one process, compile time per kernel (top {min(top, len(rows))} of {len(rows)} by exclusive time):", "",
               "| kernel | exclusive s | inclusive s | compiles |", "|---|---|---|---|"]
     for r in rows[:top]:
         lines.append(f"| {r['kernel']} | {r['exclusive']:.2f} | {r['inclusive']:.2f} | {r['count']} |")
-    lines.append(f"| **total ({len(rows)} functions)** | **{result['cold']['compile_seconds']:.2f}** | | "
+    lines.append(f"| **total ({len(rows)} functions)** | **{result['cold_one_process']['compile_seconds']:.2f}** | | "
                  f"{sum(r['count'] for r in rows)} |")
     return "\n".join(lines)
 
@@ -183,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv:
         with open(argv[1], "w") as f:
             json.dump(result, f, indent=2)
-    return 0 if result["cold"]["passed"] and result["warm"]["passed"] else 1
+    return 0 if all(result[k]["passed"] for k in ("cold", "cold_one_process", "warm")) else 1
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._config import DEFAULT_EPS_INCREMENTAL
+from ._kernels import _ahead as ahead
 from ._kernels.loss import loss_from_activations
 from .budget import NEGLIGIBLE_BUDGET, error_budget, step_reach
 from .capabilities import FUNCTION_KIND, MLP_KIND, Route
@@ -197,6 +198,13 @@ def _with_kernels(net: MLP, inputs: CheckInputs, grads: Any, progress: ProgressF
     """Check an MLP: its forward pass, the engine's kernels, the per-entry budget and its backprop."""
     p = inputs.prepared
     engine, method = p.route.engine, p.route.method
+    with ahead.computing(f"check/{engine}/{method}"):
+        return _mlp_check(net, inputs, grads, progress, seed, engine, method)
+
+
+def _mlp_check(net: MLP, inputs: CheckInputs, grads: Any, progress: ProgressFn | None, seed: int | None,
+               engine: str, method: str) -> Computed:
+    p = inputs.prepared
     Z, A = net._forward(p.theta, p.X)
     loss = _mlp_loss(net, Z, A, p.Y, p.X, p.theta)
 
@@ -222,10 +230,11 @@ def _with_kernels(net: MLP, inputs: CheckInputs, grads: Any, progress: ProgressF
 def _mlp_values(net: MLP, p: Prepared, indices_of: Callable[[], np.ndarray | None],
                 progress: ProgressFn | None) -> np.ndarray:
     """Compute an MLP's numerical gradient alone (no budget), flat."""
-    Z, A = net._forward(p.theta, p.X)
-    _mlp_loss(net, Z, A, p.Y, p.X, p.theta)
-    return numerical_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, progress,
-                             indices=indices_of(), Z=Z, A=A, scaled=p.scaled, budget=False).values
+    with ahead.computing(f"values/{p.route.engine}/{p.route.method}"):
+        Z, A = net._forward(p.theta, p.X)
+        _mlp_loss(net, Z, A, p.Y, p.X, p.theta)
+        return numerical_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, progress,
+                                 indices=indices_of(), Z=Z, A=A, scaled=p.scaled, budget=False).values
 
 
 # ------------------------------------------------------- a model known by its loss
