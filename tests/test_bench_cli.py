@@ -85,6 +85,45 @@ def test_peer_timed_on_a_subset_says_extrapolated(capsys, monkeypatch):
     assert "extrapolated from" in line
 
 
+def _peer_options(peer, budget):
+    return bench.Options(sizes=((784, 2, 10),), batch=8, methods=("central",), engines=("incremental",),
+                         peers=(peer,), threads=(1,), repeats=2, budget=budget, seed=0, quick=True, json=None,
+                         plot=None)
+
+
+@pytest.mark.parametrize("peer", ["naive", "scipy"])
+def test_per_parameter_peer_whose_whole_check_fits_is_timed_on_every_parameter(peer):
+    """A full check (no subset needed): the peer gets every index, not None, and its row is not extrapolated."""
+    if peer == "scipy":
+        pytest.importorskip("scipy")
+    opts = _peer_options(peer, budget=1e3)
+    case = bench.sweep.build_case((784, 2, 10), opts)
+    module, why = bench.peer_module(peer)
+    assert why is None
+    row = bench.peers.peer_row(case, peer, module, opts)
+    assert row.subset is None and row.seconds == row.measured_seconds
+    assert row.passed and row.max_rel_error <= row.tolerance
+
+
+def test_projection_only_peer_is_made_once_on_every_parameter(monkeypatch):
+    """torch-fast and jax check a projection of every parameter: one whole check, never a subset or warm-up."""
+    made = []
+
+    def fake_jax_plan(jax, case):
+        def make(ix):
+            made.append(ix)
+            return lambda: True
+
+        return bench.measure.PeerPlan(make, bench.measure.verdict_check, "returned True")
+
+    monkeypatch.setattr(bench.peers, "jax_plan", fake_jax_plan)
+    opts = _peer_options("jax", budget=1e3)
+    case = bench.sweep.build_case((784, 2, 10), opts)
+    row = bench.peers.peer_row(case, "jax", None, opts)
+    assert len(made) == 1 and np.array_equal(made[0], np.arange(case.net.n_params))
+    assert row.subset is None and row.passed and row.projection_only and row.warm_calls == opts.repeats
+
+
 def test_help_exits_0(capsys):
     code, out, _ = run(["bench", "--help"], capsys)
     assert code == 0

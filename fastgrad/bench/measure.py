@@ -212,9 +212,14 @@ def same_function(case: Case, value: float, grad: np.ndarray, idx: np.ndarray | 
 
 @dataclass
 class PeerPlan:
-    """How one peer is timed on one net: the call, its check, and what the check means."""
+    """How one peer is timed on one net: the call, its check, and what the check means.
 
-    make: Callable[[np.ndarray | None], Callable[[], Any]]  # the call on a subset (None: the whole check)
+    ``make(ix)`` is the call on the flat parameter indices ``ix``: a per-parameter peer's subset (every
+    parameter when its whole check fits the budget) or two of them for its first use. A projection-only
+    peer (torch-fast, jax) checks a projection of every parameter: it is made on all of them and ignores ``ix``.
+    """
+
+    make: Callable[[np.ndarray], Callable[[], Any]]
     check: Check
     how: str  # how correctness was checked, for the row
     problem: str | None = None  # the peer computes another function (see same_function)

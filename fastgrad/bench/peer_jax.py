@@ -46,7 +46,7 @@ def jax_plan(jax: Any, case: Case) -> PeerPlan:
     th0 = jnp.asarray(case.theta)
     problem = same_function(case, float(jloss(th0)), np.asarray(jax.grad(jloss)(th0)), None)
 
-    def make(ix: np.ndarray | None) -> Callable[[], Any]:
+    def make(ix: np.ndarray) -> Callable[[], Any]:  # a projection of every parameter: ix is ignored
         def run() -> bool:
             try:
                 check_grads(jloss, (th0,), order=1, modes=("rev",), eps=PEER_EPS, atol=1e-5, rtol=1e-3)

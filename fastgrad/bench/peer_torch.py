@@ -37,13 +37,13 @@ def torch_loss(torch: Any, net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.nda
     x0 : torch.Tensor
         The parameters at ``idx``, a leaf that requires grad.
     """
-    theta = torch.tensor(theta)
+    theta_t = torch.tensor(theta)
     Xt, Yt = torch.tensor(X), torch.tensor(Y)
     bounds = list(zip(net.offsets[:-1].tolist(), net.offsets[1:].tolist(), net.param_shapes))
     where = None if idx is None else torch.tensor(idx, dtype=torch.int64)
 
     def loss(x: Any) -> Any:
-        full = x if where is None else theta.index_put((where,), x)  # out of place: differentiable in x
+        full = x if where is None else theta_t.index_put((where,), x)  # out of place: differentiable in x
         a = Xt
         for layer in range(net.n_layers):
             lo_w, hi_w, shape_w = bounds[2 * layer]
@@ -51,11 +51,11 @@ def torch_loss(torch: Any, net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.nda
             a = torch.sigmoid(a @ full[lo_w:hi_w].reshape(shape_w) + full[lo_b:hi_b])
         return ((Yt - a) ** 2).sum() / Xt.shape[0]
 
-    x0 = (theta if where is None else theta[where]).clone().requires_grad_(True)
+    x0 = (theta_t if where is None else theta_t[where]).clone().requires_grad_(True)
     return loss, x0
 
 
-def torch_plan(torch: Any, case: Case, idx: np.ndarray | None, fast: bool) -> PeerPlan:
+def torch_plan(torch: Any, case: Case, idx: np.ndarray, fast: bool) -> PeerPlan:
     """Plan ``gradcheck``'s timing on ``case``: ``fast_mode=False`` on the subset ``idx``, or ``fast_mode=True``.
 
     Parameters
@@ -64,8 +64,8 @@ def torch_plan(torch: Any, case: Case, idx: np.ndarray | None, fast: bool) -> Pe
         The torch module.
     case : Case
         The net and batch.
-    idx : ndarray of int or None
-        The subset of the per-parameter check (None for ``fast``, which checks one projection of all).
+    idx : ndarray of int
+        The subset of the per-parameter check (ignored by ``fast``, which checks one projection of all).
     fast : bool
         ``torch-fast``: gradcheck's ``fast_mode``.
 
@@ -80,7 +80,7 @@ def torch_plan(torch: Any, case: Case, idx: np.ndarray | None, fast: bool) -> Pe
     (grad,) = torch.autograd.grad(value, x0)
     problem = same_function(case, float(value.detach()), grad.numpy(), None if fast else idx)
 
-    def make(ix: np.ndarray | None) -> Callable[[], Any]:
+    def make(ix: np.ndarray) -> Callable[[], Any]:
         if fast:
             return lambda: torch.autograd.gradcheck(loss, (x0,), eps=PEER_EPS, atol=1e-5, rtol=1e-3,
                                                     fast_mode=True, raise_exception=False)

@@ -71,11 +71,11 @@ def peer_module(peer: str) -> tuple[Any, str | None]:
     return module, None
 
 
-def _plan(case: Case, peer: str, module: Any, idx: np.ndarray | None, tol: float | None) -> PeerPlan:
+def _plan(case: Case, peer: str, module: Any, idx: np.ndarray) -> PeerPlan:
     if peer == "naive":
-        return naive_plan(case, idx, tol)
+        return naive_plan(case, idx, PEER_RTOL["naive"])
     if peer == "scipy":
-        return scipy_plan(case, idx, tol)
+        return scipy_plan(case, idx, PEER_RTOL["scipy"])
     if peer in ("torch", "torch-fast"):
         return torch_plan(module, case, idx, fast=peer == "torch-fast")
     if peer == "jax":
@@ -103,30 +103,32 @@ def peer_row(case: Case, peer: str, module: Any, opts: Options) -> Row:
         The full check's time (extrapolated from the subset when one was timed) and its verdict.
     """
     net, P = case.net, case.net.n_params
-    idx: np.ndarray | None = None
-    if peer in PASSES_PER_PARAM:
-        k = subset_size(case, PASSES_PER_PARAM[peer], opts.budget)
-        idx = spread_indices(net, k, seed=opts.seed)
-        warm_idx = idx[:2]
+    per_parameter = peer in PASSES_PER_PARAM
+    if per_parameter:
+        # A subset when the whole check would not fit the budget; when it fits, spread_indices returns every
+        # index (np.arange(P)), so a per-parameter peer is always made on indices (the whole check included).
+        idx = spread_indices(net, subset_size(case, PASSES_PER_PARAM[peer], opts.budget), seed=opts.seed)
+    else:
+        idx = np.arange(P, dtype=np.int64)  # a projection-only peer checks every parameter (its make ignores idx)
     tol = PEER_RTOL.get(peer)
     torch = module if peer in ("torch", "torch-fast") else None
-    plan = _plan(case, peer, module, idx, tol)
+    plan = _plan(case, peer, module, idx)
 
     with peer_threads(opts.peer_threads, torch):
-        if idx is not None:
-            warm = time_calls(plan.make(warm_idx), lambda _: (None, True), 0, 0.0)  # first use (imports, caches)
+        if per_parameter:
+            warm = time_calls(plan.make(idx[:2]), lambda _: (None, True), 0, 0.0)  # first use (imports, caches)
             timing = time_calls(plan.make(idx), plan.check, max(1, opts.repeats - 1), opts.budget)
             first = warm.first
         else:
-            timing = time_calls(plan.make(None), plan.check, opts.repeats, opts.budget)
+            timing = time_calls(plan.make(idx), plan.check, opts.repeats, opts.budget)
             first = timing.first
-    extrapolated = idx is not None and len(idx) < P
-    scale = P / len(idx) if extrapolated else 1.0
+    subset = int(len(idx)) if len(idx) < P else None  # parameters timed, when extrapolated
+    scale = P / subset if subset is not None else 1.0
     row = Row(
         net=case.label, sizes=list(net.sizes), n_params=P, batch=case.X.shape[0], kind="peer",
         what=PEER_LABELS[peer], engine=None, method="forward" if peer == "scipy" else "central", peer=peer,
         threads=opts.peer_threads, eps=PEER_EPS, seconds=timing.median * scale, measured_seconds=timing.median,
-        first_call_seconds=first, warm_calls=len(timing.warm), subset=int(len(idx)) if extrapolated else None,
+        first_call_seconds=first, warm_calls=len(timing.warm), subset=subset,
         forward_pass_seconds=case.forward_s, max_rel_error=timing.worst_error if tol is not None else None,
         tolerance=tol, passed=timing.ok and plan.problem is None, projection_only=peer in PROJECTION_ONLY,
         check=plan.how,

@@ -104,13 +104,13 @@ def compute_speedups(rows: Sequence[Row]) -> None:
     rows : sequence of Row
         The run's rows; the fastgrad rows' ``speedups`` are filled in place.
     """
-    peers = [r for r in rows if r.kind == "peer"]
+    peers = [(r.peer, r) for r in rows if r.kind == "peer" and r.peer is not None]  # a peer's row names it
     for r in rows:
         if r.kind != "fastgrad":
             continue
-        for p in peers:
+        for name, p in peers:
             if p.net == r.net and r.seconds > 0:
-                r.speedups[p.peer] = p.seconds / r.seconds
+                r.speedups[name] = p.seconds / r.seconds
 
 
 def row_order(r: Row) -> tuple[Any, ...]:
@@ -210,15 +210,16 @@ def footer_lines(rows: Sequence[Row], models: dict[int, CostModel], first_calls:
                          f"{c['engine']} {c['method']} {_seconds(c['first_call_seconds'])} s vs "
                          f"{c['warm_median_seconds'] * 1e3:.2g} ms" for c in first_calls))
     for threads, model in sorted(models.items()):
-        preds = [r for r in rows if r.cost_model_seconds is not None and r.threads == threads]
+        preds = [(r, predicted) for r in rows
+                 if (predicted := r.cost_model_seconds) is not None and r.threads == threads]
         if not preds:
             continue
-        big = max(preds, key=lambda r: r.n_params)
-        ratios = [r.seconds / r.cost_model_seconds for r in preds]
+        big, big_predicted = max(preds, key=lambda pair: pair[0].n_params)
+        ratios = [r.seconds / predicted for r, predicted in preds]
         lines.append(
             f"cost model (incremental central, {threads} thr; {model.rate / 1e9:.3g} GFLOP/s by the model's count "
             f"and {model.fixed_seconds * 1e3:.2g} ms per call, both from {model.calibration}): "
-            f"predicted {_seconds(big.cost_model_seconds)} s, "
+            f"predicted {_seconds(big_predicted)} s, "
             f"measured {_seconds(big.seconds)} s for {big.net}; measured/predicted "
             f"{min(ratios):.2g}..{max(ratios):.2g} over {len(preds)} sizes")
     return lines

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, Any
 
 import numba
@@ -130,8 +131,8 @@ def measure_first_calls(opts: Options) -> list[dict[str, Any]]:
     for engine in opts.engines:
         for method in opts.methods:
             timing = time_calls(
-                lambda e=engine, m=method: fastgrad.numerical_gradient(net, params, X, Y, engine=e, method=m,
-                                                                       threads=opts.threads[0]),
+                partial(fastgrad.numerical_gradient, net, params, X, Y, engine=engine, method=method,
+                        threads=opts.threads[0]),
                 lambda _: (None, True), max(3, opts.repeats), 0.5)
             out.append({"engine": engine, "method": method, "net": "-".join(map(str, CALIBRATION_TINY)),
                         "threads": opts.threads[0], "first_call_seconds": timing.first,
