@@ -11,7 +11,8 @@ Cold: the Numba cache is empty, so the first check compiles every kernel it
 uses (and writes the cache), sharing the work with the helper process it
 starts (fastgrad/_kernels/_ahead.py); "cold, one process" is the same in
 another empty cache with ``FASTGRAD_COMPILE_AHEAD=0`` (no helper), side by
-side. Warm: a process with the first cache loads the kernels. Each line reports the process's wall time (interpreter start
+side. Warm: a process with the first cache loads the kernels. Each line
+reports the process's wall time (interpreter start
 included) and, measured inside the process, the import and first check.
 A third kind of process imports numpy and Numba alone: the issue's warm
 target is about the time beyond that (``warm beyond numpy+numba``).
@@ -176,7 +177,8 @@ def report(result: dict, top: int = 25) -> str:
     lines += ["", f"warm start beyond numpy+numba (import + first check - numpy+numba import): {beyond:.2f} s; "
               f"process wall beyond: {warm['process_seconds'] - base['process_seconds']:.2f} s (target <= 0.5 s)", ""]
     rows = result["cold_one_process"]["compile_times"]
-    lines += [f"Cold start in one process, compile time per kernel (top {min(top, len(rows))} of {len(rows)} by exclusive time):", "",
+    lines += [f"Cold start in one process, compile time per kernel (top {min(top, len(rows))} of {len(rows)} "
+              "by exclusive time):", "",
               "| kernel | exclusive s | inclusive s | compiles |", "|---|---|---|---|"]
     for r in rows[:top]:
         lines.append(f"| {r['kernel']} | {r['exclusive']:.2f} | {r['inclusive']:.2f} | {r['count']} |")

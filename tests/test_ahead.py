@@ -115,7 +115,7 @@ def fresh(monkeypatch):
     """The module's state as in a new process, with :func:`_ahead._start` recording what it would start."""
     started: list[str] = []
     monkeypatch.setattr(_ahead, "_started", False)
-    monkeypatch.setattr(_ahead, "_plan", None)
+    monkeypatch.setattr(_ahead, "_local", __import__("threading").local())
     monkeypatch.setattr(_ahead, "_start", started.append)
     return started
 
@@ -145,6 +145,26 @@ def test_the_first_compile_inside_a_computation_starts_the_helper_once(fresh):
     with _ahead.computing("check/full/central"):  # once per process, ever
         _fake_compile("forward_batch")
     assert fresh == ["check/incremental/central/serial"]
+
+
+def test_a_computation_in_another_thread_does_not_arm_this_one(fresh):
+    import threading
+
+    inside, go_on = threading.Event(), threading.Event()
+
+    def other():
+        with _ahead.computing("check/full/central"):
+            inside.set()
+            go_on.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    inside.wait(10)
+    _fake_compile("forward_batch")  # this thread computes nothing
+    go_on.set()
+    thread.join()
+    _fake_compile("forward_batch")
+    assert fresh == []
 
 
 def test_a_parallel_first_kernel_picks_the_parallel_plan(fresh):

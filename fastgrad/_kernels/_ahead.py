@@ -62,7 +62,8 @@ _ENTRY = "import sys; from fastgrad._kernels._ahead import main; sys.exit(main(s
 ENV = "FASTGRAD_COMPILE_AHEAD"
 
 _lock = threading.Lock()
-_plan: str | None = None  # the plan of the computation now running in this process, if any
+_local = threading.local()  # .plan: the plan of the computation this thread runs, if any (Numba compiles a
+#                             kernel in the thread that calls it first)
 _started = False  # a helper was started (or the chance passed): never again in this process
 _helper: subprocess.Popen | None = None
 
@@ -156,14 +157,11 @@ class computing:
         self._previous: str | None = None
 
     def __enter__(self) -> None:
-        global _plan
-        with _lock:
-            self._previous, _plan = _plan, (None if _started else self.plan)
+        self._previous = getattr(_local, "plan", None)
+        _local.plan = None if _started else self.plan
 
     def __exit__(self, *exc: Any) -> None:
-        global _plan
-        with _lock:
-            _plan = self._previous
+        _local.plan = self._previous
 
 
 def _start(plan: str) -> None:
@@ -206,18 +204,19 @@ class _Trigger(event.Listener):
 
     def on_start(self, ev: event.Event) -> None:
         global _started
-        if _started or _plan is None:
+        plan = getattr(_local, "plan", None)
+        if _started or plan is None:
             return
         fn = getattr(ev.data.get("dispatcher"), "py_func", None)
         module = getattr(fn, "__module__", "") or ""
         if fn is None or not module.startswith("fastgrad."):
             return
         with _lock:
-            if _started or _plan is None:
+            if _started:
                 return
             _started = True
             variant = "serial" if fn.__qualname__.endswith("__serial") else "parallel"
-            _start(f"{_plan}/{variant}")
+            _start(f"{plan}/{variant}")
 
     def on_end(self, ev: event.Event) -> None:
         pass
