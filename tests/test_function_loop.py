@@ -202,7 +202,8 @@ def test_loss_table_matches_python_twin_bitwise(name, rng):
 
 
 @pytest.mark.nojit
-@pytest.mark.parametrize("name", ["one", "two", "three"])
+# ("three" alone compiles two kernels for loss_three: 6 s on 2 busy cores)
+@pytest.mark.parametrize("name", ["one", "two", pytest.param("three", marks=pytest.mark.slow)])
 def test_complex_table_matches_python_complex_step_bitwise(name, rng):
     f, arrays, args = _case(name, rng, np.complex128)
     P = sum(a.size for a in arrays)
@@ -302,6 +303,22 @@ def test_one_and_two_threads_bitwise(rng):
     assert all(same_bits(t, tables[0]) for t in tables)
     assert all(same_bits(c, complexes[0]) for c in complexes)
     assert same_bits(tables[0], twin_loss(f, arrays, args, indices, steps, MULTIPLES))
+
+
+@pytest.mark.skipif(not JIT, reason="10^7 operations: too slow in plain Python")
+@pytest.mark.skipif(THREADS < 2, reason="needs 2 Numba threads")
+def test_one_and_two_threads_bitwise_long(rng):
+    # long enough (~10^7 operations) that a worker thread surely takes the second chunk (a table of a few
+    # microseconds may run both chunks on the calling thread)
+    arrays, args = (rng.normal(size=1500),), (rng.normal(size=1500),)
+    indices, offsets, steps = np.arange(1500, dtype=np.int64), _offsets(arrays), _steps(arrays)
+    tables = []
+    for threads in (1, 2):
+        with threads_context(threads):
+            tables.append(loss_table(loss_one, arrays, args, indices, offsets, steps, MULTIPLES))
+    assert same_bits(tables[0], tables[1])
+    rows = [0, 749, 750, 1499]  # the ends of both chunks, against the twin (all of it is slow in plain Python)
+    assert same_bits(tables[1][rows], twin_loss(loss_one, arrays, args, indices[rows], steps, MULTIPLES))
 
 
 @pytest.mark.skipif(not JIT, reason="the serial twin is a compiled kernel")
