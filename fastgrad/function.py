@@ -12,8 +12,9 @@ How ``f`` is evaluated at the perturbed points (one owner,
 
 * a Numba-jitted ``f`` (``@numba.njit``): inside one parallel kernel that
   calls ``f`` directly, each thread on its own copy of the parameters
-  (:mod:`fastgrad._kernels.function_loop`); ``f`` then takes a tuple of
-  arrays (list, tuple and dict params, in that order) or the one array;
+  (:mod:`fastgrad._kernels.function_loop`); ``f`` then takes the tuple of
+  the arrays (list, tuple and dict params in that order; a 1-tuple for one
+  array), in Python too;
 * a plain Python ``f``: a Python loop, with progress and Ctrl-C; with
   ``workers`` over processes (:mod:`fastgrad.workers`).
 
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate
+from ._kernels.function_loop import is_jitted
 from .capabilities import FUNCTION_KIND
 from .protocol import ModelBase
 
@@ -36,13 +38,6 @@ from .protocol import ModelBase
 SINGLE_NAME = "x"
 
 ProgressFn = Callable[[int, int], Any]
-
-
-def is_jitted(f: Any) -> bool:
-    """Whether ``f`` is a Numba CPU dispatcher (``@numba.njit``), which a parallel kernel can call."""
-    from numba.core.registry import CPUDispatcher
-
-    return isinstance(f, CPUDispatcher)
 
 
 def _structure(params: Any) -> tuple[str, list[str]]:
@@ -109,7 +104,7 @@ class FunctionModel(ModelBase):
     ----------
     f : callable
         ``f(params, *args) -> float``; a Numba-jitted ``f`` takes the tuple
-        of the arrays (or the one array).
+        of the arrays (a 1-tuple for one array).
     params : array_like, list, tuple or dict of array_like
         The point, as the user gave it (read, never written).
     args : tuple
@@ -182,11 +177,11 @@ class FunctionModel(ModelBase):
         return _tensors(values, self.container, list(self.tensor_names), argument)
 
     def pack(self, arrays: list[np.ndarray]) -> Any:
-        """The user's structure around ``arrays`` (a jitted ``f`` gets a tuple, or the one array)."""
-        if self.container == "array":
-            return arrays[0]
+        """The user's structure around ``arrays`` (a jitted ``f`` always gets the tuple, as in its kernel)."""
         if self.jitted or self.container == "tuple":
             return tuple(arrays)
+        if self.container == "array":
+            return arrays[0]
         if self.container == "dict":
             return dict(zip(self.tensor_names, arrays))
         return list(arrays)
@@ -212,11 +207,9 @@ class FunctionModel(ModelBase):
         if self.jitted:
             from ._kernels.function_loop import loss_table
 
-            out = loss_table(self.f, tuple(a.copy() for a in self.unflatten(theta)), self.args, indices,
-                             self.offsets, steps, multiples)
-            if progress is not None:
-                progress(indices.size, indices.size)
-            return out
+            arrays = tuple(a.copy() for a in self.unflatten(theta))
+            return _in_blocks(indices, multiples.size, progress, lambda block: loss_table(
+                self.f, arrays, self.args, block, self.offsets, steps, multiples))
         if self.workers not in (None, 1):
             return process_workers.loss_table(self, theta, indices, steps, multiples, progress)
         return python_loss_table(self, theta, indices, steps, multiples, progress)
@@ -228,11 +221,9 @@ class FunctionModel(ModelBase):
         if self.jitted:
             from ._kernels.function_loop import complex_table
 
-            arrays = tuple(a.astype(np.complex128) for a in self.unflatten(theta))
-            out = complex_table(self.f, arrays, self.args, indices, self.offsets, h)
-            if progress is not None:
-                progress(indices.size, indices.size)
-            return out
+            arrays_c = tuple(a.astype(np.complex128) for a in self.unflatten(theta))
+            return _in_blocks(indices, 0, progress, lambda block: complex_table(
+                self.f, arrays_c, self.args, block, self.offsets, h))
         point = theta.astype(np.complex128)
         out = np.empty(indices.size)
         for r, i in enumerate(indices.tolist()):
@@ -243,6 +234,25 @@ class FunctionModel(ModelBase):
             if progress is not None:
                 progress(r + 1, indices.size)
         return out
+
+
+#: A jitted ``f``'s table is computed in blocks of at least this many entries (and at most 16 blocks): a
+#: kernel call cannot be interrupted or report progress, and each call copies the parameters once per thread.
+JIT_BLOCK = 4096
+
+
+def _in_blocks(indices: np.ndarray, width: int, progress: ProgressFn | None,
+               table: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``table`` over blocks of ``indices``, concatenated (``width`` 0: a vector), with progress between blocks."""
+    size = max(JIT_BLOCK, -(-indices.size // 16))
+    parts = []
+    for lo in range(0, indices.size, size):
+        parts.append(table(indices[lo:lo + size]))
+        if progress is not None:
+            progress(min(lo + size, indices.size), indices.size)
+    if not parts:
+        return np.empty((0, width)) if width else np.empty(0)
+    return np.concatenate(parts)
 
 
 def python_loss_table(model: FunctionModel, theta: np.ndarray, indices: np.ndarray, steps: np.ndarray,
@@ -317,8 +327,8 @@ def check_function(
         ``f(params, *args) -> float``, called with float64 copies structured
         like ``params`` (the user's arrays are never written). A
         Numba-jitted ``f`` (``@numba.njit``) takes the tuple of the arrays
-        (list, tuple and dict params, in that order; or the one array) and
-        is evaluated inside a parallel kernel.
+        (list, tuple and dict params, in that order; a 1-tuple for one
+        array) and is evaluated inside a parallel kernel.
     params : array_like, or list, tuple or dict of array_like
         The point. Tensor names in the report: a dict's keys; ``"p0"``,
         ``"p1"``, ... for a list or tuple; ``"x"`` for one array. Arrays of

@@ -301,3 +301,70 @@ def test_function_model_satisfies_the_protocol():
     model = FunctionModel(_quadratic, {"a": np.ones((2, 3)), "b": np.zeros(1)})
     assert is_model(model) and model.kind == "function" and model.n_params == 7
     assert model.locate(5) == ("a", (1, 2)) and model.locate(6) == ("b", (0,))
+
+
+# ------------------------------------------------------------------ a Numba-jitted loss: the parallel kernel
+@pytest.fixture(scope="module")
+def jitted():
+    import numba
+
+    @numba.njit
+    def f(p, X, y):
+        r = np.tanh(X @ p[0] + p[1]) - y
+        return 0.5 * np.sum(r * r) + 0.05 * np.sum(p[0] * p[0])
+
+    def grad(p, X, y):
+        t = np.tanh(X @ p[0] + p[1])
+        d = (t - y) * (1.0 - t * t)
+        return (X.T @ d + 0.1 * p[0], d.sum(axis=0))
+
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(12, 6)), rng.normal(size=(12, 3))
+    params = (0.3 * rng.normal(size=(6, 3)), 0.1 * rng.normal(size=3))
+    return f, grad, params, (X, y)
+
+
+def test_a_jitted_loss_gives_the_same_bits_on_1_and_2_threads(jitted):
+    f, grad, params, args = jitted
+    one = fastgrad.check_function(f, params, grad, args=args, threads=1)
+    two = fastgrad.check_function(f, params, grad, args=args, threads=2)
+    assert one.passed and two.passed
+    assert all(np.array_equal(a, b) for a, b in zip(one.numerical, two.numerical))
+
+
+def test_a_jitted_loss_catches_a_wrong_entry_in_its_tensor(jitted):
+    f, grad, params, args = jitted
+    wrong = [g.copy() for g in grad(params, *args)]
+    wrong[1][2] *= 1 + 1e-6
+    result = fastgrad.check_function(f, params, wrong, args=args, method="richardson")
+    assert [(x.tensor, x.index) for x in result.failures] == [("p1", (2,))]
+
+
+def test_a_jitted_loss_of_one_array_takes_a_1_tuple():
+    import numba
+
+    @numba.njit
+    def f(p):
+        return np.sum(np.exp(p[0]))
+
+    x = np.linspace(-1, 1, 7)
+    assert fastgrad.check_function(f, x, np.exp(x)).passed
+    assert fastgrad.check_function(f, x, np.exp(x), method="complex").passed
+    wrong = np.exp(x)
+    wrong[4] *= 1 + 1e-6
+    assert not fastgrad.check_function(f, x, wrong, method="complex").passed
+
+
+def test_an_exception_in_a_jitted_loss_reaches_the_caller():
+    import numba
+
+    @numba.njit
+    def f(p):
+        if p[0][1] > 0.5 + 5e-5:
+            raise ValueError("out of the domain")
+        return np.sum(p[0] ** 2)
+
+    x = np.array([0.0, 0.5, 0.1])
+    with pytest.raises(ValueError, match="out of the domain"):
+        fastgrad.check_function(f, x, 2 * x)
+    assert np.array_equal(x, [0.0, 0.5, 0.1])
