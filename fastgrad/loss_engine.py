@@ -13,7 +13,8 @@ The error budget, for a loss seen from the outside: the truncation
 estimated from the difference at twice the step; the evaluations' own
 spread (the disagreement of the second differences at ``h`` and ``2h``,
 which a smooth loss keeps at its fourth derivative times ``h^4``); the
-cancellation of ``E(w + h) - E(w - h)`` at the size of the losses seen. How
+cancellation of ``E(w + h) - E(w - h)`` at the size of the losses seen, or at the noise the
+evaluations show when that is larger (:data:`NOISE_POOL`). How
 much rounding a user's loss carries is not known; it is taken as
 :data:`LOSS_ROUNDING_ULPS` roundoffs per stage of the model
 (:attr:`~fastgrad.protocol.ModelBase.depth`). An entry whose second
@@ -23,6 +24,7 @@ of their size has a kink or a jump within reach: ``kink``, inconclusive.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -42,9 +44,19 @@ ProgressFn = Callable[[int, int], Any]
 #: two disagree by more than this fraction of their size (and by more than rounding) has a kink or a jump within
 #: reach of its steps, and its difference quotient is not the derivative: inconclusive, never failed.
 KINK_INCONSISTENCY = 0.1
-#: ... and the disagreement must exceed this many roundoffs of the largest loss seen (linear or quadratic
-#: directions have second differences made of rounding alone, whose ratio means nothing).
-KINK_NOISE_ULPS = 64.0
+#: ... and it must exceed this many times the noise of the evaluations (below).
+KINK_NOISE_SIGMAS = 4.0
+#: The noise of ``f``'s evaluations (``sigma``): the rounding of a loss that sums large terms to a small total
+#: is far above ``u |E|``, and a loss known from the outside does not say how far. It is measured: at
+#: :data:`NOISE_PROBES` of the entries (evenly spaced), ``f`` is evaluated once more, the entry moved by a
+#: step :data:`PROBE_SHRINK` times smaller, where the change the derivative predicts is known to far below
+#: rounding; what the evaluation differs from ``E + D(h) delta`` by is noise. ``sigma`` is the largest such
+#: difference (rounding is quantized, not Gaussian: its largest value is what a difference quotient meets),
+#: or the 25th percentile of ``|S(2h) - 4 S(h)| / (0.32 sqrt(70))`` over the entries when that is larger.
+NOISE_PROBES = 16
+PROBE_SHRINK = 2.0**-10
+NOISE_PERCENTILE = 25.0
+NOISE_PER_PERCENTILE = 0.32 * math.sqrt(70.0)
 #: The evaluations' own spread enters the budget as ``SPREAD x |S(2h) - 4 S(h)| / h``: the noise that
 #: difference shows, carried to a difference quotient (0.71/8.4 per unit of noise for central, 1.06/8.4 for
 #: Richardson, rounded up).
@@ -149,8 +161,12 @@ def loss_differences(
         s2 = (table[:, 2] + table[:, 3]) - 2.0 * base
         inconsistency = np.abs(s2 - 4.0 * s1)
         largest = np.maximum(np.where(np.isfinite(table), np.abs(table), 0.0).max(axis=1, initial=0.0), abs(base))
-        noise = KINK_NOISE_ULPS * hook(model, "depth") * 2.0**-53 * largest
-        kinked = (inconsistency > KINK_INCONSISTENCY * (np.abs(s2) + 4.0 * np.abs(s1))) & (inconsistency > noise)
+        sigma = evaluation_noise(model, theta, X, Y, order, steps, d1, base, inconsistency, table_of)
+        kinked = ((inconsistency > KINK_INCONSISTENCY * (np.abs(s2) + 4.0 * np.abs(s1)))
+                  & (inconsistency > KINK_NOISE_SIGMAS * math.sqrt(70.0) * sigma)
+                  & (inconsistency > 64.0 * 2.0**-53 * largest))
+        # the budget's rounding term is LOSS_ROUNDING_ULPS x depth x u x size: a size that covers the noise seen
+        largest = np.maximum(largest, sigma / (LOSS_ROUNDING_ULPS * 2.0**-53))
         spread = SPREAD * inconsistency / h
         first = table[:, :2] if method == "central" else table[:, :4]  # what the value is made of
         row_status = np.where(~np.all(np.isfinite(first), axis=1), STATUS_LOSS_NONFINITE,
@@ -162,6 +178,31 @@ def loss_differences(
     kink[order] = kinked & (row_status == STATUS_OK)
     magnitude[order] = largest
     return Numerical(values, magnitude, trunc, kink, steps, status)
+
+
+def evaluation_noise(model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, order: np.ndarray,
+                     steps: np.ndarray, d1: np.ndarray, base: float, inconsistency: np.ndarray,
+                     table_of: Any) -> float:
+    """The noise of one evaluation of ``f`` (``sigma``, see :data:`NOISE_PROBES`): probes, second differences."""
+    finite = inconsistency[np.isfinite(inconsistency)]
+    pooled = float(np.percentile(finite, NOISE_PERCENTILE)) / NOISE_PER_PERCENTILE if finite.size else 0.0
+    at = np.unique(np.linspace(0, order.size - 1, min(order.size, NOISE_PROBES)).astype(np.int64))
+    at = at[np.isfinite(d1[at])]
+    if at.size == 0:
+        return pooled
+    probe = order[at]
+    small = steps.copy()
+    small[probe] = steps[probe] * PROBE_SHRINK
+    one = np.ones(1)
+    if table_of is not None:
+        values = table_of(theta, probe, small, one, None)[:, 0]
+    else:
+        values = _python_table(model, theta, X, Y, probe, small, one, None)[:, 0]
+    moved = (theta[probe] + small[probe]) - theta[probe]  # the move the evaluation saw
+    with np.errstate(invalid="ignore", over="ignore"):
+        residual = np.abs(values - base - d1[at] * moved)
+    residual = residual[np.isfinite(residual)]
+    return max(pooled, float(residual.max(initial=0.0)))
 
 
 def _complex(model: Model, theta: np.ndarray, order: np.ndarray, steps: np.ndarray, values: np.ndarray,
