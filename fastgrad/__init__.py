@@ -20,6 +20,7 @@ threads at once and in ``multiprocessing`` workers of any start method:
 from ._threading import threading_layer  # first: the layer is chosen before any kernel exists
 from .checking import check, numerical_gradient
 from .entries import relative_error
+from .function import check_function
 from .model import MLP
 from .monitor import GradientCheckWarning, Monitor, MonitorRecord
 from .result import CheckResult, Failure, GradientCheckError, Inconclusive, TensorSummary
@@ -37,6 +38,7 @@ __all__ = [
     "Inconclusive",
     "TensorSummary",
     "check",
+    "check_function",
     "numerical_gradient",
     "relative_error",
     "threading_layer",

@@ -86,8 +86,8 @@ _ANY_MODEL = (MLP_KIND, FUNCTION_KIND)
 #: Engines x methods x model kinds. The incremental and unit engines and the
 #: directional search need an MLP's layout; the full engine's real-step
 #: methods only need the loss, so a model known by its loss (and gradient)
-#: is served by them; the complex step needs a loss that takes complex
-#: parameters, which only the MLP's kernels promise.
+#: is served by them, and by the complex step when its loss takes complex
+#: parameters (:func:`fastgrad.check_function` tries, and says when it does not).
 TABLE: dict[tuple[str, str], Route] = {
     (r.engine, r.method): r
     for r in (
@@ -97,7 +97,7 @@ TABLE: dict[tuple[str, str], Route] = {
         Route("incremental", "directional", _MLP_ONLY, None),
         Route("full", "central", _ANY_MODEL, codes.CENTRAL),
         Route("full", "richardson", _ANY_MODEL, codes.RICHARDSON),
-        Route("full", "complex", _MLP_ONLY, codes.COMPLEX),
+        Route("full", "complex", _ANY_MODEL, codes.COMPLEX),
         Route("full", "directional", _MLP_ONLY, None),
         Route("unit", "central", _MLP_ONLY, UNIT_DELTAS, kernel_mode=UNIT_MODE),
     )

@@ -202,10 +202,11 @@ def _resolve(
         given, notes, dtypes = call_user_grads(grads, net, params, X, Y)
     elif grads is not None:
         # every error now, before the long part; the flat copy only after it (one array of P fewer at the peak)
-        _validate.tensor_list(grads, net.tensor_names, net.param_shapes, "grads", copy=False, finite=True)
+        tensors = hook(net, "tensors")(grads, "grads")
+        _validate.tensor_list(tensors, net.tensor_names, net.param_shapes, "grads", copy=False, finite=True)
         given = LATER
-        dtypes = [np.asarray(g).dtype for g in grads]
-    user_u = user_unit_roundoff(list(params) + [X, Y], dtypes)
+        dtypes = [np.asarray(g).dtype for g in tensors]
+    user_u = user_unit_roundoff(hook(net, "tensors")(params, "params") + [X, Y], dtypes)
     return CheckInputs(prepared, rtol is None and atol is None, rtol_value, atol_value, safety_value, checked, given,
                        notes, user_u)
 

@@ -243,7 +243,8 @@ def _from_loss(model: Model, inputs: CheckInputs, grads: Any, progress: Progress
     """Check a model of kind "function": differences of its loss (the full engine), its own gradient."""
     p = inputs.prepared
     loss = finite_loss(float(model.loss_at(p.theta, p.X, p.Y)))
-    details = loss_differences(model, p.theta, p.X, p.Y, p.eps, p.scaled, p.route.method, inputs.indices, progress)
+    details = loss_differences(model, p.theta, p.X, p.Y, p.eps, p.scaled, p.route.method, inputs.indices, progress,
+                               loss=loss)
     entry_budget = loss_difference_budget(model, details, loss, p.route.method, inputs.user_u)
     details = Numerical(details.values, np.zeros(0), np.zeros(0), details.kink, np.zeros(0))
     analytic = _given_or(model, grads, inputs.given, lambda: model.gradient_at(p.theta, p.X, p.Y))

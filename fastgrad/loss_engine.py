@@ -1,17 +1,24 @@
 """The full engine for a model known only by its loss: differences of :meth:`~fastgrad.protocol.Model.loss_at`.
 
 For a model of kind ``"function"`` (see :mod:`fastgrad.capabilities`)
-nothing is compiled: every wanted parameter is moved by ``+-h`` (and
-``+-2h``, ``+-4h`` for the truncation estimate) in a private copy of the
-flat vector and the model's own loss is evaluated there, in Python. The
-error budget has the terms :func:`fastgrad.budget.error_budget` gives the
-full engine, with what a loss known from the outside allows: the
-truncation estimated from the difference at twice the step, and the
-cancellation of ``E(w + h) - E(w - h)`` at the size of the losses seen.
-How much rounding a user's loss carries is not known; it is taken as
+every wanted parameter is moved by ``+-h`` and ``+-2h`` (Richardson: also
+``+-4h``) and the loss evaluated there: by the model's own ``loss_table``
+when it has one (:class:`fastgrad.function.FunctionModel`: a parallel
+Numba kernel for a jitted loss, processes, or a Python loop), else by
+``loss_at`` in a Python loop over a private copy of the flat vector. The
+values come from that table in one vectorized pass, the same whoever
+filled it.
+
+The error budget, for a loss seen from the outside: the truncation
+estimated from the difference at twice the step; the evaluations' own
+spread (the disagreement of the second differences at ``h`` and ``2h``,
+which a smooth loss keeps at its fourth derivative times ``h^4``); the
+cancellation of ``E(w + h) - E(w - h)`` at the size of the losses seen. How
+much rounding a user's loss carries is not known; it is taken as
 :data:`LOSS_ROUNDING_ULPS` roundoffs per stage of the model
-(:attr:`~fastgrad.protocol.ModelBase.depth`), a provisional figure that
-``fastgrad.check_function`` (the next issue) is to settle.
+(:attr:`~fastgrad.protocol.ModelBase.depth`). An entry whose second
+differences disagree beyond rounding and beyond :data:`KINK_INCONSISTENCY`
+of their size has a kink or a jump within reach: ``kink``, inconclusive.
 """
 
 from __future__ import annotations
@@ -31,39 +38,79 @@ LOSS_ROUNDING_ULPS = 4.0
 ProgressFn = Callable[[int, int], Any]
 
 
-def _central(losses: dict[int, float], k: int, h: float) -> float:
-    """Return the central difference with step ``k h`` from the losses at ``+-k h``."""
-    return (losses[k] - losses[-k]) / (2.0 * k * h)
+#: Second differences at h and 2h of a smooth loss agree as ``S(2h) = 4 S(h)`` up to ``E'''' h^4``: an entry whose
+#: two disagree by more than this fraction of their size (and by more than rounding) has a kink or a jump within
+#: reach of its steps, and its difference quotient is not the derivative: inconclusive, never failed.
+KINK_INCONSISTENCY = 0.1
+#: ... and the disagreement must exceed this many roundoffs of the largest loss seen (linear or quadratic
+#: directions have second differences made of rounding alone, whose ratio means nothing).
+KINK_NOISE_ULPS = 64.0
+#: The evaluations' own spread enters the budget as ``SPREAD x |S(2h) - 4 S(h)| / h``: the noise that
+#: difference shows, carried to a difference quotient (0.71/8.4 per unit of noise for central, 1.06/8.4 for
+#: Richardson, rounded up).
+SPREAD = 0.15
+
+
+def _multiples(method: str, error_terms: bool) -> np.ndarray:
+    """The steps, in units of ``h``, at which the loss is evaluated (the truncation estimate needs one size more)."""
+    reach: tuple[int, ...] = (1, 2) if method == "central" else (1, 2, 4)
+    if not error_terms:
+        reach = reach[:-1]
+    return np.array([m for k in reach for m in (k, -k)], dtype=np.float64)
+
+
+def _python_table(model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, indices: np.ndarray,
+                  steps: np.ndarray, multiples: np.ndarray, progress: ProgressFn | None) -> np.ndarray:
+    """``model.loss_at`` at every perturbed point, for a model without a ``loss_table`` of its own."""
+    point = theta.copy()  # moved one entry at a time; the caller's vector is never touched
+    out = np.empty((indices.size, multiples.size))
+    for r, i in enumerate(indices.tolist()):
+        w = point[i]
+        for k, m in enumerate(multiples.tolist()):
+            point[i] = w + m * steps[i]
+            out[r, k] = float(model.loss_at(point, X, Y))
+        point[i] = w
+        if progress is not None:
+            progress(r + 1, indices.size)
+    return out
 
 
 def loss_differences(
     model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, eps: float, scaled: bool, method: str,
     indices: np.ndarray | None = None, progress: ProgressFn | None = None, error_terms: bool = True,
+    loss: float | None = None,
 ) -> Numerical:
     """Numerical derivatives of the wanted entries by differences of the model's loss.
 
     Parameters
     ----------
     model : Model
-        Any model the capability table lets the full engine serve.
+        Any model the capability table lets the full engine serve. One with
+        a ``loss_table`` (and ``complex_table``) method evaluates the
+        perturbed losses itself (:class:`fastgrad.function.FunctionModel`:
+        a parallel kernel, processes); else ``loss_at`` in a Python loop.
     theta, X, Y : ndarray
         Flat parameters (not modified) and the validated batch.
     eps, scaled : float, bool
         The step, scaled by ``max(1, |w|)`` when ``scaled`` (see
         :func:`fastgrad.engines.parameter_steps`).
-    method : {"central", "richardson"}
+    method : {"central", "richardson", "complex"}
     indices : ndarray of int64, optional
         Flat indices to differentiate (default: all); the others are NaN.
     progress : callable, optional
-        ``progress(done, total)`` after each entry.
+        ``progress(done, total)`` after each entry (or block of entries).
     error_terms : bool
-        Also estimate the truncation (``trunc``) and keep the size of the
-        losses (``absum``: ``max |E|`` over the points evaluated, per entry).
+        Also estimate the truncation (``trunc``: from the difference at twice
+        the step, plus the evaluations' own spread), keep the size of the
+        losses (``absum``: ``max |E|`` over the points evaluated, per entry)
+        and flag in ``kink`` the entries whose second differences at ``h``
+        and ``2h`` disagree (a kink or a jump within reach).
+    loss : float, optional
+        The loss at ``theta`` (the kink test needs it; evaluated when None).
 
     Returns
     -------
     Numerical
-        ``kink`` is all False: a loss seen from the outside shows no kinks.
     """
     P = model.n_params
     order = np.arange(P, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -71,40 +118,66 @@ def loss_differences(
     values = np.full(P, np.nan)
     size = P if error_terms else 0
     trunc, magnitude, status = np.zeros(size), np.zeros(size), np.zeros(size, dtype=np.int8)
-    point = theta.copy()  # moved one entry at a time; the caller's vector is never touched
-    # the value needs +-h (central) or +-h, +-2h (Richardson); the truncation estimate one step size more
-    reach: tuple[int, ...] = (1, 2) if method == "central" else (1, 2, 4)
-    if not error_terms:
-        reach = reach[:-1]
-    for done, i in enumerate(order.tolist(), start=1):
-        h, w = float(steps[i]), float(theta[i])
-        losses = {}
-        for k in reach:
-            for sign in (k, -k):
-                point[i] = w + sign * h
-                losses[sign] = float(model.loss_at(point, X, Y))
-        point[i] = w
-        d1 = _central(losses, 1, h)
-        value = d1 if method == "central" else (4.0 * d1 - _central(losses, 2, h)) / 3.0
-        values[i] = value
-        if error_terms:
-            d2 = _central(losses, 2, h)
-            if method == "central":  # D(2h) - D(h) = 3 c h^2 + ...
-                estimate = abs(d2 - d1) / 3.0
-            else:  # R(2h) - R(h) = 15 c h^4 + ...
-                estimate = abs((4.0 * d2 - _central(losses, 4, h)) / 3.0 - value) / 15.0
-            first = [losses[k] for k in (1, -1)] + ([losses[k] for k in (2, -2)] if method != "central" else [])
-            if not np.all(np.isfinite(first)):
-                status[i] = STATUS_LOSS_NONFINITE
-            elif not np.isfinite(value):
-                status[i] = STATUS_VALUE_NONFINITE
-            elif not np.isfinite(estimate):
-                status[i] = STATUS_ESTIMATE_NONFINITE
-            trunc[i] = estimate if status[i] == STATUS_OK else 0.0
-            magnitude[i] = max((abs(e) for e in losses.values() if np.isfinite(e)), default=0.0)
-        if progress is not None:
-            progress(done, order.size)
-    return Numerical(values, magnitude, trunc, np.zeros(P if error_terms else 0, dtype=bool), steps, status)
+    kink = np.zeros(size, dtype=bool)
+    if method == "complex":
+        return _complex(model, theta, order, steps, values, magnitude, status, kink, trunc, progress, error_terms)
+    multiples = _multiples(method, error_terms)
+    table_of = getattr(model, "loss_table", None)
+    if table_of is not None:
+        table = table_of(theta, order, steps, multiples, progress)
+    else:
+        table = _python_table(model, theta, X, Y, order, steps, multiples, progress)
+    h = steps[order]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        d1 = (table[:, 0] - table[:, 1]) / (2.0 * h)
+        if method == "central":
+            value = d1
+        else:
+            d2 = (table[:, 2] - table[:, 3]) / (2.0 * 2 * h)
+            value = (4.0 * d1 - d2) / 3.0
+        values[order] = value
+        if not error_terms:
+            return Numerical(values, magnitude, trunc, kink, steps, status)
+        d2 = (table[:, 2] - table[:, 3]) / (2.0 * 2 * h)
+        if method == "central":  # D(2h) - D(h) = 3 c h^2 + ...
+            estimate = np.abs(d2 - d1) / 3.0
+        else:  # R(2h) - R(h) = 15 c h^4 + ...
+            d4 = (table[:, 4] - table[:, 5]) / (2.0 * 4 * h)
+            estimate = np.abs((4.0 * d2 - d4) / 3.0 - value) / 15.0
+        base = float(model.loss_at(theta, X, Y)) if loss is None else float(loss)
+        s1 = (table[:, 0] + table[:, 1]) - 2.0 * base
+        s2 = (table[:, 2] + table[:, 3]) - 2.0 * base
+        inconsistency = np.abs(s2 - 4.0 * s1)
+        largest = np.maximum(np.where(np.isfinite(table), np.abs(table), 0.0).max(axis=1, initial=0.0), abs(base))
+        noise = KINK_NOISE_ULPS * hook(model, "depth") * 2.0**-53 * largest
+        kinked = (inconsistency > KINK_INCONSISTENCY * (np.abs(s2) + 4.0 * np.abs(s1))) & (inconsistency > noise)
+        spread = SPREAD * inconsistency / h
+        first = table[:, :2] if method == "central" else table[:, :4]  # what the value is made of
+        row_status = np.where(~np.all(np.isfinite(first), axis=1), STATUS_LOSS_NONFINITE,
+                              np.where(~np.isfinite(value), STATUS_VALUE_NONFINITE,
+                                       np.where(~np.isfinite(estimate) | ~np.isfinite(spread),
+                                                STATUS_ESTIMATE_NONFINITE, STATUS_OK))).astype(np.int8)
+    status[order] = row_status
+    trunc[order] = np.where(row_status == STATUS_OK, estimate + spread, 0.0)
+    kink[order] = kinked & (row_status == STATUS_OK)
+    magnitude[order] = largest
+    return Numerical(values, magnitude, trunc, kink, steps, status)
+
+
+def _complex(model: Model, theta: np.ndarray, order: np.ndarray, steps: np.ndarray, values: np.ndarray,
+             magnitude: np.ndarray, status: np.ndarray, kink: np.ndarray, trunc: np.ndarray,
+             progress: ProgressFn | None, error_terms: bool) -> Numerical:
+    """The complex step ``Im E(w + ih) / h``: nothing is subtracted, so no truncation or cancellation term."""
+    table_of = getattr(model, "complex_table", None)
+    if table_of is None:
+        raise ValueError(f"method='complex' needs a loss that takes complex parameters: this model of kind "
+                         f"{model.kind!r} has no complex_table (fastgrad.check_function's models have one)")
+    value = table_of(theta, order, steps, progress)
+    values[order] = value
+    if error_terms:
+        status[order] = np.where(np.isfinite(value), STATUS_OK, STATUS_VALUE_NONFINITE)
+        magnitude[order] = np.where(np.isfinite(value), np.abs(value), 0.0)
+    return Numerical(values, magnitude, trunc, kink, steps, status)
 
 
 def loss_difference_budget(model: Model, details: Numerical, loss: float, method: str, user_u: float) -> np.ndarray:
@@ -114,13 +187,17 @@ def loss_difference_budget(model: Model, details: Numerical, loss: float, method
     :func:`loss_differences`): their rounding, ``LOSS_ROUNDING_ULPS x depth
     x u x max|E|``, enters every difference of ``differences`` pairs
     divided by ``2 h``; the checked gradient's own rounding is added per
-    tensor by :func:`fastgrad.budget.judge`.
+    tensor by :func:`fastgrad.budget.judge`. The complex step subtracts
+    nothing: its budget is the same roundoffs of the derivative itself
+    (``absum`` holds ``|value|`` then).
     """
     u = 2.0**-53
     depth = int(hook(model, "depth"))
+    tiny = float(np.finfo(np.float32).tiny) if user_u > u else float(np.finfo(np.float64).tiny)
+    if method == "complex":  # nothing subtracted: the derivative carries the loss's relative rounding itself
+        return LOSS_ROUNDING_ULPS * depth * u * details.absum + tiny
     differences = 1.0 if method == "central" else 3.0
     size = np.maximum(details.absum, abs(loss))
     steps = np.where(details.steps != 0.0, np.abs(details.steps), np.inf)
     rounding = differences * LOSS_ROUNDING_ULPS * depth * u * size / steps
-    tiny = float(np.finfo(np.float32).tiny) if user_u > u else float(np.finfo(np.float64).tiny)
     return details.trunc + rounding + tiny

@@ -49,7 +49,9 @@ class Model(Protocol):
     Optional hooks, with :class:`ModelBase`'s defaults when absent:
     ``depth`` (chained stages of the gradient's arithmetic, an MLP's
     layers: it scales the allowance for the checked gradient's own
-    rounding), ``advice(params)``, ``rotation(seed)`` and ``warm_up_case()``.
+    rounding), ``advice(params)``, ``rotation(seed)``, ``warm_up_case()``
+    and ``tensors(values, argument)`` (the tensors of a params or gradient
+    structure, in order: a list's items by default).
     """
 
     kind: str
@@ -112,6 +114,13 @@ class ModelBase:
         """
         return EntryRotation(self.n_params, seed)
 
+    def tensors(self, values: Any, argument: str = "params") -> list[Any]:
+        """The tensors of ``values`` (params or a gradient, as the user gives them), in the model's order."""
+        if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
+            raise TypeError(f"{argument} must be a list of arrays [{', '.join(getattr(self, 'tensor_names', ()))}], "
+                            f"got {type(values).__name__}")
+        return list(values)
+
     def warm_up_case(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None:
         """Return a tiny ``(params, X, Y, entries)`` whose check loads the kernels, or None (nothing compiles)."""
         return None
@@ -131,7 +140,7 @@ def require_model(obj: Any, argument: str = "net") -> Model:
 
 
 def hook(model: Model, name: str) -> Any:
-    """``model``'s optional hook ``name`` (depth, advice, rotation, warm_up_case), or :class:`ModelBase`'s default."""
+    """``model``'s optional hook ``name`` (depth, advice, rotation, warm_up_case, tensors), or :class:`ModelBase`'s."""
     found = getattr(model, name, None)
     if found is not None:
         return found

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import _index_str
-from .protocol import Model
+from .protocol import Model, hook
 
 #: The argument name used in messages about the callable's return value.
 RETURNED = "grads (returned by the callable)"
@@ -96,7 +96,7 @@ def call_user_grads(
         # otherwise change the first result during the second call
         flats.append(net.flatten(returned, RETURNED))
         if not dtypes:
-            dtypes = [np.asarray(g).dtype for g in returned]
+            dtypes = [np.asarray(g).dtype for g in hook(net, "tensors")(returned, RETURNED)]
         for note in _side_effect_notes(given, pristine, net.tensor_names):
             if note not in notes:
                 notes.append(note)
@@ -124,6 +124,13 @@ def _changes(
     argument: str, received: Any, original: Any, tensor_names: tuple[str, ...]
 ) -> list[tuple[str, str]]:
     """``(label, what changed)`` pairs for one argument; empty when untouched."""
+    if isinstance(original, dict) and isinstance(received, dict):  # check_function's dict params, by key
+        found = []
+        for key, before in original.items():
+            change = "it was removed" if key not in received else _first_change(received[key], before)
+            if change is not None:
+                found.append((f"{argument}[{key!r}]", change))
+        return found
     if argument != "params" or not isinstance(original, (list, tuple)):
         change = _first_change(received, original)
         return [] if change is None else [(argument, change)]
