@@ -96,9 +96,12 @@ def test_eight_processes_start_together_on_an_empty_cache(tmp_path):
     # each kernel was compiled by one process and loaded by the others, which waited for it (the lock): together
     # they compiled far less than 8 times what one of them needs (a few kernels may be compiled twice when a
     # process reaches one before the process compiling it got its lock)
-    per_process = [len(o["compiled"]) for o in outs]
-    # (a process compiles some functions more than once: one per signature, and the serial twins)
-    assert sum(per_process) < 2 * max(per_process), per_process
+    # (the work is shared: with compiling ahead, every process that compiles a kernel also starts a helper
+    # process that compiles the plan from its other end; what counts is that no kernel was compiled by
+    # every process: each at most by two, the second one arriving before the first took its lock)
+    by_process = [set(o["compiled"]) for o in outs]
+    stampede = {name: n for name in set().union(*by_process) if (n := sum(name in s for s in by_process)) > 2}
+    assert not stampede, stampede
     # and the cache they left is whole: a ninth process compiles nothing and gets the same result
     ninth = _last_json(subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True, text=True,
                                       timeout=TIMEOUT))
