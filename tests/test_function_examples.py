@@ -102,12 +102,11 @@ def test_jitted_and_numpy_losses_agree(seed):
     assert failing(fastgrad.check_function(module.softmax_loss, params, wrong, args=(X, Y))) == {"p1"}
 
 
-@pytest.mark.slow  # a fresh interpreter imports numba and fastgrad (and compiles, for jitted_loss.py)
 @pytest.mark.parametrize("name", [
     "rnn_lstm.py",
     pytest.param("layers.py", marks=pytest.mark.xfail(reason=LINEAR_CANCELLATION, strict=True)),
     "l2_bce.py",
-    "jitted_loss.py",
+    pytest.param("jitted_loss.py", marks=pytest.mark.slow),  # compiles check_function's kernel for its loss
 ])
 def test_example_script_exits_0(name, tmp_path):
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])  # this checkout's fastgrad
