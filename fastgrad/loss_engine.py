@@ -14,7 +14,7 @@ estimated from the difference at twice the step; the evaluations' own
 spread (the disagreement of the second differences at ``h`` and ``2h``,
 which a smooth loss keeps at its fourth derivative times ``h^4``); the
 cancellation of ``E(w + h) - E(w - h)`` at the size of the losses seen, or at the noise the
-evaluations show when that is larger (:data:`NOISE_POOL`). How
+evaluations show when that is larger (:data:`NOISE_PROBES`). How
 much rounding a user's loss carries is not known; it is taken as
 :data:`LOSS_ROUNDING_ULPS` roundoffs per stage of the model
 (:attr:`~fastgrad.protocol.ModelBase.depth`). An entry whose second
@@ -49,14 +49,14 @@ KINK_NOISE_SIGMAS = 4.0
 #: The noise of ``f``'s evaluations (``sigma``): the rounding of a loss that sums large terms to a small total
 #: is far above ``u |E|``, and a loss known from the outside does not say how far. It is measured: at
 #: :data:`NOISE_PROBES` of the entries (evenly spaced), ``f`` is evaluated once more, the entry moved by a
-#: step :data:`PROBE_SHRINK` times smaller, where the change the derivative predicts is known to far below
-#: rounding; what the evaluation differs from ``E + D(h) delta`` by is noise. ``sigma`` is the largest such
-#: difference (rounding is quantized, not Gaussian: its largest value is what a difference quotient meets),
-#: or the 25th percentile of ``|S(2h) - 4 S(h)| / (0.32 sqrt(70))`` over the entries when that is larger.
+#: step :data:`PROBE_SHRINK` times smaller, where the change the derivative and the curvature predict is
+#: known to far below rounding; what the evaluation differs from ``E + E' d + S(h) (d/h)^2 / 2`` by is
+#: noise. ``sigma`` is the largest such difference (rounding is quantized, not Gaussian: its largest value
+#: is what a difference quotient meets). Entries whose second differences already look like a kink are not
+#: probed (a probe beside a kink measures the kink). (The disagreement of the second differences themselves
+#: is no measure of it: with Richardson's larger step it is mostly the fourth derivative times ``h^4``.)
 NOISE_PROBES = 16
 PROBE_SHRINK = 2.0**-10
-NOISE_PERCENTILE = 25.0
-NOISE_PER_PERCENTILE = 0.32 * math.sqrt(70.0)
 #: The evaluations' own spread enters the budget as ``SPREAD x |S(2h) - 4 S(h)| / h``: the noise that
 #: difference shows, carried to a difference quotient (0.71/8.4 per unit of noise for central, 1.06/8.4 for
 #: Richardson, rounded up).
@@ -161,10 +161,11 @@ def loss_differences(
         s2 = (table[:, 2] + table[:, 3]) - 2.0 * base
         inconsistency = np.abs(s2 - 4.0 * s1)
         largest = np.maximum(np.where(np.isfinite(table), np.abs(table), 0.0).max(axis=1, initial=0.0), abs(base))
-        sigma = evaluation_noise(model, theta, X, Y, order, steps, d1, base, inconsistency, table_of)
-        kinked = ((inconsistency > KINK_INCONSISTENCY * (np.abs(s2) + 4.0 * np.abs(s1)))
-                  & (inconsistency > KINK_NOISE_SIGMAS * math.sqrt(70.0) * sigma)
-                  & (inconsistency > 64.0 * 2.0**-53 * largest))
+        suspect = ((inconsistency > KINK_INCONSISTENCY * (np.abs(s2) + 4.0 * np.abs(s1)))
+                   & (inconsistency > 64.0 * 2.0**-53 * largest))
+        sigma = evaluation_noise(model, theta, X, Y, order[~suspect], steps, value[~suspect], s1[~suspect], base,
+                                 table_of)
+        kinked = suspect & (inconsistency > KINK_NOISE_SIGMAS * math.sqrt(70.0) * sigma)
         # the budget's rounding term is LOSS_ROUNDING_ULPS x depth x u x size: a size that covers the noise seen
         largest = np.maximum(largest, sigma / (LOSS_ROUNDING_ULPS * 2.0**-53))
         spread = SPREAD * inconsistency / h
@@ -181,15 +182,12 @@ def loss_differences(
 
 
 def evaluation_noise(model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, order: np.ndarray,
-                     steps: np.ndarray, d1: np.ndarray, base: float, inconsistency: np.ndarray,
-                     table_of: Any) -> float:
-    """The noise of one evaluation of ``f`` (``sigma``, see :data:`NOISE_PROBES`): probes, second differences."""
-    finite = inconsistency[np.isfinite(inconsistency)]
-    pooled = float(np.percentile(finite, NOISE_PERCENTILE)) / NOISE_PER_PERCENTILE if finite.size else 0.0
+                     steps: np.ndarray, slope: np.ndarray, s1: np.ndarray, base: float, table_of: Any) -> float:
+    """The noise of one evaluation of ``f`` (``sigma``, see :data:`NOISE_PROBES`), from probes."""
     at = np.unique(np.linspace(0, order.size - 1, min(order.size, NOISE_PROBES)).astype(np.int64))
-    at = at[np.isfinite(d1[at])]
+    at = at[np.isfinite(slope[at]) & np.isfinite(s1[at])]
     if at.size == 0:
-        return pooled
+        return 0.0
     probe = order[at]
     small = steps.copy()
     small[probe] = steps[probe] * PROBE_SHRINK
@@ -199,10 +197,11 @@ def evaluation_noise(model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarr
     else:
         values = _python_table(model, theta, X, Y, probe, small, one, None)[:, 0]
     moved = (theta[probe] + small[probe]) - theta[probe]  # the move the evaluation saw
-    with np.errstate(invalid="ignore", over="ignore"):
-        residual = np.abs(values - base - d1[at] * moved)
+    with np.errstate(invalid="ignore", over="ignore"):  # E(w + d) - E(w) - E' d - E'' d^2 / 2, E'' = S(h) / h^2
+        curvature = s1[at] * (moved / steps[probe]) ** 2 / 2.0
+        residual = np.abs(values - base - slope[at] * moved - curvature)
     residual = residual[np.isfinite(residual)]
-    return max(pooled, float(residual.max(initial=0.0)))
+    return float(residual.max(initial=0.0))
 
 
 def _complex(model: Model, theta: np.ndarray, order: np.ndarray, steps: np.ndarray, values: np.ndarray,
