@@ -83,11 +83,15 @@ class Route:
 _MLP_ONLY = (MLP_KIND,)
 _ANY_MODEL = (MLP_KIND, FUNCTION_KIND)
 
-#: Engines x methods x model kinds. The incremental and unit engines and the
-#: directional search need an MLP's layout; the full engine's real-step
-#: methods only need the loss, so a model known by its loss (and gradient)
-#: is served by them, and by the complex step when its loss takes complex
-#: parameters (:func:`fastgrad.check_function` tries, and says when it does not).
+#: Engines x methods x model kinds. The incremental and unit engines (and the
+#: incremental engine's directional search, by complex passes) need an MLP's
+#: layout; the full engine's real-step methods only need the loss, so a model
+#: known by its loss (and gradient) is served by them, by the complex step
+#: when its loss takes complex parameters (:func:`fastgrad.check_function`
+#: tries, and says when it does not), and by the full engine's directional
+#: search: an MLP's by complex passes (:mod:`fastgrad.directional`), any
+#: other model's by central differences of its loss along the projections
+#: (:mod:`fastgrad.function_directional`).
 TABLE: dict[tuple[str, str], Route] = {
     (r.engine, r.method): r
     for r in (
@@ -98,7 +102,7 @@ TABLE: dict[tuple[str, str], Route] = {
         Route("full", "central", _ANY_MODEL, codes.CENTRAL),
         Route("full", "richardson", _ANY_MODEL, codes.RICHARDSON),
         Route("full", "complex", _ANY_MODEL, codes.COMPLEX),
-        Route("full", "directional", _MLP_ONLY, None),
+        Route("full", "directional", _ANY_MODEL, None),
         Route("unit", "central", _MLP_ONLY, UNIT_DELTAS, kernel_mode=UNIT_MODE),
     )
 }

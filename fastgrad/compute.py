@@ -240,8 +240,24 @@ def _mlp_values(net: MLP, p: Prepared, indices_of: Callable[[], np.ndarray | Non
 # ------------------------------------------------------- a model known by its loss
 def _from_loss(model: Model, inputs: CheckInputs, grads: Any, progress: ProgressFn | None,
                seed: int | None) -> Computed:
-    """Check a model of kind "function": differences of its loss (the full engine), its own gradient."""
+    """Check a model of kind "function": differences of its loss (the full engine), its own gradient.
+
+    ``method="directional"``: per-tensor projections of the loss, bisection,
+    and the entries they leave checked one by one
+    (:mod:`fastgrad.function_directional`); ``forward_passes`` counts the
+    evaluations of the loss.
+    """
     p = inputs.prepared
+    if p.route.method == "directional":
+        from . import function_directional
+
+        counted = function_directional.Counted(model)
+        loss = finite_loss(float(counted.loss_at(p.theta, p.X, p.Y)))
+        analytic = _given_or(model, grads, inputs.given, lambda: model.gradient_at(p.theta, p.X, p.Y))
+        found = function_directional.directional_check(counted, p.theta, p.X, p.Y, analytic, loss, inputs.user_u,
+                                                       inputs.safety, seed)
+        return Computed(loss, found.details, found.entry_budget, analytic, found.checked, found.evaluations,
+                        found.failed_tensors)
     loss = finite_loss(float(model.loss_at(p.theta, p.X, p.Y)))
     details = loss_differences(model, p.theta, p.X, p.Y, p.eps, p.scaled, p.route.method, inputs.indices, progress,
                                loss=loss)

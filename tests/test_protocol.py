@@ -60,11 +60,24 @@ def test_mlp_only_engines_refuse_a_function_model_naming_the_engine_and_the_choi
         fastgrad.Monitor(model, engine=engine)
 
 
-@pytest.mark.parametrize("method", ["complex", "directional"])
-def test_mlp_only_methods_refuse_a_function_model(method):
+def test_a_function_model_without_a_complex_loss_refuses_the_complex_step():
     model, params, X, Y = _toy()
-    with pytest.raises(ValueError, match=f"method='{method}'.*kind 'function'"):
-        fastgrad.check(model, params, X, Y, engine="full", method=method)
+    with pytest.raises(ValueError, match="method='complex'.*kind 'function'"):
+        fastgrad.check(model, params, X, Y, engine="full", method="complex")
+
+
+def test_directional_serves_a_function_model_through_the_full_engine_only():
+    """It was MLP-only; a model known by its loss now runs it (projections of its loss: function_directional)."""
+    assert capabilities.supported(capabilities.FUNCTION_KIND)["full"] == ("central", "richardson", "complex",
+                                                                          "directional")
+    model, params, X, Y = _toy()
+    result = fastgrad.check(model, params, X, Y, engine="full", method="directional", seed=0)
+    assert result.passed and result.method == "directional" and result.forward_passes == model.loss_calls
+    wrong = fastgrad.check(TanhRegression(3, 2, wrong_bias=1.001), params, X, Y, engine="full",
+                           method="directional", seed=0)
+    assert not wrong.passed and wrong.tensor("b").n_failed == 2 and wrong.tensor("W").passed
+    with pytest.raises(ValueError, match="engine='incremental'.*needs a fastgrad.MLP"):
+        fastgrad.check(model, params, X, Y, engine="incremental", method="directional")
 
 
 def test_unknown_engine_method_and_non_models_name_the_argument():
