@@ -38,7 +38,7 @@ CHECK_METHODS = METHODS + ("directional",)
 #: A :class:`fastgrad.MLP`: its layout reaches the compiled kernels.
 MLP_KIND = "mlp"
 #: A model known only through its loss and analytic gradient (:class:`fastgrad.protocol.Model`'s
-#: ``loss_at`` and ``gradient_at``), e.g. the coming ``fastgrad.check_function``'s.
+#: ``loss_at`` and ``gradient_at``), :func:`fastgrad.check_function`'s.
 FUNCTION_KIND = "function"
 KINDS = (MLP_KIND, FUNCTION_KIND)
 
@@ -177,8 +177,14 @@ def resolve(engine: object, method: object, kind: str, methods: Sequence[str] = 
     return found
 
 
-def default_eps(engine: str, method: str) -> float:
-    """Return the default step of a method and engine (see docs/guide.md, "How fastgrad decides")."""
+def default_eps(engine: str, method: str, kind: str = MLP_KIND) -> float:
+    """Return the default step of a method and engine (see docs/guide.md, "How fastgrad decides").
+
+    A model known by its loss takes its directional projections by real
+    differences, at ``method="central"``'s step (:mod:`fastgrad.function_projections`).
+    """
+    if method == "directional" and kind == FUNCTION_KIND:
+        return DEFAULT_EPS
     if method in ("complex", "directional"):
         return DEFAULT_EPS_COMPLEX
     if method == "richardson":

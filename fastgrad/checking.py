@@ -44,7 +44,7 @@ def _prepare(
     model = require_model(net)
     route = resolve(engine, method, model.kind, methods)
     if eps is None:
-        eps_value, scaled = default_eps(engine, method), True
+        eps_value, scaled = default_eps(engine, method, model.kind), True
     else:
         eps_value, scaled = _validate.positive_float(eps, "eps"), False
     n_threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)

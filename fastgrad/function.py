@@ -339,9 +339,11 @@ def check_function(
         writes into its arguments fails the check with a note).
     args : tuple
         Passed to ``f`` and ``grads`` after the parameters, as given.
-    method : {"central", "richardson", "complex"}
+    method : {"central", "richardson", "complex", "directional"}
         ``"complex"`` needs an ``f`` that takes complex parameters (a clear
-        error when it does not).
+        error when it does not); ``"directional"``: one random projection per
+        tensor and bisection to localise (:mod:`fastgrad.function_directional`:
+        a few dozen evaluations of ``f`` for a million parameters).
     eps, safety, rtol, atol, sample, seed, threads, progress
         As in :func:`fastgrad.check` (``eps`` default: ``1e-4 max(1, |w|)``
         central, ``1e-3 max(1, |w|)`` Richardson, 1e-20 complex).

@@ -46,6 +46,8 @@ ProgressFn = Callable[[int, int], Any]
 KINK_INCONSISTENCY = 0.1
 #: ... and it must exceed this many times the noise of the evaluations (below).
 KINK_NOISE_SIGMAS = 4.0
+#: ... and this many roundoffs of the largest loss seen (below it, second differences are rounding alone).
+KINK_NOISE_ULPS = 64.0
 #: The noise of ``f``'s evaluations (``sigma``): the rounding of a loss that sums large terms to a small total
 #: is far above ``u |E|``, and a loss known from the outside does not say how far. It is measured: at
 #: :data:`NOISE_PROBES` of the entries (evenly spaced), ``f`` is evaluated once more, the entry moved by a
@@ -162,7 +164,7 @@ def loss_differences(
         inconsistency = np.abs(s2 - 4.0 * s1)
         largest = np.maximum(np.where(np.isfinite(table), np.abs(table), 0.0).max(axis=1, initial=0.0), abs(base))
         suspect = ((inconsistency > KINK_INCONSISTENCY * (np.abs(s2) + 4.0 * np.abs(s1)))
-                   & (inconsistency > 64.0 * 2.0**-53 * largest))
+                   & (inconsistency > KINK_NOISE_ULPS * 2.0**-53 * largest))
         sigma = evaluation_noise(model, theta, X, Y, order[~suspect], steps, value[~suspect], s1[~suspect], base,
                                  table_of)
         kinked = suspect & (inconsistency > KINK_NOISE_SIGMAS * math.sqrt(70.0) * sigma)

@@ -8,8 +8,9 @@ capability table (:mod:`fastgrad.capabilities`), which says which engines
 and methods serve it: the incremental and unit engines, the full engine's
 compiled kernels and ``method="directional"`` need an :class:`fastgrad.MLP`
 (kind ``"mlp"``); a model known only through its loss and gradient
-(kind ``"function"``, e.g. the coming ``fastgrad.check_function``) is
-checked by the full engine, evaluating its loss at every perturbed point.
+(kind ``"function"``, :func:`fastgrad.check_function`'s) is checked by
+the full engine, evaluating its loss at every perturbed point, or along
+projections (``method="directional"``).
 
 :class:`Model` is a :class:`typing.Protocol`: a class satisfies it by
 having its members. :class:`ModelBase` adds the optional hooks' defaults

@@ -54,8 +54,12 @@ def _headline(result: CheckResult) -> list[str]:
             f"(rtol={result.rtol:g}, atol={result.atol:g})",
         ]
     if result.forward_passes is not None:
-        lines.append(f"  directional: {result.forward_passes} complex forward passes of the batch "
-                     f"(a per-parameter check takes {2 * result.n_params})")
+        if result.model.startswith("check_function("):  # a loss known by its values: real evaluations of f
+            lines.append(f"  directional: {result.forward_passes} evaluations of the loss "
+                         f"(a per-parameter check takes {4 * result.n_params + 1})")
+        else:
+            lines.append(f"  directional: {result.forward_passes} complex forward passes of the batch "
+                         f"(a per-parameter check takes {2 * result.n_params})")
     if result.n_checked < result.n_params:
         lines.append(f"  sampled: {result.n_checked} of {result.n_params} entries checked (see result.checked)")
     if result.inconclusive:
