@@ -32,6 +32,7 @@ import numpy as np
 from . import _validate
 from ._kernels.function_loop import is_jitted
 from .capabilities import FUNCTION_KIND
+from .loss_engine import python_loss_table
 from .protocol import ModelBase
 
 #: The names of a single array's and a list's tensors (a dict's are its keys).
@@ -212,7 +213,7 @@ class FunctionModel(ModelBase):
                 self.f, arrays, self.args, block, self.offsets, steps, multiples))
         if self.workers not in (None, 1):
             return process_workers.loss_table(self, theta, indices, steps, multiples, progress)
-        return python_loss_table(self, theta, indices, steps, multiples, progress)
+        return python_loss_table(self, theta, _NO_BATCH, _NO_BATCH, indices, steps, multiples, progress)
 
     def complex_table(self, theta: np.ndarray, indices: np.ndarray, h: np.ndarray,
                       progress: ProgressFn | None = None) -> np.ndarray:
@@ -253,22 +254,6 @@ def _in_blocks(indices: np.ndarray, width: int, progress: ProgressFn | None,
     if not parts:
         return np.empty((0, width)) if width else np.empty(0)
     return np.concatenate(parts)
-
-
-def python_loss_table(model: FunctionModel, theta: np.ndarray, indices: np.ndarray, steps: np.ndarray,
-                      multiples: np.ndarray, progress: ProgressFn | None = None) -> np.ndarray:
-    """:meth:`FunctionModel.loss_table` in a Python loop over the entries (one private copy, restored by assignment)."""
-    point = theta.copy()
-    out = np.empty((indices.size, multiples.size))
-    for r, i in enumerate(indices.tolist()):
-        w = point[i]
-        for k, m in enumerate(multiples.tolist()):
-            point[i] = w + m * steps[i]
-            out[r, k] = model.loss_at(point, _NO_BATCH, _NO_BATCH)
-        point[i] = w
-        if progress is not None:
-            progress(r + 1, indices.size)
-    return out
 
 
 _NO_BATCH = np.zeros((1, 0))

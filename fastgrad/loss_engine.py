@@ -73,8 +73,8 @@ def _multiples(method: str, error_terms: bool) -> np.ndarray:
     return np.array([m for k in reach for m in (k, -k)], dtype=np.float64)
 
 
-def _python_table(model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, indices: np.ndarray,
-                  steps: np.ndarray, multiples: np.ndarray, progress: ProgressFn | None) -> np.ndarray:
+def python_loss_table(model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, indices: np.ndarray,
+                  steps: np.ndarray, multiples: np.ndarray, progress: ProgressFn | None = None) -> np.ndarray:
     """``model.loss_at`` at every perturbed point, for a model without a ``loss_table`` of its own."""
     point = theta.copy()  # moved one entry at a time; the caller's vector is never touched
     out = np.empty((indices.size, multiples.size))
@@ -140,7 +140,7 @@ def loss_differences(
     if table_of is not None:
         table = table_of(theta, order, steps, multiples, progress)
     else:
-        table = _python_table(model, theta, X, Y, order, steps, multiples, progress)
+        table = python_loss_table(model, theta, X, Y, order, steps, multiples, progress)
     h = steps[order]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         d1 = (table[:, 0] - table[:, 1]) / (2.0 * h)
@@ -197,7 +197,7 @@ def evaluation_noise(model: Model, theta: np.ndarray, X: np.ndarray, Y: np.ndarr
     if table_of is not None:
         values = table_of(theta, probe, small, one, None)[:, 0]
     else:
-        values = _python_table(model, theta, X, Y, probe, small, one, None)[:, 0]
+        values = python_loss_table(model, theta, X, Y, probe, small, one, None)[:, 0]
     moved = (theta[probe] + small[probe]) - theta[probe]  # the move the evaluation saw
     with np.errstate(invalid="ignore", over="ignore"):  # E(w + d) - E(w) - E' d - E'' d^2 / 2, E'' = S(h) / h^2
         curvature = s1[at] * (moved / steps[probe]) ** 2 / 2.0

@@ -49,8 +49,9 @@ def _corners(shape: tuple[int, ...]) -> np.ndarray:
 def sample_mask(net: Model, sample: Any, seed: Any = None) -> np.ndarray:
     """Boolean mask (P,) of the entries a sampled check computes.
 
-    Every bias entry and every tensor's corners are always in; the rest of
-    each tensor's count is drawn at random (``seed``) from its other entries.
+    Every bias entry of an MLP and every tensor's corners are always in;
+    the rest of each tensor's count is drawn at random (``seed``) from its
+    other entries (a 1-D tensor of another model is sampled like any other).
     """
     counts = per_tensor_counts(net, sample)
     rng = np.random.default_rng(seed)
@@ -58,7 +59,7 @@ def sample_mask(net: Model, sample: Any, seed: Any = None) -> np.ndarray:
     for t, (shape, count) in enumerate(zip(net.param_shapes, counts)):
         lo = int(net.offsets[t])
         size = int(np.prod(shape))
-        if len(shape) == 1:  # a bias: all of it
+        if len(shape) == 1 and getattr(net, "kind", "mlp") == "mlp":  # an MLP's bias: all of it
             mask[lo:lo + size] = True
             continue
         fixed = _corners(shape)

@@ -32,9 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from .loss_engine import python_loss_table
+
 #: Blocks per worker: enough for progress and balance, few enough that a task's overhead is nothing.
 BLOCKS_PER_WORKER = 8
 
+_NO_BATCH = np.zeros((1, 0))  # a function model's batch: its data travel in its args
 _state: dict[str, Any] = {}  # a worker's model, point, steps and multiples (set by _initialize)
 
 
@@ -68,17 +71,14 @@ def _initialize(model: Any, theta: np.ndarray, steps: np.ndarray, multiples: np.
 
 
 def _block(indices: np.ndarray) -> np.ndarray:
-    from .function import python_loss_table
-
-    return python_loss_table(_state["model"], _state["theta"], indices, _state["steps"], _state["multiples"])
+    return python_loss_table(_state["model"], _state["theta"], _NO_BATCH, _NO_BATCH, indices, _state["steps"],
+                             _state["multiples"])
 
 
 def _task(task: tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
     """One block for a map-like ``workers``: everything travels with it."""
-    from .function import python_loss_table
-
     model, theta, indices, steps, multiples = task
-    return python_loss_table(model, theta, indices, steps, multiples)
+    return python_loss_table(model, theta, _NO_BATCH, _NO_BATCH, indices, steps, multiples)
 
 
 def loss_table(model: Any, theta: np.ndarray, indices: np.ndarray, steps: np.ndarray, multiples: np.ndarray,

@@ -386,3 +386,11 @@ def test_a_loss_that_sums_large_terms_to_a_small_total_is_not_failed():
     wrong = d.copy()
     wrong[3] *= 1 + 1e-8
     assert [x.index for x in fastgrad.check_function(f, p, wrong, args=(d,)).failures] == [(3,)]
+
+
+def test_a_sample_of_a_long_vector_is_a_sample():
+    # an MLP's 1-D tensors are biases, always checked whole; a function's long vector is sampled like any other
+    x = np.linspace(-1.0, 1.0, 5000)
+    result = fastgrad.check_function(_quadratic, x, 2 * x, sample=50, seed=0)
+    assert result.passed and result.tensors[0].n_checked == 50
+    assert result.checked[0][0] and result.checked[0][-1]  # the corners
