@@ -402,3 +402,21 @@ def test_a_sample_of_a_long_vector_is_a_sample():
     result = fastgrad.check_function(_quadratic, x, 2 * x, sample=50, seed=0)
     assert result.passed and result.tensors[0].n_checked == 50
     assert result.checked[0][0] and result.checked[0][-1]  # the corners
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_ctrl_c_stops_the_check_and_leaves_the_arrays_alone(workers):
+    # Ctrl-C arrives as KeyboardInterrupt wherever Python runs: here from the progress callback, mid-check
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(7, 4))
+    params = [rng.normal(size=4), rng.normal(size=40)]
+    before = [p.copy() for p in params]
+    grads = grad_for_workers(params, X)
+
+    def progress(done, total):
+        if done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fastgrad.check_function(loss_for_workers, params, grads, args=(X,), workers=workers, progress=progress)
+    assert all(np.array_equal(a, b) for a, b in zip(params, before))
