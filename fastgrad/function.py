@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from . import _validate
-from ._kernels.function_loop import is_jitted
+from . import workers as process_workers
+from ._kernels.function_loop import complex_table, is_jitted, loss_table
 from .capabilities import FUNCTION_KIND
+from .checking import check
 from .loss_engine import python_loss_table
 from .protocol import ModelBase
 
@@ -203,11 +205,7 @@ class FunctionModel(ModelBase):
     def loss_table(self, theta: np.ndarray, indices: np.ndarray, steps: np.ndarray, multiples: np.ndarray,
                    progress: ProgressFn | None = None) -> np.ndarray:
         """``out[r, k] = f(theta + multiples[k] steps[i] e_i)``, ``i = indices[r]`` (see the module docstring)."""
-        from . import workers as process_workers
-
         if self.jitted:
-            from ._kernels.function_loop import loss_table
-
             arrays = tuple(a.copy() for a in self.unflatten(theta))
             return _in_blocks(indices, multiples.size, progress, lambda block: loss_table(
                 self.f, arrays, self.args, block, self.offsets, steps, multiples))
@@ -220,8 +218,6 @@ class FunctionModel(ModelBase):
         """``Im f(theta + i h_i e_i) / h_i`` for every ``i`` in ``indices``."""
         probe_complex(self, theta)
         if self.jitted:
-            from ._kernels.function_loop import complex_table
-
             arrays_c = tuple(a.astype(np.complex128) for a in self.unflatten(theta))
             return _in_blocks(indices, 0, progress, lambda block: complex_table(
                 self.f, arrays_c, self.args, block, self.offsets, h))
@@ -343,9 +339,6 @@ def check_function(
         a kink or a jump within reach of its steps is inconclusive, never
         failed.
     """
-    from . import workers as process_workers
-    from .checking import check
-
     model = FunctionModel(f, params, args, process_workers.validate(workers))
     if grads is None:
         raise TypeError("grads is required: the gradient of f at params (structured like params), or a callable "
