@@ -61,7 +61,8 @@ import time
 
 import numpy as np
 import pytest
-from numba import njit, prange
+from bench_threads import reference_kernel  # the latency reference, timed in the same rounds
+from numba import njit
 
 import fastgrad
 from fastgrad._config import threads_context
@@ -112,18 +113,6 @@ def numpy_loss(w, c):
 def coupled_gradient(w, c):
     """The exact gradient of :func:`coupled_loss`, shaped like ``w``."""
     return c / (1.0 + w * w) ** 1.5 + 2.0 * w.sum() / w.size
-
-
-@njit(parallel=True)
-def reference_kernel(out, steps):
-    """``bench_threads.py``'s latency reference: independent chains of multiply-adds in registers, one per task."""
-    for t in prange(out.shape[0]):
-        x = 1.0 + t * 1e-3
-        acc = 0.0
-        for _ in range(steps):
-            x = x * 0.999999 + 1e-6
-            acc += x
-        out[t] = acc
 
 
 def _problem(P: int):

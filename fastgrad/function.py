@@ -34,6 +34,7 @@ from . import workers as process_workers
 from ._kernels.function_loop import complex_table, is_jitted, loss_table
 from .capabilities import FUNCTION_KIND
 from .checking import check
+from .loss_engine import NO_BATCH as _NO_BATCH
 from .loss_engine import python_loss_table
 from .protocol import ModelBase
 
@@ -136,7 +137,6 @@ class FunctionModel(ModelBase):
         if self.n_params == 0:
             raise ValueError("params holds no entries: there is nothing to check")
         self.workers = workers
-        self.complex_calls = 0
 
     def __repr__(self) -> str:
         name = getattr(self.f, "__qualname__", None) or type(self.f).__name__
@@ -251,8 +251,6 @@ def _in_blocks(indices: np.ndarray, width: int, progress: ProgressFn | None,
         return np.empty((0, width)) if width else np.empty(0)
     return np.concatenate(parts)
 
-
-_NO_BATCH = np.zeros((1, 0))
 
 
 def _real(value: Any) -> float:

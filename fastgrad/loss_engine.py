@@ -34,6 +34,8 @@ from ._kernels.assemble import STATUS_ESTIMATE_NONFINITE, STATUS_LOSS_NONFINITE,
 from .engines import Numerical, parameter_steps
 from .protocol import Model, hook
 
+#: The batch of a model whose data travel in its own arguments (check_function's): one empty "sample".
+NO_BATCH = np.zeros((1, 0))
 #: Roundoffs of relative error assumed per stage of a model in each loss it returns (see the module docstring).
 LOSS_ROUNDING_ULPS = 4.0
 
@@ -144,15 +146,12 @@ def loss_differences(
     h = steps[order]
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         d1 = (table[:, 0] - table[:, 1]) / (2.0 * h)
-        if method == "central":
-            value = d1
-        else:
-            d2 = (table[:, 2] - table[:, 3]) / (2.0 * 2 * h)
-            value = (4.0 * d1 - d2) / 3.0
+        d2 = (table[:, 2] - table[:, 3]) / (2.0 * 2 * h) if table.shape[1] >= 4 else None
+        value = d1 if method == "central" else (4.0 * d1 - d2) / 3.0
         values[order] = value
         if not error_terms:
             return Numerical(values, magnitude, trunc, kink, steps, status)
-        d2 = (table[:, 2] - table[:, 3]) / (2.0 * 2 * h)
+        assert d2 is not None  # (the error terms evaluate +-2h whatever the method)
         if method == "central":  # D(2h) - D(h) = 3 c h^2 + ...
             estimate = np.abs(d2 - d1) / 3.0
         else:  # R(2h) - R(h) = 15 c h^4 + ...

@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from .loss_engine import NO_BATCH as _NO_BATCH
 from .loss_engine import python_loss_table
 
 #: Blocks per worker: enough for progress and balance, few enough that a task's overhead is nothing.
 BLOCKS_PER_WORKER = 8
 
-_NO_BATCH = np.zeros((1, 0))  # a function model's batch: its data travel in its args
 _state: dict[str, Any] = {}  # a worker's model, point, steps and multiples (set by _initialize)
 
 
