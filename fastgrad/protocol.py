@@ -21,7 +21,7 @@ from it. What a kind of model can be checked with is the table's:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class ModelBase:
         from . import _validate  # (it imports this module)
 
         # (a model that does not derive from this class gets these as hooks, bound to it: hook() for its tensors)
-        _validate.tensor_list(hook(self, "tensors")(values, argument), getattr(self, "tensor_names", ()),
+        _validate.tensor_list(hook(cast(Model, self), "tensors")(values, argument), getattr(self, "tensor_names", ()),
                               getattr(self, "param_shapes", ()), argument, copy=False, finite=True)
 
     def shaped_like(self, arrays: list[Any], like: Any) -> Any:

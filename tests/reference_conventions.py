@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-
 import reference as ref
 
 OWN = {"mse": "mean", "sse": "sum", "half_sse": "sum", "cross_entropy": "mean", "bce": "mean"}

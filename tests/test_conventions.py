@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference_conventions as conv
 
 import fastgrad
-import reference as ref
-import reference_conventions as conv
 from fastgrad._kernels import losses
 from fastgrad._kernels.activations import leaky_relu
 
@@ -129,7 +128,7 @@ def test_wrong_reduction_factor_fails_with_the_factor_in_the_hint(loss_name, out
 
 
 def test_l2_residues_of_the_users_own_arithmetic_pass():
-    """lambda / (2 n) * 2 * W in any order, in float64 and float32, with a large L2 term: no false alarm."""
+    """Lambda / (2 n) * 2 * W in any order, in float64 and float32, with a large L2 term: no false alarm."""
     lam, n = 0.37, 6
     net, params, X, Y, _ = _wrong(l2=lam / (2 * n))
     data = conv.gradient(params, X, Y, "tanh", "sigmoid", "mse")

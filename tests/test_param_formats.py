@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import reference_conventions as conv
 
 import fastgrad
-import reference_conventions as conv
 
 
 def nets(**kw):
