@@ -384,21 +384,22 @@ class Monitor:
         message = (
             f"fastgrad.Monitor: no gradient check in the last {gap} steps (every={self.every}; "
             f"{_count(self._checks, 'check')} in {self._steps} steps, coverage {_percent(self.coverage)} of the "
-            f"entries): "
-            f"budget={budget:g} of the training time cannot pay for one. The smallest check (1 unit per layer) "
-            f"costs {_seconds(smallest)} and a training step takes {_seconds(step_seconds)}, so the budget pays "
-            f"for a check about every {pays_every:,.0f} steps. To check more often: {raise_budget}, make a check "
-            f"cheaper (its cost grows with the rows of the X, Y given to step()), or set min_every= to force a "
-            f"check at least that often whatever it costs."
+            f"entries): budget={budget:g} of the training time cannot pay for one. The smallest check (1 unit "
+            f"per layer of an MLP, the rotation's smallest step) costs {_seconds(smallest)} and a training step "
+            f"takes {_seconds(step_seconds)}, so the budget pays for a check about every {pays_every:,.0f} steps."
+            f" To check more often: {raise_budget}, make a check cheaper (its cost grows with the rows of the X, Y "
+            f"given to step()), or set min_every= to force a check at least that often whatever it costs."
         )
         self.notes.append(message)
         warnings.warn(message, MonitorBudgetWarning, stacklevel=3)
 
 
 def _seconds(value: float) -> str:
-    """A duration for a message: ms or us, three significant digits."""
+    """A duration for a message: s, ms or us, three significant digits."""
     if not np.isfinite(value):
         return "an unmeasured time"
+    if value >= 1.0:
+        return f"{value:.3g} s"
     return f"{1e3 * value:.3g} ms" if value >= 1e-3 else f"{1e6 * value:.3g} us"
 
 

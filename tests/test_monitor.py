@@ -133,6 +133,10 @@ def test_training_example_stays_within_budget_and_reports_the_bug():
     assert report["false_alarms_before_bug"] == 0
     assert report["detected_at"] == 1000 and report["checking_steps_to_detect"] == 1
     assert report["failing_tensors"] == ["W2"]
+    # 8 checks of one unit per layer, all different: 8 units of every layer, each with its fan_in + 1 entries
+    sizes = module.SIZES
+    covered = sum(min(8, fan_out) * (fan_in + 1) for fan_in, fan_out in zip(sizes, sizes[1:]))
+    assert report["coverage"] == covered / fastgrad.MLP(sizes).n_params and report["budget_warnings"] == 0
 
 
 def test_directional_finds_one_wrong_entry_in_a_million_with_few_forward_passes():
