@@ -15,6 +15,7 @@ from . import _compile_notice, _validate
 from ._config import DEFAULT_ENGINE, DEFAULT_SAFETY
 from .capabilities import METHODS, resolve
 from .checking import check
+from .monitor_report import budget_message, format_count, format_percent
 from .protocol import Model, hook, require_model
 from .result import CheckResult, GradientCheckError
 
@@ -248,8 +249,9 @@ class Monitor:
     def summary(self) -> str:
         """One line: checks, steps, coverage, overhead and the options that decide them."""
         min_every = "" if self.min_every is None else f", min_every={self.min_every}"
-        return (f"Monitor(every={self.every}, budget={self.budget}{min_every}): {_count(self._checks, 'check')} in "
-                f"{self._steps} steps, coverage {_percent(self.coverage)} of {self._covered.size:,} entries, "
+        return (f"Monitor(every={self.every}, budget={self.budget}{min_every}): "
+                f"{format_count(self._checks, 'check')} in {self._steps} steps, "
+                f"coverage {format_percent(self.coverage)} of {self._covered.size:,} entries, "
                 f"overhead {100 * self.overhead:.2f}% of training time")
 
     __repr__ = summary
@@ -371,48 +373,12 @@ class Monitor:
     def _warn_budget(self, gap: int) -> None:
         """Say, once, that the budget has not paid for a check in ``gap`` steps, with the numbers and the remedies."""
         self._warned_budget = True
-        step_seconds = self._train_seconds / self._train_intervals if self._train_intervals else float("nan")
-        # the smallest check the rotation makes (one unit per layer, one entry for a model without units), at
-        # the cost per unit the last check measured; the savings grow by budget x step time per step
-        smallest = self._seconds_per_unit if self._seconds_per_unit is not None else float("nan")
-        budget = self.budget if self.budget is not None else float("inf")  # (None: every check is paid for)
-        pays_every = smallest / (budget * step_seconds) if step_seconds > 0 else float("inf")
-        wanted = smallest / (self.every * step_seconds) if step_seconds > 0 else float("inf")
-        raise_budget = (f"raise budget (about {wanted:.2g} for a check every {self.every} steps)" if wanted < 1 else
-                        f"no budget < 1 pays for a check every {self.every} steps (one costs "
-                        f"{smallest / step_seconds:,.0f} training steps), raise every")
-        message = (
-            f"fastgrad.Monitor: no gradient check in the last {gap} steps (every={self.every}; "
-            f"{_count(self._checks, 'check')} in {self._steps} steps, coverage {_percent(self.coverage)} of the "
-            f"entries): budget={budget:g} of the training time cannot pay for one. The smallest check (1 unit "
-            f"per layer of an MLP, the rotation's smallest step) costs {_seconds(smallest)} and a training step "
-            f"takes {_seconds(step_seconds)}, so the budget pays for a check about every {pays_every:,.0f} steps."
-            f" To check more often: {raise_budget}, make a check cheaper (its cost grows with the rows of the X, Y "
-            f"given to step()), or set min_every= to force a check at least that often whatever it costs."
+        message = budget_message(
+            gap=gap, every=self.every, checks=self._checks, steps=self._steps, coverage=self.coverage,
+            budget=self.budget if self.budget is not None else float("inf"),  # (None: every check is paid for)
+            # the rotation's smallest step, at the cost per unit the last check measured
+            smallest_check=self._seconds_per_unit if self._seconds_per_unit is not None else float("nan"),
+            step_seconds=self._train_seconds / self._train_intervals if self._train_intervals else float("nan"),
         )
         self.notes.append(message)
         warnings.warn(message, MonitorBudgetWarning, stacklevel=3)
-
-
-def _seconds(value: float) -> str:
-    """A duration for a message: s, ms or us, three significant digits."""
-    if not np.isfinite(value):
-        return "an unmeasured time"
-    if value >= 1.0:
-        return f"{value:.3g} s"
-    return f"{1e3 * value:.3g} ms" if value >= 1e-3 else f"{1e6 * value:.3g} us"
-
-
-def _percent(fraction: float) -> str:
-    """A fraction as a percentage that never rounds a partial coverage to 0 % or 100 %."""
-    text = f"{100 * fraction:.1f}%"
-    if 0 < fraction < 0.001:
-        return "<0.1%"
-    if text == "100.0%" and fraction < 1:
-        return ">99.9%"
-    return text
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 check``, ``2 checks``."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")
