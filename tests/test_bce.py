@@ -18,6 +18,7 @@ import reference as ref
 from exact import DIGITS, mpmath, needs_mpmath
 
 import fastgrad
+from fastgrad._kernels.losses.bce import _odd_change
 from fastgrad.directional import term_sizes
 from fastgrad.engines import numerical_details
 
@@ -116,6 +117,32 @@ def test_mlp_bce_needs_a_sigmoid_output():
         fastgrad.MLP([3, 2], output="softmax", loss="bce")
     for loss in ("mse", "sse", "half_sse", "bce"):  # sigmoid still goes with the squared errors
         assert fastgrad.MLP([3, 2], output="sigmoid", loss=loss).loss_name == loss
+
+
+@needs_mpmath
+@pytest.mark.parametrize("y", [0.0, 1.0, 0.3])
+def test_the_incremental_change_is_cancellation_free(y):
+    # t(z + d) - t(z - d) of one output's term, every hostile z and steps from 1e-300 to 800, against
+    # 1500-digit arithmetic (enough for a difference 1e-300 of values down to e^-1000)
+    worst = 0.0
+    for z in [s * m for m in HOSTILE for s in (1.0, -1.0)]:
+        for d in (1e-300, 1e-8, 1e-4, 0.3, 10.0, 800.0):
+            got = _odd_change(z, y, d, -d)
+            with mpmath.workdps(1500):
+                zz, dd, yy = mpmath.mpf(z), mpmath.mpf(d), mpmath.mpf(y)
+
+                def term(v, yy=yy):
+                    return (1 - yy) * mpmath.log1p(mpmath.exp(v)) + yy * mpmath.log1p(mpmath.exp(-v))
+
+                exact = term(zz + dd) - term(zz - dd)
+                # the parts' own sizes: (1 - y) s - y q cancels only for soft targets, where it must
+                parts = abs((1 - yy) * (mpmath.log1p(mpmath.exp(zz + dd)) - mpmath.log1p(mpmath.exp(zz - dd))))
+                parts += abs(yy * (mpmath.log1p(mpmath.exp(-zz - dd)) - mpmath.log1p(mpmath.exp(-zz + dd))))
+                # a subnormal result keeps only an absolute accuracy of a few 2^-1074
+                err = float(abs(mpmath.mpf(got) - exact) / (parts + mpmath.mpf("1e-320") / np.finfo(float).eps))
+            worst = max(worst, err)
+            assert err <= 8 * np.finfo(float).eps, (z, d, got, float(exact))
+    assert worst > 0.0
 
 
 # --------------------------------------------------------------------------
