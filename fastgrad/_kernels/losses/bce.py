@@ -136,15 +136,25 @@ def abs_terms(Y, A_out, ysum, deriv):
 
 
 @jit(inline=True)
-def _series_coefficients(z, y):
-    """``(g1, c2, c3)``: the term's change ``g1 u + c2 u^2 + c3 u^3 + ...`` when the logit moves by ``u``.
+def _series_coefficients(base, n, off, k):
+    """``(g1, c2, c3)``: output ``k``'s term changes by ``g1 u + c2 u^2 + c3 u^3 + ...`` when its logit moves by ``u``.
 
     ``g1 = sigmoid(z) - y``; ``c2``, ``c3`` are softplus's (``softplus(-z - u)``'s
-    are ``c2`` and ``-c3``, so ``y`` drops out of them).
+    are ``c2`` and ``-c3``, so ``y`` drops out of them). Read from the base
+    state, no ``exp`` (the series runs per unit, sample and output): the
+    output layer is sigmoid, so ``A`` holds ``s = sigmoid(z)`` and ``C`` its
+    Taylor coefficients ``s q`` and ``s q (q - s) / 2``, each formed from
+    ``s`` and ``q = sigmoid(-z)`` computed directly. ``q`` comes back as
+    ``s q / s`` for ``s >= 1/2`` (relative accuracy kept in saturation) and
+    ``1 - s`` below (``q > 1/2``: an absolute roundoff is a relative one).
     """
-    s, q = sigmoid_pair(z)
-    s1 = s * q
-    return (1.0 - y) * s - y * q, s1 / 2.0, s1 * (q - s) / 6.0
+    Z, A, C, R, Y, ysum = base
+    v = off + k
+    s = A[n, v]
+    sq = C[0, n, v]
+    q = sq / s if s >= 0.5 else 1.0 - s
+    y = Y[n, k]
+    return (1.0 - y) * s - y * q, sq / 2.0, C[1, n, v] / 3.0
 
 
 @jit(inline=True)
@@ -168,7 +178,7 @@ def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
             continue
         if bound > 0.0:
             lim = min(lim, SERIES_MAX / bound)
-        g1, c2, c3 = _series_coefficients(Z[n, off + k], Y[n, k])
+        g1, c2, c3 = _series_coefficients(base, n, off, k)
         e1 += g1 * u1
         e3 += g1 * u3 + 2.0 * c2 * u1 * u2 + c3 * u1 * u1 * u1
         e1_abs += abs_term(base, n, off, k, act) * s_abs[k]
@@ -178,8 +188,7 @@ def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
 @jit(inline=True)
 def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only logit ``j`` moves, by ``s``: closed form (the caller limits ``s``)."""
-    Z, A, C, R, Y, ysum = base
-    g1, c2, c3 = _series_coefficients(Z[n, off + j], Y[n, j])
+    g1, c2, c3 = _series_coefficients(base, n, off, j)
     return g1, c3, abs_term(base, n, off, j, act), np.inf
 
 
