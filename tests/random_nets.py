@@ -194,6 +194,10 @@ def accurate_backprop(case: Case) -> tuple[list[np.ndarray], list[np.ndarray]]:
             p = acts[-1]
             delta = (p * case.Y.sum(axis=1, keepdims=True) - case.Y) / N
             size = (p * np.abs(case.Y).sum(axis=1, keepdims=True) + np.abs(case.Y)) / N
+        elif case.loss == "bce":  # sigmoid(z) - y as (1 - y) s(z) - y s(-z): exact for 0/1 targets in saturation
+            s, q = ref.sigmoid(zs[-1]), ref.sigmoid(-zs[-1])
+            delta = ((1.0 - case.Y) * s - case.Y * q) / N
+            size = (s + np.abs(case.Y)) / N
         else:
             d_out = ref.loss_derivative(case.loss, acts[-1], case.Y)
             size_out = ref.loss_derivative(case.loss, np.abs(acts[-1]) + np.abs(case.Y), 0.0 * case.Y)
