@@ -30,6 +30,8 @@ NAME = "bce"
 READS_ACTIVATIONS = False
 #: The output activation this loss requires.
 OUTPUT = "sigmoid"
+#: Its own reduction of the elements' terms (``reduction=None``; see :mod:`fastgrad.conventions`).
+REDUCTION = "mean"
 #: Not quadratic: softplus curves.
 QUADRATIC = False
 
