@@ -122,6 +122,8 @@ def taylor(z, a):
     the error stays a few ulps of ``phi`` times the sum of its terms' sizes.
     """
     p = pdf(z)
+    if p == 0.0:  # |z| >= 39: phi is 0, and z^2 may overflow (0 * inf would be NaN)
+        return cdf(z), 0.0, 0.0, 0.0
     z2 = z * z
     c1 = cdf(z) + z * p
     c2 = 0.5 * p * (2.0 - z2)
