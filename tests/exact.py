@@ -34,6 +34,10 @@ def _act(name, z):
         return mpmath.log(1 + mpmath.exp(z))
     if name == "identity":
         return z
+    if name == "gelu":
+        return z * mpmath.ncdf(z)
+    if name == "silu":
+        return z / (1 + mpmath.exp(-z))
     raise ValueError(name)
 
 

@@ -7,6 +7,7 @@ conventions are those of ``/work/notes/API.md``:
   shape ``(fan_in, fan_out)`` and ``b_l`` shape ``(fan_out,)``;
 * ``relu'(0) = 0``, ``leaky_relu'(0) = 0.01`` (slope 0.01 for ``z <= 0``);
 * ``elu(z) = z`` for ``z > 0``, ``exp(z) - 1`` at or below (alpha 1; ``elu'(0) = 1`` from both sides);
+* ``gelu(z) = z Phi(z)`` (exact erf form, ``Phi(z) = erfc(-z / sqrt 2) / 2``), ``silu(z) = z sigmoid(z)``;
 * ``mse  = (1/N) sum_n sum_k (y - x)^2``, ``sse = sum_n sum_k (y - x)^2``,
   ``half_sse = 0.5 sum_n sum_k (y - x)^2``,
   ``cross_entropy = -(1/N) sum_n sum_k y log softmax(z)``,
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity", "elu")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity", "elu", "gelu", "silu")
 #: Activations whose derivative jumps at 0 (a step across it gets the kink verdict).
 KINKED = ("relu", "leaky_relu")
 #: Activations made of pieces meeting at 0 (elu's second derivative jumps there): a central difference that
@@ -47,6 +48,19 @@ def sigmoid(z):
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def normal_cdf(z):
+    """``Phi(z) = erfc(-z / sqrt 2) / 2`` (erfc keeps the lower tail's digits; NumPy has no erf, so math's)."""
+    import math
+
+    return np.vectorize(math.erfc, otypes=[np.float64])(-np.asarray(z, dtype=np.float64) / np.sqrt(2.0)) / 2.0
+
+
+def normal_pdf(z):
+    """``phi(z) = exp(-z^2 / 2) / sqrt(2 pi)``."""
+    z = np.asarray(z, dtype=np.float64)
+    return np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+
+
 def activate(name, z):
     """Apply the element-wise activation ``name`` (not softmax) to ``z``."""
     if name == "sigmoid":
@@ -63,6 +77,10 @@ def activate(name, z):
         return np.array(z, dtype=np.float64, copy=True)
     if name == "elu":
         return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
+    if name == "gelu":
+        return np.asarray(z, dtype=np.float64) * normal_cdf(z)
+    if name == "silu":
+        return np.asarray(z, dtype=np.float64) * sigmoid(z)
     if name == "softmax":
         return softmax(z)
     raise ValueError(f"unknown activation {name!r}")
@@ -86,6 +104,10 @@ def activation_derivative(name, z):
         return np.ones_like(z, dtype=np.float64)
     if name == "elu":
         return np.where(z > 0, 1.0, np.exp(np.minimum(z, 0.0)))
+    if name == "gelu":
+        return normal_cdf(z) + np.asarray(z, dtype=np.float64) * normal_pdf(z)
+    if name == "silu":  # s(z) (1 + z s(-z)): s(-z) directly, not 1 - s(z)
+        return sigmoid(z) * (1.0 + np.asarray(z, dtype=np.float64) * sigmoid(-np.asarray(z, dtype=np.float64)))
     raise ValueError(f"no element-wise derivative for {name!r}")
 
 

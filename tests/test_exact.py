@@ -12,6 +12,8 @@ CASES = [
     ([3, 5, 4, 3, 3], "softplus", "softmax", "cross_entropy"),
     ([4, 6, 5, 3], "leaky_relu", "tanh", "half_sse"),
     ([4, 5, 4, 3], "sigmoid", "sigmoid", "bce"),
+    ([3, 5, 4, 2], "gelu", "silu", "mse"),
+    ([3, 4, 3, 3], "silu", "softmax", "cross_entropy"),
 ]
 
 

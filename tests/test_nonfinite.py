@@ -28,11 +28,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from exact import mpmath
 
 import fastgrad
 from fastgrad import engines
 from fastgrad._kernels import codes
-from fastgrad._kernels.activations import N_COEF, SERIES_MAX, act_delta, activate
+from fastgrad._kernels.activations import CODES, N_COEF, SERIES_MAX, act_delta, activate
 from fastgrad._kernels.incremental import taylor_coefficients
 from fastgrad._kernels.losses.cross_entropy import log_softmax_shift, log_softmax_shift_one
 from fastgrad.checking import default_eps
@@ -50,9 +51,13 @@ _MAGNITUDES = (5e-324, 2.2250738585072014e-308, 1e-300, 1e-20, 1e-8, SERIES_MAX,
 #: z and d: 0 and +-each magnitude, from the smallest subnormal to 1e300.
 GRID = [0.0] + [s * m for m in _MAGNITUDES for s in (1.0, -1.0)]
 
-ACTIVATIONS = ("sigmoid", "tanh", "softplus", "relu", "leaky_relu", "identity", "elu")
+ACTIVATIONS = ("sigmoid", "tanh", "softplus", "relu", "leaky_relu", "identity", "elu", "gelu", "silu")
 CODE = {"sigmoid": codes.SIGMOID, "tanh": codes.TANH, "softplus": codes.SOFTPLUS, "relu": codes.RELU,
-        "leaky_relu": codes.LEAKY_RELU, "identity": codes.IDENTITY, "elu": codes.ELU}
+        "leaky_relu": codes.LEAKY_RELU, "identity": codes.IDENTITY, "elu": codes.ELU,
+        "gelu": CODES["gelu"], "silu": CODES["silu"]}
+#: ``f(x) = x g(x)`` with a minimum: their changes can cancel exactly (see tests/test_gelu_silu.py), so they are
+#: measured against the size of the terms of ``d g(far) + near (g(z + d) - g(z))``, not the result.
+PRODUCT_FORMS = (CODES["gelu"], CODES["silu"])
 
 
 # --------------------------------------------------------------------------
@@ -118,6 +123,45 @@ def _elu_change_ref(z: Fraction, d: Fraction) -> np.longdouble:
     return elu(zd) - elu(z)
 
 
+def _mp_of(x: Fraction):
+    return mpmath.mpf(x.numerator) / x.denominator  # exact at the caller's precision (a power-of-two denominator)
+
+
+def _product_change_ref(code: int, z: Fraction, d: Fraction) -> tuple[np.ndarray, np.ndarray]:
+    """gelu/silu: ``f(z + d) - f(z)`` and the size of its terms, in mpmath (then long double).
+
+    ``d g(far) + near (g(y) - g(z))`` on one side of 0, ``f(y) - f(z)`` across it; the working precision grows
+    with ``max(|z|, |y|) / |d|`` so that ``g(y) - g(z)`` is resolved however small ``d`` is. ``Phi`` is 1 or 0
+    beyond 1e3 (mpmath's erfc cannot take 1e300; the rest is below e^-5e5).
+    """
+    if d == 0:
+        return LD(0), LD(0)
+    y = z + d
+    span = max(abs(z), abs(y), Fraction(1)) / abs(d)
+    digits = 60 + max(0, len(str(span.numerator // span.denominator)))
+    with mpmath.workdps(digits):
+        def g(x):
+            if code == CODES["silu"]:
+                return 1 / (1 + mpmath.exp(-x))
+            if abs(x) > 1000:
+                return mpmath.mpf(1 if x > 0 else 0)
+            return mpmath.ncdf(x)
+
+        Z, D = _mp_of(z), _mp_of(d)
+        Y = Z + D
+        if (z > 0) != (y > 0) or z == 0 or y == 0:
+            exact = Y * g(Y) - Z * g(Z)
+            size = abs(Y * g(Y)) + abs(Z * g(Z))
+        else:
+            near, far = (Z, Y) if abs(z) <= abs(y) else (Y, Z)
+            first, second = D * g(far), near * (g(Y) - g(Z))
+            exact, size = first + second, abs(first) + abs(second)
+        def to_ld(v):  # below long double's range: 0 (the string would be out of range)
+            return LD(0) if abs(v) < mpmath.mpf("1e-4900") else LD(mpmath.nstr(v, 25))
+
+        return to_ld(exact), to_ld(size)
+
+
 def _piecewise(code: int, x: Fraction) -> Fraction:
     if code == codes.IDENTITY or x > 0:
         return x
@@ -134,6 +178,8 @@ def _change_ref(code: int, z: float, d: float):
         return _softplus_change_ref(Z, D)
     if code == codes.ELU:
         return _elu_change_ref(Z, D)
+    if code in PRODUCT_FORMS:
+        return _product_change_ref(code, Z, D)[0]
     return _ld(_piecewise(code, Z + D) - _piecewise(code, Z))
 
 
@@ -161,6 +207,8 @@ GAIN = {codes.SIGMOID: 1.0, codes.TANH: 2.0, codes.SOFTPLUS: 1.5, codes.ELU: 1.0
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_activation_change_finite_and_accurate_over_the_whole_range(name):
     code = CODE[name]
+    if code in PRODUCT_FORMS and mpmath is None:
+        pytest.skip("the gelu/silu references need mpmath")
     worst = (0.0, None)
     for z in GRID:
         c = _coefficients(code, z)
@@ -174,7 +222,11 @@ def test_activation_change_finite_and_accurate_over_the_whole_range(name):
                 assert got == 0.0
                 continue
             rounding = abs(float(Fraction(z) + Fraction(d) - Fraction(z + d)))
-            tol = (TOL + GAIN.get(code, 0.0) * rounding) * abs(ref) + ABS_FLOOR
+            if code in PRODUCT_FORMS:  # g(y) + |y| g'(y) <= 1.3: what rounding z + d moves f(z + d) by
+                size = _product_change_ref(code, Fraction(z), Fraction(d))[1]
+                tol = TOL * size + LD(1.3 * rounding) + ABS_FLOOR
+            else:
+                tol = (TOL + GAIN.get(code, 0.0) * rounding) * abs(ref) + ABS_FLOOR
             ratio = float(abs(LD(got) - ref) / LD(tol))
             if ratio > worst[0]:
                 worst = (ratio, (z, d, got, float(ref)))
@@ -286,7 +338,36 @@ def test_softmax_shift_does_not_trust_underflowed_probabilities():
 # --------------------------------------------------------------------------
 
 
+def _normal_cdf_ld(z):
+    """``Phi(z)`` in long double (NumPy has no erf).
+
+    ``1/2 + phi(z) sum_n z^(2n+1) / (2n+1)!!`` (positive terms) for ``|z| <= 3``,
+    the tail's continued fraction ``phi(|z|) / (|z| + 1 / (|z| + 2 / (|z| + ...)))`` beyond.
+    """
+    z = np.asarray(z, dtype=LD)
+    a = np.minimum(np.abs(z), LD(1e4))  # Phi is 0 or 1 to long double beyond
+    pdf = np.exp(-a * a / 2) / np.sqrt(2 * LD(np.pi))
+    small = np.minimum(a, LD(3))
+    term = small.copy()
+    total = small.copy()
+    for n in range(1, 120):
+        term = term * small * small / (2 * n + 1)
+        total = total + term
+    near = LD(0.5) + np.exp(-small * small / 2) / np.sqrt(2 * LD(np.pi)) * total
+    frac = np.maximum(a, LD(3))
+    for n in range(200, 0, -1):
+        frac = np.maximum(a, LD(3)) + n / frac
+    tail = pdf / frac
+    upper = np.where(a <= 3, near, 1 - tail)
+    return np.where(z >= 0, upper, np.where(a <= 3, 1 - near, tail))
+
+
 def _act_ld(name, z):
+    if name == "gelu":
+        return z * _normal_cdf_ld(z)
+    if name == "silu":
+        e = np.exp(-np.abs(z))
+        return z * np.where(z >= 0, 1 / (1 + e), e / (1 + e))
     if name == "sigmoid":
         e = np.exp(-np.abs(z))
         return np.where(z >= 0, 1 / (1 + e), e / (1 + e))

@@ -28,6 +28,8 @@ CASES = [
     ([3, 4, 2], "sigmoid", "softmax", "cross_entropy"),
     ([4, 5, 4, 3], "tanh", "sigmoid", "bce"),
     ([5, 3], "identity", "sigmoid", "bce"),
+    ([3, 5, 4, 2], "gelu", "silu", "half_sse"),
+    ([4, 5, 3], "silu", "gelu", "mse"),
 ]
 IDS = ["-".join([str(s) for s in c[0]] + list(c[1:])) for c in CASES]
 
