@@ -19,6 +19,7 @@ the bug and by nothing else.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -65,6 +66,8 @@ ARCHS = {
                            options=(("l2", 0.01), ("weight_layout", "out_in"))),
     "half-mean-all-regression": Arch((4, 6, 3), "sigmoid", "identity", "mse", N=10, seed=11,
                                      options=(("reduction", "mean_all"), ("scale", 0.5))),
+    "gelu-mse": Arch((4, 6, 3), "gelu", "sigmoid", "mse", N=8, seed=13),
+    "silu-regression": Arch((4, 6, 2), "silu", "identity", "half_sse", N=10, seed=14),
     "leaky-0.3-regression": Arch((4, 6, 2), "leaky_relu", "identity", "half_sse", N=12, seed=12,
                                  options=(("leaky_slope", 0.3),)),
 }
@@ -118,6 +121,10 @@ def act(name, z, slope=0.01):
         return np.where(z > 0, z, z.dtype.type(slope) * z)
     if name == "identity":
         return z.copy()
+    if name == "gelu":
+        return z * 0.5 * (one + _erf(z / np.sqrt(z.dtype.type(2))))
+    if name == "silu":
+        return z / (one + np.exp(-z))
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
@@ -147,7 +154,23 @@ def act_prime(name, z, a, bug=None, slope=0.01):
         return np.where(z > 0, one, z.dtype.type(slope))
     if name == "identity":
         return np.ones_like(z)
+    if name == "gelu":
+        if bug == "gelu_prime_tanh_approx":  # the derivative of the tanh approximation, on the exact gelu
+            c = np.sqrt(2 / np.pi)
+            t = np.tanh(c * (z + 0.044715 * z**3))
+            return 0.5 * (one + t) + 0.5 * z * (one - t**2) * c * (one + 3 * 0.044715 * z**2)
+        cdf = 0.5 * (one + _erf(z / np.sqrt(z.dtype.type(2))))
+        return cdf + z * np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi)
+    if name == "silu":
+        s = one / (one + np.exp(-z))
+        if bug == "silu_prime_is_sigmoid":
+            return s  # d(z s)/dz taken as s: the product rule's z s (1 - s) forgotten
+        return s * (one + z * (one - s))
     raise ValueError(name)
+
+
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[x.dtype])(x)
 
 
 def my_backprop(params, X, Y, *, hidden, output, loss, bug=None, reduction=None, scale=1.0, l2=0.0, leaky_slope=0.01):
@@ -360,6 +383,10 @@ MUTATIONS = [
     M("mean-not-mean-all", "half-mean-all-regression", ALL, bug="mean_not_mean_all",
       hints={k: "factor K = 3 outputs" for k in ALL},
       description="0.5 * mean over all N x K elements differentiated as a mean over the N samples"),
+    M("gelu-prime-tanh-approximation", "gelu-mse", {"W1", "b1"}, bug="gelu_prime_tanh_approx",
+      description="exact (erf) gelu in the forward pass, the tanh approximation's derivative in the backprop"),
+    M("silu-prime-is-sigmoid", "silu-regression", {"W1", "b1"}, bug="silu_prime_is_sigmoid",
+      description="silu'(z) taken as sigmoid(z), the product rule's second term forgotten"),
     M("leaky-default-slope", "leaky-0.3-regression", {"W1", "b1"}, bug="leaky_default_slope",
       description="MLP(leaky_slope=0.3) but the backprop's leaky_relu' uses 0.01 below 0"),
 ]
@@ -609,5 +636,6 @@ def test_a_mutating_callable_leaves_read_only_arrays_alone():
 def test_mutations_cover_the_required_bugs():
     ids = {m.id for m in MUTATIONS}
     assert {"tanh-prime-of-z", "leaky-relu-slope-forgotten", "sum-not-mean", "one-entry-1e-6-W1"} <= ids
-    assert {"l2-term-missing", "mean-not-mean-all", "leaky-default-slope"} <= ids
+    assert {"l2-term-missing", "mean-not-mean-all", "leaky-default-slope", "gelu-prime-tanh-approximation",
+            "silu-prime-is-sigmoid"} <= ids
     assert len(MUTATIONS) >= 15
