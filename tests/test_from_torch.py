@@ -139,7 +139,7 @@ def labels(rng, n=9, k=3):
 def test_mse_loss_module(reduction, expected, seed):
     X, Y, _ = data(seed)
     net, _ = assert_matches_torch(logits_model(nn.Sigmoid), nn.MSELoss(reduction=reduction), X, Y)
-    assert (net.loss_name, net.reduction, net.output) == (*expected, "sigmoid")
+    assert (net.loss_name, net.conventions.reduction, net.output) == (*expected, "sigmoid")
 
 
 @needs_torch
@@ -149,7 +149,7 @@ def test_cross_entropy_loss_module(reduction, targets, seed):
     X, _, rng = data(seed)
     Y = labels(rng) if targets == "labels" else rng.dirichlet(np.ones(3), size=9)
     net, _ = assert_matches_torch(logits_model(), nn.CrossEntropyLoss(reduction=reduction), X, Y)
-    assert (net.loss_name, net.reduction, net.output) == ("cross_entropy", reduction, "softmax")
+    assert (net.loss_name, net.conventions.reduction, net.output) == ("cross_entropy", reduction, "softmax")
 
 
 @needs_torch
@@ -158,7 +158,7 @@ def test_bce_with_logits_loss_module(reduction, expected, seed):
     X, _, rng = data(seed)
     Y = (rng.uniform(size=(9, 3)) < 0.5).astype(np.float64)
     net, _ = assert_matches_torch(logits_model(), nn.BCEWithLogitsLoss(reduction=reduction), X, Y)
-    assert (net.loss_name, net.reduction, net.output) == ("bce", expected, "sigmoid")
+    assert (net.loss_name, net.conventions.reduction, net.output) == ("bce", expected, "sigmoid")
 
 
 def by_name_cases():
@@ -200,7 +200,7 @@ def test_explicit_reduction_scale_and_l2(seed):
         return s * nn.MSELoss(reduction="sum")(out, y) + c * sum((W ** 2).sum() for W in weights)
 
     net, _ = assert_matches_torch(model, penalised, X, Y, loss=nn.MSELoss(), reduction="sum", scale=s, l2=c)
-    assert net.reduction == "sum"
+    assert net.conventions.reduction == "sum"
 
 
 # -------------------------------------------------------------------- wrong backwards, float64 and float32
@@ -243,7 +243,7 @@ def custom_model(factor, where, dtype):
 def test_wrong_custom_backward_fails_in_its_weight_only(where, dtype, seed):
     dtype = getattr(torch, dtype)
     X, _, rng = data(seed)
-    Y = labels(rng)
+    X, Y = X.astype(np.dtype(str(dtype).removeprefix("torch."))), labels(rng)  # the data torch sees
     for factor, failing in ((1.0, set()), (1.02, {f"W{where + 1}"})):
         model = custom_model(factor, where, dtype)
         net, params = fastgrad.from_torch(model, nn.CrossEntropyLoss())
