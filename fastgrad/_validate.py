@@ -194,6 +194,31 @@ def batch(X: Any, Y: Any | None, n_in: int, n_out: int) -> tuple[np.ndarray, np.
     return Xa, Ya
 
 
+def class_labels(Y: Any, n_classes: int) -> Any:
+    """``Y`` as one-hot rows when it is integer class labels of shape (N,); otherwise ``Y`` unchanged.
+
+    Labels outside ``0 .. n_classes - 1`` raise ``ValueError`` naming the
+    first one and its index.
+    """
+    if Y is None or isinstance(Y, (str, bytes)):
+        return Y
+    try:
+        labels = np.asarray(Y)
+    except Exception:  # a ragged list: batch() names it
+        return Y
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        return Y
+    bad = np.flatnonzero((labels < 0) | (labels >= n_classes))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"Y: class label {labels[i]} at index ({i},) is out of range: labels must be integers "
+                         f"in 0 .. {n_classes - 1} (sizes[-1] = {n_classes} classes); {bad.size} label(s) are out "
+                         "of range")
+    onehot = np.zeros((labels.size, n_classes), dtype=np.float64)
+    onehot[np.arange(labels.size), labels] = 1.0
+    return onehot
+
+
 def positive_float(value: Any, argument: str, allow_zero: bool = False) -> float:
     """Validate a finite positive (or non-negative) real scalar."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):

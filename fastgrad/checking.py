@@ -129,7 +129,7 @@ def numerical_gradient(
     prepared = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
     with threads_context(prepared.threads):
         values = numerical_values(net, prepared, sample, seed, progress)
-    return net.unflatten(values)
+    return hook(net, "shaped_like")(net.unflatten(values), params)
 
 
 #: A failing tensor larger than this is diagnosed on a strided sample of this
@@ -202,10 +202,9 @@ def _resolve(
         given, notes, dtypes = call_user_grads(grads, net, params, X, Y)
     elif grads is not None:
         # every error now, before the long part; the flat copy only after it (one array of P fewer at the peak)
-        tensors = hook(net, "tensors")(grads, "grads")
-        _validate.tensor_list(tensors, net.tensor_names, net.param_shapes, "grads", copy=False, finite=True)
+        hook(net, "validate")(grads, "grads")
         given = LATER
-        dtypes = [np.asarray(g).dtype for g in tensors]
+        dtypes = [np.asarray(g).dtype for g in hook(net, "tensors")(grads, "grads")]
     user_u = user_unit_roundoff(hook(net, "tensors")(params, "params") + [X, Y], dtypes)
     return CheckInputs(prepared, rtol is None and atol is None, rtol_value, atol_value, safety_value, checked, given,
                        notes, user_u)
@@ -236,6 +235,7 @@ def _summaries(net: Model, analytic: list[np.ndarray], numerical: list[np.ndarra
                judged: Judged, theta: np.ndarray, N: int) -> list[TensorSummary]:
     """One :class:`TensorSummary` per tensor, with a diagnosis of each failing one."""
     param_values = net.unflatten(theta)
+    offsets = np.asarray(net.offsets)
     summaries = []
     for t, (name, a, n, st) in enumerate(zip(net.tensor_names, analytic, numerical, status)):
         n_failed, n_checked = int(judged.counts[t, 0]), int(judged.counts[t, N_COUNTS - 1])
@@ -248,7 +248,7 @@ def _summaries(net: Model, analytic: list[np.ndarray], numerical: list[np.ndarra
                 passed=n_failed == 0,
                 n_failed=n_failed,
                 max_rel_error=float(judged.maxima[t, 0]),
-                worst_index=tuple(int(i) for i in np.unravel_index(worst, a.shape)),
+                worst_index=_user_index(net, t, worst, int(offsets[t]), a.shape),
                 worst_analytic=float(a.flat[worst]),
                 worst_numerical=float(n.flat[worst]),
                 n_inconclusive=int(judged.counts[t, 1:N_COUNTS - 1].sum()),
@@ -258,6 +258,14 @@ def _summaries(net: Model, analytic: list[np.ndarray], numerical: list[np.ndarra
             )
         )
     return summaries
+
+
+def _user_index(net: Model, t: int, local: int, lo: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The index, in the user's shape ``shape``, of entry ``local`` (flat order) of tensor ``t``."""
+    index = net.locate(lo + local)[1]
+    if len(index) != len(shape):  # a bias given as (k, 1) or (1, k): the same order, the user's shape
+        index = tuple(int(i) for i in np.unravel_index(int(np.ravel_multi_index(index, net.param_shapes[t])), shape))
+    return index
 
 
 def _build_result(net: Model, params: Any, inputs: CheckInputs, computed: Computed, judged: Judged,
@@ -271,9 +279,15 @@ def _build_result(net: Model, params: Any, inputs: CheckInputs, computed: Comput
         if name in computed.disagreeing and counts[t, 0] == 0:
             notes.append(f"the projection of {name} disagrees with the gradient, but no single entry does "
                          "(errors spread thinly over many entries?): check it with method='central'")
-    analytic = net.unflatten(computed.analytic)
-    numerical = net.unflatten(computed.details.values)
-    status = net.unflatten(judged.status)
+    # in the user's shapes (a bias as they gave it); lists, in the tensors' order, even for dict params
+    shaped = hook(net, "shaped_like")
+
+    def user_shaped(flat: np.ndarray) -> list[np.ndarray]:
+        return list(shaped(net.unflatten(flat), list(hook(net, "tensors")(params, "params"))))
+
+    analytic = user_shaped(computed.analytic)
+    numerical = user_shaped(computed.details.values)
+    status = user_shaped(judged.status)
     summaries = _summaries(net, analytic, numerical, status, judged, p.theta, p.n_samples)
     reasons = {INCONCLUSIVE_REASONS[code]: int(counts[:, code - 1].sum())
                for code in (KINK, UNRESOLVED, NONFINITE, LARGE_STEP) if counts[:, code - 1].any()}
@@ -298,7 +312,7 @@ def _build_result(net: Model, params: Any, inputs: CheckInputs, computed: Comput
         model=repr(net),
         engine=p.route.engine,
         verdict="budget" if inputs.by_budget else "tolerance",
-        budget=net.unflatten(computed.entry_budget),
+        budget=user_shaped(computed.entry_budget),
         safety=inputs.safety,
         notes=notes,
         forward_passes=computed.forward_passes,

@@ -141,7 +141,7 @@ def finite_loss(loss: float, sizes: str = "") -> float:
 
 def _mlp_loss(net: MLP, Z: np.ndarray, A: np.ndarray, Y: np.ndarray, X: np.ndarray, theta: np.ndarray) -> float:
     """Return the MLP's loss at the base point; ``ValueError`` when not finite, with the sizes that overflowed it."""
-    loss = float(loss_from_activations(Z, A, Y, net.layout, net.loss_code))
+    loss = net.total_loss(float(loss_from_activations(Z, A, Y, net.layout, net.loss_code)), theta, X.shape[0])
     sizes = ""
     if not np.isfinite(loss):
         sizes = (f" (largest |X| {float(np.max(np.abs(X))):.3g}, largest |param| "
@@ -159,6 +159,21 @@ def _given_or(model: Model, grads: Any, given: np.ndarray | None, own: Callable[
 
 
 # ----------------------------------------------------------------- MLP: the kernels
+def _whole_loss(net: MLP, values: np.ndarray, budget: np.ndarray | None, theta: np.ndarray, n_samples: int,
+                user_u: float) -> None:
+    """The kernels' data-term values (and budget) -> the whole loss's: reduction, scale, L2 (in place).
+
+    See :mod:`fastgrad.conventions`: exact, because every difference
+    formula is linear in the loss and differentiates ``c w^2`` exactly.
+    """
+    c = net.conventions
+    if c.plain:
+        return
+    c.gradient_into(values, theta, net.layout, n_samples, net.sizes[-1])
+    if budget is not None:
+        c.budget_into(budget, theta, net.layout, n_samples, net.sizes[-1], user_u)
+
+
 def _directional(
     net: MLP, p: Prepared, g: np.ndarray, user_u: float, safety: float, seed: int | None, Z: np.ndarray,
     A: np.ndarray, loss: float,
@@ -189,7 +204,8 @@ def _directional(
     details = numerical_details(net, theta, X, Y, DEFAULT_EPS_INCREMENTAL, "incremental", "central", None,
                                 indices=entries, Z=Z, A=A, scaled=True)
     entry_budget = error_budget(net, details, theta, X, Z, A, Y, loss, "incremental", "central", user_u)
-    np.copyto(entry_budget, found.budget, where=~checked)
+    _whole_loss(net, details.values, entry_budget, theta, X.shape[0], user_u)
+    np.copyto(entry_budget, found.budget, where=~checked)  # (the projections' budgets are the whole loss's)
     return details, entry_budget, checked, found.evaluations, found.failed_tensors
 
 
@@ -220,6 +236,7 @@ def _mlp_check(net: MLP, inputs: CheckInputs, grads: Any, progress: ProgressFn |
                                 Z=Z, A=A, scaled=p.scaled, keep_steps=False)
     entry_budget = error_budget(net, details, p.theta, p.X, Z, A, p.Y, loss, engine, method, inputs.user_u,
                                 in_place=True)
+    _whole_loss(net, details.values, entry_budget, p.theta, p.n_samples, inputs.user_u)
     # what the budget was made of is spent: free it before the gradient is computed (item 11)
     details = Numerical(details.values, np.zeros(0), np.zeros(0), details.kink, np.zeros(0))
     analytic = _given_or(net, grads, inputs.given, own)
@@ -233,8 +250,10 @@ def _mlp_values(net: MLP, p: Prepared, indices_of: Callable[[], np.ndarray | Non
     with ahead.computing(f"values/{p.route.engine}/{p.route.method}"):
         Z, A = net._forward(p.theta, p.X)
         _mlp_loss(net, Z, A, p.Y, p.X, p.theta)
-        return numerical_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, progress,
-                                 indices=indices_of(), Z=Z, A=A, scaled=p.scaled, budget=False).values
+        values = numerical_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, progress,
+                                   indices=indices_of(), Z=Z, A=A, scaled=p.scaled, budget=False).values
+        _whole_loss(net, values, None, p.theta, p.n_samples, 0.0)
+        return values
 
 
 # ------------------------------------------------------- a model known by its loss

@@ -146,7 +146,7 @@ def term_sizes(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.
     D = np.empty((0, 0))
     for l in range(L - 1, -1, -1):
         off, fan_in, fan_out, code = (int(layout[l, c]) for c in (U_OFF, FAN_IN, FAN_OUT, ACT))
-        slack = activations.SLACK[code]
+        slack = activations.SLACK[activations.base_code(code)]
         deriv = np.abs(state.C[0, :, off:off + fan_out]) + slack
         if l == L - 1:
             a = A[:, off:off + fan_out]
@@ -235,7 +235,7 @@ class _Search:
         self.v = np.zeros(net.n_params)
         # underflowing imaginary parts: one subnormal per operation of the complex pass (|v| <= 1.5)
         operations = 4.0 * X.shape[0] * (net.n_params + shape[1])
-        self.underflow = 1.5 * operations * _SUBNORMAL / STEP
+        self.underflow = 1.5 * operations * _SUBNORMAL / STEP * abs(net.conventions.factor(X.shape[0], net.sizes[-1]))
         self.safety = safety
         self.out = Projection(budget=np.full(net.n_params, np.inf))
 
@@ -243,8 +243,13 @@ class _Search:
         self.v[:] = 0.0
         _place(self.v, weights, indices, lo, 0.0)
         self.out.evaluations += 1
-        return float(directional_derivative(self.theta, self.v, STEP, self.net.layout, self.net.loss_code,
+        data = float(directional_derivative(self.theta, self.v, STEP, self.net.layout, self.net.loss_code,
                                             self.X, self.Y, self.Zc, self.Ac))
+        c = self.net.conventions
+        if c.plain:
+            return data
+        # the whole loss's derivative along v: r data + 2 c W . v (exact, see fastgrad.conventions)
+        return c.projection(data, self.v, self.theta, self.net.layout, self.X.shape[0], self.net.sizes[-1])
 
     def projection_budget(self, lo: int, indices: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
         """``v . g``, and how far the projection's two sides can be apart.
@@ -346,6 +351,8 @@ def directional_search(
         del size
     with np.errstate(over="ignore", invalid="ignore"):
         absum = term_sizes(net, theta, X, Y, Z, A)
+        if not net.conventions.plain:  # the whole loss's term sizes: |r| absum + |2 c w| (fastgrad.conventions)
+            net.conventions.abs_into(absum, theta, net.layout, N, net.sizes[-1])
     search = _Search(net, theta, X, Y, g, absum, c_own, c_user, safety)
     rng = np.random.default_rng(seed)
     for name, (lo, hi), scale in zip(net.tensor_names, bounds, scales):

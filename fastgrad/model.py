@@ -10,10 +10,13 @@ import numpy as np
 
 from . import _validate
 from ._kernels import activations, codes, losses
+from ._kernels.activations import leaky_relu
 from ._kernels.backprop import backprop_batch
 from ._kernels.forward import empty_activations, forward_batch
 from ._kernels.loss import loss_from_activations
 from .capabilities import MLP_KIND, supported
+from .conventions import REDUCTIONS, Conventions
+from .mlp_params import WEIGHT_LAYOUTS, ParamFormat
 from .protocol import ModelBase
 
 #: Activations allowed in every layer: one module each in :mod:`fastgrad._kernels.activations`.
@@ -34,7 +37,8 @@ class MLP(ModelBase):
 
     Layer ``l`` computes ``a_l = act(a_{l-1} @ W_l + b_l)`` with ``W_l`` of
     shape (fan_in, fan_out) and ``b_l`` of shape (fan_out,); ``a_0 = X`` has
-    one row per sample. Parameters are the list ``[W1, b1, W2, b2, ...]``.
+    one row per sample. Parameters are the list ``[W1, b1, W2, b2, ...]``,
+    or a dict with those keys.
 
     Parameters
     ----------
@@ -51,7 +55,27 @@ class MLP(ModelBase):
         "mse": ``E = (1/N) sum_n sum_k (y_nk - x_nk)^2`` (mean over the batch,
         sum over outputs); "sse": ``sum_n sum_k (y - x)^2``; "half_sse":
         ``0.5 sum_n sum_k (y - x)^2``; "cross_entropy":
-        ``-(1/N) sum_n sum_k y_nk log p_nk`` with a softmax output.
+        ``-(1/N) sum_n sum_k y_nk log p_nk`` with a softmax output (``Y`` may
+        be integer class labels of shape (N,)); "bce": binary cross-entropy
+        on sigmoid outputs, ``(1/N) sum_n sum_k softplus(z_nk) - y_nk z_nk``
+        from the logits (multi-label targets allowed).
+    reduction : {None, "sum", "mean", "mean_all"}, default None
+        None keeps the loss's own (above); "sum" over samples and outputs,
+        "mean" over the N samples (summed over outputs), "mean_all" over all
+        N x K elements (most frameworks' default).
+    scale : float, default 1.0
+        A constant factor on the data term (0.5 for the "1/2 ||y - x||^2"
+        conventions).
+    l2 : float, default 0.0
+        Adds ``l2 * sum_l ||W_l||^2`` (weights only, not biases) to the loss;
+        every convention (lambda/2, lambda, lambda/2N) is a choice of it.
+    leaky_slope : float, default 0.01
+        The slope of "leaky_relu" below 0.
+    weight_layout : {"in_out", "out_in"}, default "in_out"
+        "out_in": weights given (and gradients returned) as (fan_out,
+        fan_in), as PyTorch's ``nn.Linear`` stores them. In either layout a
+        bias may be (k,), (k, 1) or (1, k); results come back in the shape
+        given.
 
     Examples
     --------
@@ -67,6 +91,11 @@ class MLP(ModelBase):
         hidden: str = "sigmoid",
         output: str = "sigmoid",
         loss: str = "mse",
+        reduction: str | None = None,
+        scale: float = 1.0,
+        l2: float = 0.0,
+        leaky_slope: float = leaky_relu.SLOPE,
+        weight_layout: str = "in_out",
     ) -> None:
         self.sizes = _check_sizes(sizes)
         self.hidden = _validate.choice(hidden, list(ACTIVATIONS), "hidden")
@@ -77,20 +106,34 @@ class MLP(ModelBase):
             wants = {name: out for name, out in losses.OUTPUTS.items() if out is not None}
             pairs = ", ".join(f"output={out!r} and loss={name!r}" for name, out in wants.items())
             raise ValueError(f"{pairs} go together (got output={self.output!r}, loss={self.loss_name!r})")
+        if reduction is not None:
+            _validate.choice(reduction, [r for r in REDUCTIONS if r is not None], "reduction")
+        self.conventions = Conventions(self.loss_name, reduction, _finite(scale, "scale", nonzero=True),
+                                       _finite(l2, "l2", nonnegative=True))
+        self.leaky_slope = _finite(leaky_slope, "leaky_slope")
+        self.weight_layout = _validate.choice(weight_layout, list(WEIGHT_LAYOUTS), "weight_layout")
         self.n_layers = len(self.sizes) - 1
         self.tensor_names = tuple(
             f"{kind}{l + 1}" for l in range(self.n_layers) for kind in ("W", "b")
         )
-        self.param_shapes: list[tuple[int, ...]] = [
+        #: Each tensor's shape in the flat vector the kernels read: ``(fan_in, fan_out)``, ``(fan_out,)``.
+        self.flat_shapes: list[tuple[int, ...]] = [
             shape
             for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:])
             for shape in ((fan_in, fan_out), (fan_out,))
         ]
-        self.layout = _build_layout(
-            self.sizes, ACTIVATIONS[self.hidden], {**ACTIVATIONS, **OUTPUT_ONLY}[self.output]
-        )
+        self.format = ParamFormat(self.tensor_names, self.flat_shapes, self.weight_layout)
+        #: Each tensor's shape as given and returned (weights (fan_out, fan_in) with ``weight_layout="out_in"``).
+        self.param_shapes: list[tuple[int, ...]] = list(self.format.shapes)
+        codes_by_name = {**ACTIVATIONS, **OUTPUT_ONLY}
+        slope_code = leaky_relu.encode(self.leaky_slope)  # ValueError unless a positive normal float
+
+        def code(name: str) -> int:
+            return slope_code if name == "leaky_relu" else codes_by_name[name]
+
+        self.layout = _build_layout(self.sizes, code(self.hidden), code(self.output))
         self.loss_code = LOSSES[self.loss_name]
-        self.offsets = np.cumsum([0] + [int(np.prod(s)) for s in self.param_shapes])
+        self.offsets = np.cumsum([0] + [int(np.prod(s)) for s in self.flat_shapes])
         self.n_params = int(self.offsets[-1])
 
     #: Its row in the capability table.
@@ -107,11 +150,17 @@ class MLP(ModelBase):
 
     def __repr__(self) -> str:
         hidden = f"hidden={self.hidden!r}, " if self.n_layers > 1 else ""
-        return f"MLP({list(self.sizes)}, {hidden}output={self.output!r}, loss={self.loss_name!r})"
+        extra = [self.conventions.describe()]
+        if self.leaky_slope != leaky_relu.SLOPE:
+            extra.append(f"leaky_slope={self.leaky_slope!r}")
+        if self.weight_layout != "in_out":
+            extra.append(f"weight_layout={self.weight_layout!r}")
+        more = "".join(f", {e}" for e in extra if e)
+        return f"MLP({list(self.sizes)}, {hidden}output={self.output!r}, loss={self.loss_name!r}{more})"
 
     # ------------------------------------------------------------------ params
     def init(self, seed: int | None = 0) -> list[np.ndarray]:
-        """Return a fresh random parameter list ``[W1, b1, ...]`` (float64).
+        """Return a fresh random parameter list ``[W1, b1, ...]`` (float64, in the net's ``weight_layout``).
 
         Weights are Glorot-uniform, ``U(-r, r)`` with
         ``r = sqrt(6 / (fan_in + fan_out))``, for layers with saturating or
@@ -144,34 +193,46 @@ class MLP(ModelBase):
         for W in weights:
             fan_out = W.shape[1]
             b = rng.uniform(BIAS_MIN, BIAS_MAX, size=fan_out) * np.where(rng.random(fan_out) < 0.5, -1.0, 1.0)
-            params += [W, b.astype(np.float64)]
+            # (out, in) layout: the same numbers, transposed (a seed gives the same net in either layout)
+            params += [np.ascontiguousarray(W.T) if self.format.transposed else W, b.astype(np.float64)]
         return params
 
     def flatten(self, params: Any, argument: str = "params") -> np.ndarray:
-        """Validate ``params`` and return them as one new flat float64 vector."""
+        """Validate ``params`` (a list or a dict: :mod:`fastgrad.mlp_params`); return one new flat float64 vector."""
         # a copy: the caller's arrays are read, never returned
-        return _validate.flat_copy(params, self.tensor_names, self.param_shapes, argument)
+        return self.format.flat_copy(params, argument)
 
     def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Split a flat vector into arrays shaped like the parameters.
+        """Split a flat vector into arrays shaped like the parameters (``param_shapes``).
 
         The arrays are views of ``theta``: pass a vector nobody else holds
         (every caller passes one it has just computed).
         """
-        return [
-            theta[lo:hi].reshape(shape)
-            for lo, hi, shape in zip(self.offsets[:-1], self.offsets[1:], self.param_shapes)
-        ]
+        return self.format.unflatten(theta, self.offsets)
 
     def locate(self, flat_index: int) -> tuple[str, tuple[int, ...]]:
-        """Return ``(tensor name, index)`` of a flat parameter index."""
+        """Return ``(tensor name, index)`` of a flat parameter index (the index in ``param_shapes``)."""
         t = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
-        local = int(flat_index - self.offsets[t])
-        return self.tensor_names[t], tuple(int(i) for i in np.unravel_index(local, self.param_shapes[t]))
+        return self.tensor_names[t], self.format.user_index(t, int(flat_index - self.offsets[t]))
 
     def batch(self, X: Any, Y: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Validate ``X`` (N, D) and ``Y`` (N, K); return float64 copies."""
+        """Validate ``X`` (N, D) and ``Y`` (N, K), or class labels (N,) for cross_entropy; return float64 copies."""
+        if Y is not None and self.loss_name == "cross_entropy":
+            Y = _validate.class_labels(Y, self.sizes[-1])
         return _validate.batch(X, Y, self.sizes[0], self.sizes[-1])
+
+    # ------------------------------------------------------- the user's side
+    def tensors(self, values: Any, argument: str = "params") -> list[Any]:
+        """The tensors of ``values`` (a list, or a dict keyed ``"W1"``, ``"b1"``, ...), in the model's order."""
+        return self.format.tensors(values, argument)
+
+    def validate(self, values: Any, argument: str = "grads") -> None:
+        """Check ``values``' structure, dtypes, shapes and entries (what :meth:`flatten` checks), copying nothing."""
+        self.format.validate(values, argument)
+
+    def shaped_like(self, arrays: list[np.ndarray], like: Any) -> Any:
+        """``arrays`` with each bias in the shape ``like`` gave it, and as a dict when ``like`` is one."""
+        return self.format.shaped_like(arrays, like)
 
     # --------------------------------------------------------------- compute
     def _forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,8 +252,8 @@ class MLP(ModelBase):
         _validate.required(Y, "Y", "an array of targets of shape (N, K), one row per sample")
         theta = self.flatten(params)
         Xa, Ya = self.batch(X, Y)
-        Z, A = self._forward(theta, Xa)
-        return float(loss_from_activations(Z, A, Ya, self.layout, self.loss_code))
+        assert Ya is not None  # (required above)
+        return self.loss_at(theta, Xa, Ya)
 
     def _backprop_flat(
         self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray | None = None, A: np.ndarray | None = None
@@ -203,12 +264,20 @@ class MLP(ModelBase):
         D = np.empty_like(Z)
         grad = np.empty(self.n_params, dtype=np.float64)
         backprop_batch(theta, self.layout, self.loss_code, X, Y, Z, A, D, grad)
+        if not self.conventions.plain:
+            self.conventions.gradient_into(grad, theta, self.layout, X.shape[0], self.sizes[-1])
         return grad
 
     def loss_at(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> float:
         """Return the loss at the flat point ``theta`` on a validated batch (the protocol's loss)."""
         Z, A = self._forward(theta, X)
-        return float(loss_from_activations(Z, A, Y, self.layout, self.loss_code))
+        return self.total_loss(float(loss_from_activations(Z, A, Y, self.layout, self.loss_code)), theta, X.shape[0])
+
+    def total_loss(self, data: float, theta: np.ndarray, n_samples: int) -> float:
+        """The loss from the kernels' data term: with the reduction, scale and L2 term (:mod:`fastgrad.conventions`)."""
+        if self.conventions.plain:
+            return data
+        return self.conventions.loss_value(data, theta, self.layout, n_samples, self.sizes[-1])
 
     def gradient_at(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """Return the flat analytic gradient at ``theta`` on a validated batch (the protocol's backprop)."""
@@ -220,13 +289,13 @@ class MLP(ModelBase):
         theta = self.flatten(params)
         Xa, Ya = self.batch(X, Y)
         assert Ya is not None  # (required above)
-        return self.unflatten(self._backprop_flat(theta, Xa, Ya))
+        return self.shaped_like(self.unflatten(self._backprop_flat(theta, Xa, Ya)), params)
 
 
     # ------------------------------------------------------- protocol hooks
     def advice(self, params: Any) -> list[str]:
         """Advise (never fail) when every bias is exactly zero: bias gradients are then checked at a special point."""
-        biases = [np.asarray(p) for name, p in zip(self.tensor_names, params) if name.startswith("b")]
+        biases = [np.asarray(p) for name, p in zip(self.tensor_names, self.tensors(params)) if name.startswith("b")]
         if biases and all(b.size and not np.any(b) for b in biases):
             return ["every bias is exactly 0: a gradient code whose own forward pass leaves a bias out matches "
                     "exactly there; check again at nonzero biases too (MLP.init gives small random ones)"]
@@ -244,6 +313,17 @@ class MLP(ModelBase):
         X = rng.normal(size=(2, self.sizes[0]))
         Y = np.full((2, self.sizes[-1]), 1.0 / self.sizes[-1])
         return self.init(0), X, Y, self.rotation(0).next(1)
+
+
+def _finite(value: Any, argument: str, nonzero: bool = False, nonnegative: bool = False) -> float:
+    """A finite real scalar argument as a float (``TypeError``/``ValueError`` naming it)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{argument} must be a real number, got {type(value).__name__}")
+    x = float(value)
+    if not np.isfinite(x) or (nonzero and x == 0.0) or (nonnegative and x < 0.0):
+        need = "nonzero and finite" if nonzero else ">= 0 and finite" if nonnegative else "finite"
+        raise ValueError(f"{argument} must be {need}, got {value!r}")
+    return x
 
 
 def _check_sizes(sizes: Any) -> tuple[int, ...]:

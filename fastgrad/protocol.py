@@ -21,7 +21,7 @@ from it. What a kind of model can be checked with is the table's:
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -122,6 +122,18 @@ class ModelBase:
                             f"got {type(values).__name__}")
         return list(values)
 
+    def validate(self, values: Any, argument: str = "grads") -> None:
+        """Check ``values``' structure, dtypes, shapes and entries like :meth:`flatten`, copying nothing."""
+        from . import _validate  # (it imports this module)
+
+        # (a model that does not derive from this class gets these as hooks, bound to it: hook() for its tensors)
+        _validate.tensor_list(hook(cast(Model, self), "tensors")(values, argument), getattr(self, "tensor_names", ()),
+                              getattr(self, "param_shapes", ()), argument, copy=False, finite=True)
+
+    def shaped_like(self, arrays: list[Any], like: Any) -> Any:
+        """Arrays shaped like the parameters, in the structure of ``like`` (by default: as they are)."""
+        return arrays
+
     def warm_up_case(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray] | None:
         """Return a tiny ``(params, X, Y, entries)`` whose check loads the kernels, or None (nothing compiles)."""
         return None
@@ -141,7 +153,10 @@ def require_model(obj: Any, argument: str = "net") -> Model:
 
 
 def hook(model: Model, name: str) -> Any:
-    """``model``'s optional hook ``name`` (depth, advice, rotation, warm_up_case, tensors), or :class:`ModelBase`'s."""
+    """``model``'s optional hook ``name``, or :class:`ModelBase`'s.
+
+    The hooks: depth, advice, rotation, warm_up_case, tensors, validate, shaped_like.
+    """
     found = getattr(model, name, None)
     if found is not None:
         return found

@@ -56,7 +56,8 @@ def sample_mask(net: Model, sample: Any, seed: Any = None) -> np.ndarray:
     counts = per_tensor_counts(net, sample)
     rng = np.random.default_rng(seed)
     mask = np.zeros(net.n_params, dtype=bool)
-    for t, (shape, count) in enumerate(zip(net.param_shapes, counts)):
+    # shapes in the flat order the mask indexes (an MLP's weights are (fan_in, fan_out) there in any layout)
+    for t, (shape, count) in enumerate(zip(getattr(net, "flat_shapes", net.param_shapes), counts)):
         lo = int(net.offsets[t])
         size = int(np.prod(shape))
         if len(shape) == 1 and getattr(net, "kind", "mlp") == "mlp":  # an MLP's bias: all of it

@@ -264,7 +264,7 @@ def _with_complex_w2(g):
 
 
 def _with_wrong_b1_shape(g):
-    g[1] = np.zeros((1, 4))
+    g[1] = np.zeros((2, 4))  # (1, 4) and (4, 1) are a row and a column bias, accepted
     return g
 
 
@@ -274,7 +274,7 @@ def _with_wrong_b1_shape(g):
         (lambda g: g[:3], ValueError, "grads (returned by the callable) has 3 tensors, expected 4 (W1, b1, W2, b2)"),
         (lambda g: g + [g[0]], ValueError, "grads (returned by the callable) has 5 tensors, expected 4"),
         (_with_wrong_b1_shape, ValueError,
-         "grads (returned by the callable): tensor 'b1' has shape (1, 4), expected (4,)"),
+         "grads (returned by the callable): tensor 'b1' has shape (2, 4), expected (4,) or (4, 1) or (1, 4)"),
         (_with_complex_w2, TypeError, "grads (returned by the callable): tensor 'W2' has dtype complex128"),
         (_with_nan_in_b2, ValueError,
          "grads (returned by the callable): tensor 'b2' has a non-finite value (nan) at index (1,)"),

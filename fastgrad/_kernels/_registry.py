@@ -60,8 +60,10 @@ class Dispatchers:
              need: str | Callable[[ModuleType], bool] | None = None, inline: bool = False, **names: Any) -> Any:
         """Compile ``def signature:`` + ``head`` + one branch per module + ``raise``.
 
-        ``body(m)`` is the branch's code for module ``m``, with ``{m}`` standing for the module; the branch is
-        taken for each of the module's codes. Modules without the attribute ``need`` (or for which the
+        ``body(m)`` is the branch's code for module ``m``, with ``{m}`` standing for the module and ``{p}`` for
+        ``, code`` when the module has a ``CODE_TEST`` (its codes carry a parameter) and for nothing otherwise;
+        the branch is taken for each of the module's codes and those its ``CODE_TEST`` accepts. Modules
+        without the attribute ``need`` (or for which the
         predicate ``need(m)`` is false) get no branch.
         ``names`` are extra globals of the generated function. ``inline``: inline the dispatcher into its
         callers at Numba IR level (for the small ones called per element in hot loops).
@@ -72,10 +74,14 @@ class Dispatchers:
             if need is not None and not (need(m) if callable(need) else hasattr(m, need)):
                 continue
             codes = codes_of(m)
-            test = " or ".join(f"code == {c}" for c in codes)
+            # a module whose parameter travels in its code (leaky_relu's slope) also claims the codes CODE_TEST
+            # accepts, and gets the code as its kernels' last argument where the body says {p}
+            claims = [f"code == {c}" for c in codes] + ([m.CODE_TEST] if getattr(m, "CODE_TEST", None) else [])
+            test = " or ".join(claims)
             lines.append(f"    if {test}:  # {', '.join(names_of(m))}")
             short = f"_{m.__name__.rsplit('.', 1)[1]}"
-            lines += ["        " + line.replace("{m}", short) for line in body(m).splitlines()]
+            extra = ", code" if getattr(m, "CODE_TEST", None) else ""
+            lines += ["        " + line.replace("{m}", short).replace("{p}", extra) for line in body(m).splitlines()]
         lines.append(f'    raise ValueError("fastgrad {self.what}.{name}: unknown code (or not defined for it)")')
         source = "\n".join(lines) + "\n"
         self.sources.append(source)

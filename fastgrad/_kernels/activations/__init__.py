@@ -37,6 +37,17 @@ CODES = {m.NAME: m.CODE for m in MODULES}
 #: Names allowed in hidden layers (and as output); the rest are output-only.
 HIDDEN = {m.NAME: m.CODE for m in MODULES if not getattr(m, "OUTPUT_ONLY", False)}
 OUTPUT_ONLY = {m.NAME: m.CODE for m in MODULES if getattr(m, "OUTPUT_ONLY", False)}
+def base_code(code: int) -> int:
+    """The registered ``CODE`` of an activation code (a code may carry a parameter: leaky_relu's slope).
+
+    Python-side tables (``SLACK``, ``CURVED_CODES``) are keyed by it.
+    """
+    for m in MODULES:
+        if getattr(m, "CODE_TEST", None):
+            code = m.base_code(code)
+    return int(code)
+
+
 #: Codes whose derivative inherits the pre-activation's rounding (see :mod:`fastgrad._kernels.rounding`).
 CURVED_CODES = frozenset(m.CODE for m in MODULES if getattr(m, "CURVED", False))
 #: Code -> absolute error, in roundoffs, of a backprop's derivative.
@@ -48,22 +59,22 @@ _make = _dispatchers.make
 
 def _loop(m):
     if hasattr(m, "value"):
-        return "for j in range(start, start + count):\n    a[j] = {m}.value(z[j])\nreturn"
+        return "for j in range(start, start + count):\n    a[j] = {m}.value(z[j]{p})\nreturn"
     return "{m}.layer_value(z, a, start, start + count)\nreturn"
 
 
 #: ``a[start:start + count] = act(z[start:start + count])`` for one sample's layer (softmax included).
 activate = _make("activate(z, a, start, count, code)", _loop)
 #: ``f'(z)`` (``a = f(z)`` passed to save work); raises for softmax.
-derivative = _make("derivative(z, a, code)", lambda m: "return {m}.derivative(z, a)", need="derivative")
+derivative = _make("derivative(z, a, code)", lambda m: "return {m}.derivative(z, a{p})", need="derivative")
 #: ``(c1, c2, c3, c4)``: ``f^(m)(z) / m!``.
-taylor = _make("taylor(code, z, a)", lambda m: "return {m}.taylor(z, a)", need="taylor")
+taylor = _make("taylor(code, z, a)", lambda m: "return {m}.taylor(z, a{p})", need="taylor")
 #: ``f(z + d) - f(z)`` without cancellation, from the Taylor coefficients ``c1..c4`` at ``z``.
 def _change(m):
     if getattr(m, "SERIES", False):  # the Taylor polynomial near z, the module's closed form beyond
         return ("if abs(d) <= SERIES_MAX:\n    return polynomial(d, c1, c2, c3, c4)\n"
-                "return {m}.exact_change(z, d)")
-    return "return {m}.change(z, d, c1, c2, c3, c4)"
+                "return {m}.exact_change(z, d{p})")
+    return "return {m}.change(z, d, c1, c2, c3, c4{p})"
 
 
 #: ``f(z + d) - f(z)`` without cancellation, from the Taylor coefficients ``c1..c4`` at ``z``: for an
@@ -76,7 +87,7 @@ act_delta = _make("act_delta(code, z, d, c1, c2, c3, c4)", _change, head="if d =
 change_limit = _make("change_limit(code, z, bound)", lambda m: "return {m}.change_limit(z, bound)",
                      head="if bound == 0.0:\n    return math.inf", need="change_limit", math=math)
 #: ``f(x + i y)`` as ``(re, im)``; ``y == 0`` gives the real activation exactly.
-cact = _make("cact(x, y, code)", lambda m: "return {m}.complex_value(x, y)", need="complex_value")
+cact = _make("cact(x, y, code)", lambda m: "return {m}.complex_value(x, y{p})", need="complex_value")
 #: Absolute error, in roundoffs, of a backprop's derivative (``SLACK``).
 slack = _make("slack(code)", lambda m: f"return {SLACK[m.CODE]!r}")
 #: Whether a step across 0 is a kink (``KINK``).
@@ -146,6 +157,7 @@ def compose(c1, c2, c3, u1, u2, u3):
 SOURCE = _dispatchers.source
 
 
-__all__ = ["CODES", "CURVED_CODES", "EXP_MAX", "HIDDEN", "MODULES", "N_COEF", "OUTPUT_ONLY", "SERIES_MAX", "SLACK",
+__all__ = ["CODES", "base_code",
+           "CURVED_CODES", "EXP_MAX", "HIDDEN", "MODULES", "N_COEF", "OUTPUT_ONLY", "SERIES_MAX", "SLACK",
            "act_delta", "activate", "cact", "change_limit", "derivative", "has_kink", "has_series", "is_linear",
            "slack", "step_changes", "layer_change", "compose", "taylor"]

@@ -3,7 +3,8 @@
 Each loss is one module of this package (``squared_error.py`` for ``mse``,
 ``sse`` and ``half_sse``; ``cross_entropy.py``) that owns every kernel about
 it: ``CODE`` and ``NAME`` (or ``CODES`` and ``NAMES``);
-``READS_ACTIVATIONS`` (the per-sample term reads the output activations, not
+``REDUCTION`` (its own reduction, "mean" over samples or "sum", or a
+dict of them by name), ``READS_ACTIVATIONS`` (the per-sample term reads the output activations, not
 only the logits), ``OUTPUT`` (the output activation it requires, or
 None) and ``QUADRATIC`` (quadratic in the output activations); and the
 kernels ``scale(n_samples)`` (sum of sample terms -> ``E``),
@@ -29,6 +30,9 @@ MODULES = discover(__name__, __path__)
 CODES = {name: code for m in MODULES for name, code in zip(names_of(m), codes_of(m))}
 #: Loss name -> the output activation it requires (None: any that is not output-only).
 OUTPUTS = {name: m.OUTPUT for m in MODULES for name in names_of(m)}
+#: Loss name -> its own reduction ("mean" over samples or "sum"): a module's ``REDUCTION``, one or per name.
+OWN_REDUCTION = {name: (m.REDUCTION[name] if isinstance(m.REDUCTION, dict) else m.REDUCTION)
+                 for m in MODULES for name in names_of(m)}
 #: Codes of the losses that are quadratic in the output activations.
 QUADRATIC_CODES = frozenset(code for m in MODULES if m.QUADRATIC for code in codes_of(m))
 #: Code -> the NumPy form of ``abs_term`` over all samples and outputs: ``abs_terms(Y, A_out, ysum, deriv)``.
@@ -75,7 +79,8 @@ split_sample_term = _make("split_sample_term(code, Zr, Zi, Ar, Ai, n, y, start, 
 #: The generated source of the dispatchers above.
 SOURCE = _dispatchers.source
 
-__all__ = ["ABS_TERMS", "CODES", "MODULES", "OUTPUTS", "QUADRATIC_CODES", "SOURCE", "abs_term", "complex_sample_term",
+__all__ = ["ABS_TERMS", "CODES", "MODULES", "OUTPUTS",
+           "OWN_REDUCTION", "QUADRATIC_CODES", "SOURCE", "abs_term", "complex_sample_term",
            "loss_scale",
            "output_change", "output_deltas", "output_series", "reads_activations", "sample_magnitude",
            "sample_term", "split_sample_term", "unit_change", "unit_series"]

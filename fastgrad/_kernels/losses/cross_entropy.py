@@ -21,6 +21,8 @@ NAME = "cross_entropy"
 READS_ACTIVATIONS = False
 #: The output activation this loss requires.
 OUTPUT = "softmax"
+#: Its own reduction of the elements' terms (``reduction=None``; see :mod:`fastgrad.conventions`).
+REDUCTION = "mean"
 #: Not quadratic: its log-sum-exp curves.
 QUADRATIC = False
 

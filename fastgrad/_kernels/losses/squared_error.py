@@ -17,6 +17,8 @@ NAMES = ("mse", "sse", "half_sse")
 READS_ACTIVATIONS = True
 #: The output activation these losses require (None: any but the output-only ones).
 OUTPUT = None
+#: Each name's own reduction of its elements' terms (``reduction=None``; see :mod:`fastgrad.conventions`).
+REDUCTION = {"mse": "mean", "sse": "sum", "half_sse": "sum"}
 #: Quadratic in the output activations: exact central differences where the activations are linear.
 QUADRATIC = True
 
