@@ -20,7 +20,8 @@ What converts, and the decisions behind it:
   when ``threshold >= -log(u)`` (u = its unit roundoff: 16.6 for float32, so torch's default 20 is exact there;
   36.7 for float64). Below that, a check would flag the gap wherever a pre-activation exceeds the threshold, a
   difference of function rather than a gradient bug: :func:`from_torch` refuses such a model, and the message
-  says how to raise the threshold (``threshold=40`` changes torch's float64 results by rounding only).
+  says how to raise the threshold (with ``threshold=40`` torch's float64 Softplus is log(1 + exp(x)) to rounding
+  everywhere; its values move by less than exp(-20) = 2e-9, where x lies between 20 and 40).
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ def _activation(path: str, m: Any, nn: Any, torch: Any, dtype: Any) -> tuple[str
                 f"{where} has threshold={m.threshold}: above it torch's Softplus returns x, which differs from "
                 f"log(1 + exp(x)) by up to {math.exp(-float(m.threshold)):.1e} in value and derivative, more than "
                 f"{dtype}'s rounding, so a check would fail wherever a pre-activation exceeds it; set the "
-                f"module's threshold to {math.ceil(-math.log(u)) + 3} or more (for {dtype} that changes its "
-                f"results by rounding only) and compute the gradients again")
+                f"module's threshold to {math.ceil(-math.log(u)) + 3} or more (then it is log(1 + exp(x)) to "
+                f"{dtype}'s rounding everywhere) and compute the gradients again")
     if kind == "Softmax" and m.dim not in (None, 1, -1):
         raise ValueError(f"{where} has dim={m.dim}: the MLP's softmax is over the outputs of each sample (dim 1)")
     return ACTIVATIONS[kind], None
