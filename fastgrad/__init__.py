@@ -24,6 +24,7 @@ from .function import check_function
 from .model import MLP
 from .monitor import GradientCheckWarning, Monitor, MonitorRecord
 from .result import CheckResult, Failure, GradientCheckError, Inconclusive, TensorSummary
+from .torch_bridge import from_torch, torch_grads  # (torch itself is imported by the functions, when called)
 
 __version__ = "0.1.0"
 
@@ -39,8 +40,10 @@ __all__ = [
     "TensorSummary",
     "check",
     "check_function",
+    "from_torch",
     "numerical_gradient",
     "relative_error",
     "threading_layer",
+    "torch_grads",
     "__version__",
 ]

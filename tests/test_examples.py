@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,22 @@ def test_demo_exits_1_when_a_check_fails(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert "W2(0, 0)" in out
+
+
+def test_torch_custom_function_example(tmp_path):
+    pytest.importorskip("torch")
+    done = run_example("torch_custom_function.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wrong, fixed = done.stdout.split("fixed:")
+    assert "FAILED" in wrong and "\nW2 " in wrong and "1/N" in wrong  # the wrong tensor and the factor's hint
+    assert "PASSED" in fixed and "FAILED" not in fixed
+
+
+def test_torch_custom_function_example_without_torch(tmp_path):
+    # sitecustomize runs first: torch hidden as if not installed
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    done = subprocess.run([sys.executable, str(EXAMPLES / "torch_custom_function.py")], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              [str(tmp_path), str(EXAMPLES.parent), os.environ.get("PYTHONPATH", "")])})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == 'this example needs PyTorch: pip install "fastgrad[torch]"'
