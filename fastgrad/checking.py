@@ -142,12 +142,12 @@ HINT_POSITIONS = 4096
 
 
 def _hint(name: str, a: np.ndarray, n: np.ndarray, status: np.ndarray, n_failed: int, N: int,
-          w: np.ndarray) -> str | None:
+          w: np.ndarray, K: int | None = None) -> str | None:
     """A diagnosis of a failing tensor; for a sampled or very large one, only the patterns a sample can show."""
     failed = status == FAILED
     checked = status != UNCHECKED
     if a.size <= HINT_ENTRIES and checked.all():
-        return diagnose_tensor(name, a, n, failed, N, param=w)
+        return diagnose_tensor(name, a, n, failed, N, param=w, n_outputs=K)
     hint = None
     if n_failed <= HINT_POSITIONS and checked.all():
         hint = position_hint(name, a.shape, np.flatnonzero(failed))
@@ -159,7 +159,7 @@ def _hint(name: str, a: np.ndarray, n: np.ndarray, status: np.ndarray, n_failed:
         if pick.size > HINT_ENTRIES:
             pick = pick[np.linspace(0, pick.size - 1, HINT_ENTRIES).astype(np.int64)]
     flat = (a.reshape(-1)[pick], n.reshape(-1)[pick], failed.reshape(-1)[pick], w.reshape(-1)[pick])
-    sampled = diagnose_tensor(name, flat[0], flat[1], flat[2], N, param=flat[3])
+    sampled = diagnose_tensor(name, flat[0], flat[1], flat[2], N, param=flat[3], n_outputs=K)
     if sampled is None or sampled.startswith("only ") or "transposed" in sampled:
         return hint  # positions within the sample are not positions in the tensor
     return sampled + (" (over the sampled entries)" if not every else " (over a sample of the entries)")
@@ -232,15 +232,16 @@ def _judge(net: Model, inputs: CheckInputs, computed: Computed) -> Judged:
 
 
 def _summaries(net: Model, analytic: list[np.ndarray], numerical: list[np.ndarray], status: list[np.ndarray],
-               judged: Judged, theta: np.ndarray, N: int) -> list[TensorSummary]:
-    """One :class:`TensorSummary` per tensor, with a diagnosis of each failing one."""
-    param_values = net.unflatten(theta)
+               judged: Judged, param_values: list[np.ndarray], N: int) -> list[TensorSummary]:
+    """One :class:`TensorSummary` per tensor, with a diagnosis of each failing one (arrays in the user's shapes)."""
+    sizes = getattr(net, "sizes", None)
+    K = int(sizes[-1]) if sizes is not None and getattr(net, "kind", "") == "mlp" else None
     offsets = np.asarray(net.offsets)
     summaries = []
     for t, (name, a, n, st) in enumerate(zip(net.tensor_names, analytic, numerical, status)):
         n_failed, n_checked = int(judged.counts[t, 0]), int(judged.counts[t, N_COUNTS - 1])
         worst = int(judged.worst_at[t])
-        hint = _hint(name, a, n, st, n_failed, N, param_values[t]) if n_failed else None
+        hint = _hint(name, a, n, st, n_failed, N, param_values[t], K) if n_failed else None
         summaries.append(
             TensorSummary(
                 name=name,
@@ -288,7 +289,7 @@ def _build_result(net: Model, params: Any, inputs: CheckInputs, computed: Comput
     analytic = user_shaped(computed.analytic)
     numerical = user_shaped(computed.details.values)
     status = user_shaped(judged.status)
-    summaries = _summaries(net, analytic, numerical, status, judged, p.theta, p.n_samples)
+    summaries = _summaries(net, analytic, numerical, status, judged, user_shaped(p.theta), p.n_samples)
     reasons = {INCONCLUSIVE_REASONS[code]: int(counts[:, code - 1].sum())
                for code in (KINK, UNRESOLVED, NONFINITE, LARGE_STEP) if counts[:, code - 1].any()}
     # a tensor the check cannot vouch for makes the whole check unable to (a logistic regression's one weight

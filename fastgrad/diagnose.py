@@ -34,6 +34,7 @@ def diagnose_tensor(
     failed_mask: np.ndarray,
     n_samples: int,
     param: np.ndarray | None = None,
+    n_outputs: int | None = None,
 ) -> str | None:
     """Return a short hint about what is wrong with one tensor, or None.
 
@@ -67,6 +68,9 @@ def diagnose_tensor(
     param : ndarray, optional
         The parameter tensor itself, same shape, to recognise an error
         proportional to it; not modified.
+    n_outputs : int, optional
+        The number of outputs K, to recognise the factors K and 1/K (a mean
+        over samples where the loss averages over all N x K elements).
 
     Returns
     -------
@@ -106,7 +110,10 @@ def diagnose_tensor(
         _single_entry,
     )
     for detect in detectors:
-        hint = detect(name, a, n, failed, int(n_samples))
+        if detect is _constant_factor:
+            hint = _constant_factor(name, a, n, failed, int(n_samples), n_outputs)
+        else:
+            hint = detect(name, a, n, failed, int(n_samples))
         if hint is not None:
             return hint
         if detect is _constant_factor and param is not None:
@@ -138,7 +145,8 @@ def _all_zeros(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, n_sa
     return None
 
 
-def _constant_factor(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, n_samples: int) -> str | None:
+def _constant_factor(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray, n_samples: int,
+                     n_outputs: int | None = None) -> str | None:
     scale = float(np.max(np.abs(n)))
     if scale == 0.0:
         return None
@@ -151,7 +159,7 @@ def _constant_factor(name: str, a: np.ndarray, n: np.ndarray, failed: np.ndarray
         return None
     if not _close(a, factor * n):
         return None
-    return _factor_hint(factor, n_samples)
+    return _factor_hint(factor, n_samples, n_outputs)
 
 
 def _proportional_to_param(name: str, a: np.ndarray, n: np.ndarray, w: np.ndarray) -> str | None:
@@ -232,7 +240,7 @@ def _close(x: np.ndarray, y: np.ndarray) -> bool:
     return float(np.max(np.abs(x - y), initial=0.0)) <= FIT_TOLERANCE * scale
 
 
-def _named_factors(n_samples: int) -> list[tuple[float, str, str]]:
+def _named_factors(n_samples: int, n_outputs: int | None = None) -> list[tuple[float, str, str]]:
     """``(value, how it is printed, likely cause)`` of the factors worth naming."""
     named = [
         (2.0, "2", "a factor 2: a missing 1/2, or a squared loss's 2 counted twice?"),
@@ -243,17 +251,25 @@ def _named_factors(n_samples: int) -> list[tuple[float, str, str]]:
             (float(n_samples), str(n_samples), f"factor N = {n_samples}: sum over the batch instead of the mean?"),
             (1.0 / n_samples, f"1/{n_samples}", "factor 1/N: divided by the batch size twice?"),
         ]
+    if n_outputs is not None and n_outputs > 1:
+        K = n_outputs
+        named += [
+            (float(K), str(K), f"factor K = {K} outputs: a mean over the samples where the loss is the mean over "
+                               "all N x K elements (reduction='mean_all'), or the other way round?"),
+            (1.0 / K, f"1/{K}", f"factor 1/K = 1/{K} outputs: divided by the number of outputs where the loss "
+                                "is not (reduction='mean_all' vs 'mean')?"),
+        ]
     return named
 
 
-def _factor_hint(factor: float, n_samples: int) -> str:
+def _factor_hint(factor: float, n_samples: int, n_outputs: int | None = None) -> str:
     whole = "x numerical over the whole tensor"
     if abs(factor + 1.0) <= NAMED_FACTOR_TOLERANCE:
         return f"analytic = -1 {whole} (factor -1: sign flipped, e.g. (x - y) vs (y - x))"
     magnitude = abs(factor)
     matches = [
         (shown, cause)
-        for value, shown, cause in _named_factors(n_samples)
+        for value, shown, cause in _named_factors(n_samples, n_outputs)
         if abs(magnitude - value) <= NAMED_FACTOR_TOLERANCE * value
     ]
     if matches:

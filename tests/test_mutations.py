@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import reference as ref
+import reference_conventions as conv
 
 import fastgrad
 
@@ -42,6 +43,8 @@ class Arch:
     N: int = 8
     dtype: type = np.float64
     seed: int = 0
+    #: MLP conventions, as (name, value) pairs: reduction, scale, l2, leaky_slope, weight_layout
+    options: tuple = ()
 
 
 ARCHS = {
@@ -57,6 +60,13 @@ ARCHS = {
     "tanh-softmax-ce": Arch((4, 6, 3), "tanh", "softmax", "cross_entropy", N=10, seed=7),
     "deep-tanh": Arch((3, 4, 4, 2), "tanh", "sigmoid", "mse", N=8, seed=8),
     "float32-tanh": Arch((4, 5, 3), "tanh", "sigmoid", "mse", N=32, dtype=np.float32, seed=9),
+    # the conventions of issue 15: weights (out, in) with an L2 term, a framework's 1/2 mean over N x K, a slope
+    "tanh-out-in-l2": Arch((4, 5, 3), "tanh", "sigmoid", "mse", N=8, seed=10,
+                           options=(("l2", 0.01), ("weight_layout", "out_in"))),
+    "half-mean-all-regression": Arch((4, 6, 3), "sigmoid", "identity", "mse", N=10, seed=11,
+                                     options=(("reduction", "mean_all"), ("scale", 0.5))),
+    "leaky-0.3-regression": Arch((4, 6, 2), "leaky_relu", "identity", "half_sse", N=12, seed=12,
+                                 options=(("leaky_slope", 0.3),)),
 }
 
 
@@ -77,7 +87,11 @@ def _case(arch_name: str):
     X, Y = X.astype(a.dtype), Y.astype(a.dtype)
     for v in params + [X, Y]:
         v.setflags(write=False)  # nothing in this file may write into the shared case
-    net = fastgrad.MLP(list(a.sizes), hidden=a.hidden, output=a.output, loss=a.loss)
+    net = fastgrad.MLP(list(a.sizes), hidden=a.hidden, output=a.output, loss=a.loss, **dict(a.options))
+    if dict(a.options).get("weight_layout") == "out_in":
+        params = [np.ascontiguousarray(p.T) if p.ndim == 2 else p for p in params]
+        for p in params:
+            p.setflags(write=False)
     return net, params, X, Y
 
 
@@ -92,7 +106,7 @@ def case(arch_name: str):
 # --------------------------------------------------------------------------
 
 
-def act(name, z):
+def act(name, z, slope=0.01):
     one = z.dtype.type(1)
     if name == "sigmoid":
         return one / (one + np.exp(-z))
@@ -101,7 +115,7 @@ def act(name, z):
     if name == "relu":
         return np.maximum(z, z.dtype.type(0))
     if name == "leaky_relu":
-        return np.where(z > 0, z, z.dtype.type(0.01) * z)
+        return np.where(z > 0, z, z.dtype.type(slope) * z)
     if name == "identity":
         return z.copy()
     if name == "softmax":
@@ -110,7 +124,7 @@ def act(name, z):
     raise ValueError(name)
 
 
-def act_prime(name, z, a, bug=None):
+def act_prime(name, z, a, bug=None, slope=0.01):
     """Return d act / dz, from the pre-activation z and the activation a = act(z)."""
     one, zero = z.dtype.type(1), z.dtype.type(0)
     if name == "sigmoid":
@@ -126,15 +140,23 @@ def act_prime(name, z, a, bug=None):
             return a  # relu(z) instead of the step function
         return np.where(z > 0, one, zero)
     if name == "leaky_relu":
-        slope = zero if bug == "leaky_slope_forgotten" else z.dtype.type(0.01)
-        return np.where(z > 0, one, slope)
+        if bug == "leaky_slope_forgotten":
+            slope = zero
+        elif bug == "leaky_default_slope":
+            slope = 0.01  # the textbook's 0.01 where the net's slope is another
+        return np.where(z > 0, one, z.dtype.type(slope))
     if name == "identity":
         return np.ones_like(z)
     raise ValueError(name)
 
 
-def my_backprop(params, X, Y, *, hidden, output, loss, bug=None):
-    """Textbook backprop in the dtype of the inputs; ``bug`` plants one mistake."""
+def my_backprop(params, X, Y, *, hidden, output, loss, bug=None, reduction=None, scale=1.0, l2=0.0, leaky_slope=0.01):
+    """Textbook backprop in the dtype of the inputs; ``bug`` plants one mistake.
+
+    ``reduction``, ``scale``, ``l2`` and ``leaky_slope`` are the net's
+    conventions, computed as a user writes them: the reduction's divisor on
+    the output delta, ``2 l2 W`` added to each weight's gradient.
+    """
     dtype = np.result_type(*params, X, Y)
     params = [np.asarray(p, dtype=dtype) for p in params]
     X, Y = np.asarray(X, dtype=dtype), np.asarray(Y, dtype=dtype)
@@ -149,15 +171,20 @@ def my_backprop(params, X, Y, *, hidden, output, loss, bug=None):
     zs, acts = [], [X]
     for layer in range(L):
         z = a @ params[2 * layer] + params[2 * layer + 1]
-        a = act(output if layer == L - 1 else hidden, z)
+        a = act(output if layer == L - 1 else hidden, z, leaky_slope)
         zs.append(z)
         acts.append(a)
 
-    # output delta = dE / dz_L
+    # output delta = dE / dz_L; a reduction other than the loss's own divides the element terms' sum
+    own = {"mse": "mean", "sse": "sum", "half_sse": "sum", "cross_entropy": "mean"}[loss]
+    K = dtype.type(Y.shape[1])
+    divisor = {"sum": dtype.type(1), "mean": n, "mean_all": n * K}[reduction or own]
+    if bug == "mean_not_mean_all":
+        divisor = n
     if loss == "cross_entropy":
-        delta = (Y - a) / n if bug == "ce_y_minus_p" else (a - Y) / n
+        delta = (Y - a) / divisor if bug == "ce_y_minus_p" else (a - Y) / divisor
     else:
-        factor = {"mse": two / n, "sse": two, "half_sse": dtype.type(1)}[loss]
+        factor = {"mse": two, "sse": two, "half_sse": dtype.type(1)}[loss] / divisor
         if bug == "sum_not_mean":
             factor = two  # gradient of the sum over the batch, not the mean
         elif bug == "mean_twice":
@@ -167,7 +194,8 @@ def my_backprop(params, X, Y, *, hidden, output, loss, bug=None):
         diff = (Y - a) if bug == "sign_flipped" else (a - Y)
         delta = factor * diff
         if bug != "output_prime_forgotten":
-            delta = delta * act_prime(output, zs[-1], a, bug)
+            delta = delta * act_prime(output, zs[-1], a, bug, leaky_slope)
+    delta = delta * dtype.type(scale)
 
     grads = [np.zeros_like(p) for p in params]
     for layer in reversed(range(L)):
@@ -186,6 +214,8 @@ def my_backprop(params, X, Y, *, hidden, output, loss, bug=None):
             grads[2 * layer] = a_prev.T @ delta
         if bug == "weight_decay_in_gradient_only":
             grads[2 * layer] += dtype.type(1e-3) * W  # L2 term whose loss is not the one checked
+        if l2 and bug != "l2_term_missing":
+            grads[2 * layer] += dtype.type(2 * l2) * W
         if bug == "bias_first_sample":
             grads[2 * layer + 1] = delta[0].copy()
         elif bug == "bias_never_written" and layer == L - 1:
@@ -194,14 +224,24 @@ def my_backprop(params, X, Y, *, hidden, output, loss, bug=None):
             grads[2 * layer + 1] = delta.sum(axis=0)
         if layer > 0:
             back = delta @ W if bug == "delta_uses_W_not_WT" else delta @ W.T
-            delta = back * act_prime(hidden, zs[layer - 1], acts[layer], bug)
+            delta = back * act_prime(hidden, zs[layer - 1], acts[layer], bug, leaky_slope)
     return grads
 
 
 def backprop_for(arch_name: str, bug: str | None = None) -> Callable:
     """``grads(params, X, Y)`` for one architecture, with ``bug`` planted."""
     a = ARCHS[arch_name]
-    return functools.partial(my_backprop, hidden=a.hidden, output=a.output, loss=a.loss, bug=bug)
+    options = dict(a.options)
+    layout = options.pop("weight_layout", "in_out")
+    grads = functools.partial(my_backprop, hidden=a.hidden, output=a.output, loss=a.loss, bug=bug, **options)
+    if layout == "in_out":
+        return grads
+
+    def out_in(params, X, Y):  # a user whose weights are (out, in): the same backprop on their transposes
+        flip = [np.asarray(p).T for p in params]
+        return [g.T.copy() if g.ndim == 2 else g for g in grads(flip, X, Y)]
+
+    return out_in
 
 
 # --------------------------------------------------------------------------
@@ -309,6 +349,19 @@ MUTATIONS = [
       hints={"b2": "all zeros"}, description="db2 left at np.zeros_like(b2)"),
     M("weight-decay-in-gradient-only", "tanh-mse", {"W1", "W2"}, bug="weight_decay_in_gradient_only",
       description="dW += 1e-3 * W, a regulariser the checked loss does not have"),
+    # --- the conventions of issue 15 ---
+    M("l2-term-missing", "tanh-out-in-l2", {"W1", "W2"}, bug="l2_term_missing",
+      hints={"W1": "lacks the weight-decay term 0.02 x W1", "W2": "lacks the weight-decay term 0.02 x W2"},
+      description="MLP(l2=0.01): the gradient leaves out 2 * 0.01 * W"),
+    M("out-in-loop-skips-last-unit", "tanh-out-in-l2", ALL, bug="loop_skips_last_unit",
+      hints={"W1": "only row 4 of W1 is wrong", "W2": "only row 2 of W2 is wrong",
+             "b1": "only entry (4,) of b1 is wrong", "b2": "only entry (2,) of b2 is wrong"},
+      description="weights (out, in): the last unit's row of dW (its column in (in, out)) never written"),
+    M("mean-not-mean-all", "half-mean-all-regression", ALL, bug="mean_not_mean_all",
+      hints={k: "factor K = 3 outputs" for k in ALL},
+      description="0.5 * mean over all N x K elements differentiated as a mean over the N samples"),
+    M("leaky-default-slope", "leaky-0.3-regression", {"W1", "b1"}, bug="leaky_default_slope",
+      description="MLP(leaky_slope=0.3) but the backprop's leaky_relu' uses 0.01 below 0"),
 ]
 
 
@@ -383,9 +436,14 @@ def test_float32_gradient_off_by_one_percent_is_caught(t):
 def test_correct_backprop_passes(arch_name):
     net, params, X, Y = case(arch_name)
     grads = backprop_for(arch_name)(params, X, Y)
-    # the hand-written backprop without a bug is the textbook one
+    # the hand-written backprop without a bug is the textbook one (the conventions' twin, weights (in, out))
     a = ARCHS[arch_name]
-    expected = ref.backprop(params, X, Y, a.hidden, a.output, a.loss)
+    options = dict(a.options)
+    out_in = options.pop("weight_layout", "in_out") == "out_in"
+    twin = {"slope" if k == "leaky_slope" else k: v for k, v in options.items()}
+    flip = [p.T if out_in and p.ndim == 2 else p for p in params]
+    expected = conv.gradient(flip, X, Y, a.hidden, a.output, a.loss, **twin)
+    expected = [e.T if out_in and e.ndim == 2 else e for e in expected]
     rtol = 1e-4 if a.dtype == np.float32 else 1e-12
     for g, e in zip(grads, expected):
         assert g.dtype == a.dtype
@@ -551,4 +609,5 @@ def test_a_mutating_callable_leaves_read_only_arrays_alone():
 def test_mutations_cover_the_required_bugs():
     ids = {m.id for m in MUTATIONS}
     assert {"tanh-prime-of-z", "leaky-relu-slope-forgotten", "sum-not-mean", "one-entry-1e-6-W1"} <= ids
+    assert {"l2-term-missing", "mean-not-mean-all", "leaky-default-slope"} <= ids
     assert len(MUTATIONS) >= 15
