@@ -113,7 +113,7 @@ def test_framework_example_hint_names_the_factor_k():
     assert K >= 2  # else the mean over all elements is the mean over samples and the slip is no slip
     result = fastgrad.check(net, params, X, Y, grads)
     for name in ("b1", "b2", "b3"):
-        assert f"scaled by {K}" in result.tensor(name).hint
+        assert f"factor K = {K}" in result.tensor(name).hint
 
 
 def test_framework_example_passes_the_users_own_arrays():
