@@ -1,23 +1,21 @@
 """A textbook network (in the style of Nielsen's "Neural Networks and Deep Learning"), checked with no glue.
 
-The user's code keeps the parameters as the book does: ``weights[l]`` of shape
-(fan_out, fan_in), so that a layer is ``w . a + b``, and ``biases[l]`` column
-vectors (fan_out, 1); sigmoid units everywhere; the cross-entropy cost on
-the sigmoid outputs with L2 regularisation over the n training pairs:
+The book's conventions: ``weights[l]`` (fan_out, fan_in), a layer is ``w . a + b``
+with ``biases[l]`` columns (fan_out, 1); sigmoid units; the cross-entropy cost
+on the sigmoid outputs plus L2 regularisation over the n training pairs:
 
     C = (1/n) sum_x sum_j -[y_j ln a_j + (1 - y_j) ln(1 - a_j)] + (lambda / 2n) sum_w w^2
 
-Its backprop runs one column-vector sample x of shape (d, 1) at a time,
-accumulates nabla_b and nabla_w, averages them and adds (lambda / n) w.
-fastgrad reads the parameters in the book's shapes (a list of the user's own
-arrays, interleaved [W1, b1, W2, b2, ...]), and the one line that knows about
-fastgrad is the MLP:
+Backprop runs one column sample x (d, 1) at a time, accumulates nabla_b and
+nabla_w, averages them and adds (lambda / n) w. fastgrad reads the book's
+arrays as they are (interleaved [W1, b1, W2, b2, ...]); the one line that
+knows about fastgrad is the MLP:
 
     MLP(sizes, hidden="sigmoid", output="sigmoid", loss="bce", l2=lmbda / (2 n), weight_layout="out_in")
 
-Only the data change form: the list of (x, y) column pairs becomes the rows
-of X (n, d) and Y (n, k). The slip shown: adding lambda w instead of
-(lambda / n) w, which must fail in the weights only, with a weight-decay hint.
+Only the data change form: the (x, y) column pairs become the rows of X (n, d)
+and Y (n, k). The slip shown, lambda w for (lambda / n) w, must fail in the
+weights only, with a weight-decay hint.
 
 Run:  python examples/textbook_network.py   (exit status 0 = the right gradient passes, the slip fails)
 """
@@ -36,6 +34,11 @@ LMBDA = 1.0
 def sigmoid(z):
     """Logistic function."""
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def sigmoid_prime(z):
+    """Its derivative."""
+    return sigmoid(z) * (1 - sigmoid(z))
 
 
 class Network:
@@ -64,23 +67,20 @@ class Network:
 
     def backprop(self, x, y):
         """Gradient of one sample's cross-entropy: the sigmoid's derivative cancels, delta = a - y at the output."""
-        nabla_b = [np.zeros(b.shape) for b in self.biases]
-        nabla_w = [np.zeros(w.shape) for w in self.weights]
-        activation, activations, zs = x, [x], []
+        nabla_b, nabla_w = [None] * len(self.biases), [None] * len(self.weights)
+        activations, zs = [x], []
         for b, w in zip(self.biases, self.weights):
-            zs.append(np.dot(w, activation) + b)
-            activation = sigmoid(zs[-1])
-            activations.append(activation)
+            zs.append(np.dot(w, activations[-1]) + b)
+            activations.append(sigmoid(zs[-1]))
         delta = activations[-1] - y
         nabla_b[-1], nabla_w[-1] = delta, np.dot(delta, activations[-2].transpose())
         for l in range(2, len(self.sizes)):
-            sp = sigmoid(zs[-l]) * (1 - sigmoid(zs[-l]))
-            delta = np.dot(self.weights[-l + 1].transpose(), delta) * sp
+            delta = np.dot(self.weights[-l + 1].transpose(), delta) * sigmoid_prime(zs[-l])
             nabla_b[-l], nabla_w[-l] = delta, np.dot(delta, activations[-l - 1].transpose())
         return nabla_b, nabla_w
 
-    def gradient(self, data, lmbda, decay_scale=None):
-        """Gradient of total_cost; ``decay_scale=1.0`` is the slip (lambda w, not (lambda / n) w)."""
+    def gradient(self, data, lmbda, slip=False):
+        """Gradient of total_cost; ``slip=True`` adds lambda w, not (lambda / n) w."""
         n = len(data)
         nabla_b = [np.zeros(b.shape) for b in self.biases]
         nabla_w = [np.zeros(w.shape) for w in self.weights]
@@ -88,9 +88,8 @@ class Network:
             delta_nabla_b, delta_nabla_w = self.backprop(x, y)
             nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
             nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
-        decay = lmbda / n if decay_scale is None else lmbda * decay_scale
-        return ([nb / n for nb in nabla_b],
-                [nw / n + decay * w for nw, w in zip(nabla_w, self.weights)])
+        decay = lmbda if slip else lmbda / n
+        return [nb / n for nb in nabla_b], [nw / n + decay * w for nw, w in zip(nabla_w, self.weights)]
 
 
 def make_case(seed):
@@ -107,9 +106,9 @@ def as_rows(data):
     return np.hstack([x for x, _ in data]).T, np.hstack([y for _, y in data]).T
 
 
-def interleave(net):
-    """[W1, b1, W2, b2, ...]: the network's own arrays, in the order fastgrad reads them."""
-    return [t for pair in zip(net.weights, net.biases) for t in pair]
+def interleave(weights, biases):
+    """[W1, b1, W2, b2, ...]: the same arrays, in the order fastgrad reads them."""
+    return [t for pair in zip(weights, biases) for t in pair]
 
 
 def mlp(n, lmbda=LMBDA):
@@ -122,12 +121,12 @@ def checks(seed=0):
     """(label, net, params, X, Y, grads, expect_pass) for the right gradient and the slip."""
     network, data = make_case(seed)
     X, Y = as_rows(data)
-    right = network.gradient(data, LMBDA)
-    slip = network.gradient(data, LMBDA, decay_scale=1.0)
-    return [("textbook network, right gradient", mlp(len(data)), interleave(network), X, Y,
-             [t for pair in zip(right[1], right[0]) for t in pair], True),
-            ("textbook network, weight decay lambda*w (not lambda/n*w)", mlp(len(data)), interleave(network), X, Y,
-             [t for pair in zip(slip[1], slip[0]) for t in pair], False)]
+    params = interleave(network.weights, network.biases)
+    right_b, right_w = network.gradient(data, LMBDA)
+    slip_b, slip_w = network.gradient(data, LMBDA, slip=True)
+    return [("textbook network, right gradient", mlp(len(data)), params, X, Y, interleave(right_w, right_b), True),
+            ("textbook network, weight decay lambda*w (not lambda/n*w)", mlp(len(data)), params, X, Y,
+             interleave(slip_w, slip_b), False)]
 
 
 def main(seed=0):
@@ -135,7 +134,7 @@ def main(seed=0):
     network, data = make_case(seed)
     X, Y = as_rows(data)
     cost = float(network.total_cost(data, LMBDA))
-    theirs = mlp(len(data)).loss(interleave(network), X, Y)
+    theirs = mlp(len(data)).loss(interleave(network.weights, network.biases), X, Y)
     assert abs(cost - theirs) <= 1e-15 * abs(theirs), (cost, theirs)  # the same function, to rounding
     print(f"user's cost {cost!r}, fastgrad's {theirs!r}")
     ok = True
