@@ -8,7 +8,7 @@ and reports the bug.
 
 Run from the repository root::
 
-    python examples/train_with_monitor.py            # prints overhead and detection
+    python examples/train_with_monitor.py            # prints overhead, coverage and detection
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def main(budget: float | None = 0.01, every: int = EVERY) -> dict:
         "checks": len(monitor.history),
         "entries_per_check": [r.n_checked for r in monitor.history[-3:]],
         "overhead": monitor.overhead,
+        "coverage": monitor.coverage,  # fraction of the entries checked at least once
+        "budget_warnings": len(monitor.notes),  # 1 when the budget could not pay for a check in EVERY x 10 steps
         "bug_at": BUG_AT,
         "detected_at": detected_at,
         "checking_steps_to_detect": checks_after_bug,
@@ -95,6 +97,8 @@ def main(budget: float | None = 0.01, every: int = EVERY) -> dict:
     print(f"monitor: {report['checks']} checks, overhead {100 * report['overhead']:.2f}% of training time "
           f"(budget {budget}), last checks {report['entries_per_check']} entries; "
           f"one-time warm-up before training {monitor.warm_up_seconds:.2f} s")
+    print(f"coverage: {100 * monitor.coverage:.1f}% of the {net.n_params:,} entries checked at least once "
+          f"({monitor.checks_done} checks in {monitor.steps} steps)")
     print(f"bug injected at step {BUG_AT} (dW2 x 1.001): reported at step {detected_at}, "
           f"after {checks_after_bug} checking step(s), in {report['failing_tensors']}")
     return report

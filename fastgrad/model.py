@@ -102,10 +102,12 @@ class MLP(ModelBase):
         self.output = _validate.choice(output, list(ACTIVATIONS) + list(OUTPUT_ONLY), "output")
         self.loss_name = _validate.choice(loss, list(LOSSES), "loss")
         required = losses.OUTPUTS[self.loss_name]  # e.g. cross_entropy's softmax
-        if self.output != required if required is not None else self.output in OUTPUT_ONLY:
-            wants = {name: out for name, out in losses.OUTPUTS.items() if out is not None}
-            pairs = ", ".join(f"output={out!r} and loss={name!r}" for name, out in wants.items())
-            raise ValueError(f"{pairs} go together (got output={self.output!r}, loss={self.loss_name!r})")
+        if required is not None and self.output != required:
+            raise ValueError(f"loss={self.loss_name!r} needs output={required!r} (got output={self.output!r})")
+        if required is None and self.output in OUTPUT_ONLY:
+            owners = [name for name, out in losses.OUTPUTS.items() if out == self.output]
+            raise ValueError(f"output={self.output!r} goes only with loss={' or '.join(map(repr, owners))} "
+                             f"(got loss={self.loss_name!r})")
         if reduction is not None:
             _validate.choice(reduction, [r for r in REDUCTIONS if r is not None], "reduction")
         self.conventions = Conventions(self.loss_name, reduction, _finite(scale, "scale", nonzero=True),

@@ -15,12 +15,27 @@ from . import _compile_notice, _validate
 from ._config import DEFAULT_ENGINE, DEFAULT_SAFETY
 from .capabilities import METHODS, resolve
 from .checking import check
+from .monitor_report import budget_message, format_count, format_percent
 from .protocol import Model, hook, require_model
 from .result import CheckResult, GradientCheckError
 
 
 class GradientCheckWarning(UserWarning):
     """Warned by :class:`Monitor` (``on_fail="warn"``) when a periodic check fails."""
+
+
+class MonitorBudgetWarning(RuntimeWarning):
+    """Warned once by :class:`Monitor` when its time budget has not paid for a check in ``every`` x 10 steps.
+
+    Not a :class:`GradientCheckWarning`: nothing failed, the gradient is
+    simply not being checked (a loop that turns failed checks into errors
+    should not stop for it).
+    """
+
+
+#: The one clock Monitor reads (training and checking time): tests replace it
+#: to make the budget's decisions deterministic.
+_clock = time.perf_counter
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,11 @@ class MonitorRecord:
         Time the check took.
     time_fraction : float
         Time spent checking so far / training time so far (the overhead).
+    coverage : float
+        Fraction of the model's entries checked at least once, this check
+        included (:attr:`Monitor.coverage` at this step).
+    forced : bool
+        Whether ``min_every`` forced this check past the budget.
     """
 
     step: int
@@ -54,6 +74,8 @@ class MonitorRecord:
     seconds: float
     time_fraction: float
     status: str = "passed"
+    coverage: float = float("nan")
+    forced: bool = False
 
 
 class Monitor:
@@ -100,11 +122,30 @@ class Monitor:
         Run one tiny check now, so that loading (or compiling) the kernels
         happens here rather than inside the training loop's first check;
         its time is ``warm_up_seconds``, outside the budget.
+    min_every : int or None
+        Force a check at least once every ``min_every`` steps, whatever the
+        budget says (default None: the budget alone decides). It bounds the
+        gap between checks from above as ``every`` bounds it from below, so
+        it must be >= ``every``; ``min_every == every`` checks every
+        ``every`` steps, sized by the budget (one unit per layer when it has
+        nothing saved up). A forced check runs on the step the gap reaches
+        ``min_every``, on ``every``'s grid or not; the next budgeted one
+        comes at least ``every`` steps later.
 
     Attributes
     ----------
     history : list of MonitorRecord
         One record per checking step.
+    notes : list of str
+        What the Monitor found worth saying about itself (the budget
+        warning's text, when it was warned).
+
+    Warns
+    -----
+    MonitorBudgetWarning
+        Once per Monitor, when ``every`` x 10 steps have passed since the
+        last check (or the start) because the budget could not pay for one:
+        the message gives the numbers and what to change.
 
     Examples
     --------
@@ -128,6 +169,7 @@ class Monitor:
         warm_up: bool = True,
         units: int = 1,
         threads: int | None = 1,
+        min_every: int | None = None,
     ) -> None:
         # every option is validated here, with the rules check() applies, so
         # that a bad one fails now rather than at the first checking step
@@ -137,6 +179,10 @@ class Monitor:
         if self.budget is not None and self.budget >= 1.0:
             raise ValueError(f"budget is a fraction of the training time and must be < 1, got {budget!r}")
         self.units = _validate.integer(units, "units", minimum=1)
+        self.min_every = None if min_every is None else _validate.integer(min_every, "min_every", minimum=1)
+        if self.min_every is not None and self.min_every < self.every:
+            raise ValueError(f"min_every={self.min_every} is less than every={self.every}: every is the shortest gap "
+                             f"between checks and min_every the longest; lower every too, or raise min_every")
         self.threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)
         if not (on_fail is None or callable(on_fail) or (isinstance(on_fail, str) and on_fail in ("warn", "raise"))):
             raise ValueError(f"on_fail must be 'warn', 'raise', None or a callable, got {on_fail!r}")
@@ -151,8 +197,16 @@ class Monitor:
         self.engine = engine
         self.method = method
         self.history: list[MonitorRecord] = []
+        self.notes: list[str] = []
         self._sampler = hook(net, "rotation")(seed)
         self._steps = 0
+        self._checks = 0
+        self._last_check_step = 0  # the step of the last check (0: none yet), for min_every and the warning
+        self._train_intervals = 0  # measured gaps between step() calls: the training time's denominator
+        self._warned_budget = False
+        # exact coverage: one byte per entry (1e8 parameters: 100 MB, beside the 800 MB of their float64 values)
+        self._covered = np.zeros(int(net.n_params), dtype=bool)
+        self._n_covered = 0
         self._last_exit: float | None = None
         self._train_seconds = 0.0
         self._check_seconds = 0.0
@@ -166,6 +220,41 @@ class Monitor:
     def overhead(self) -> float:
         """Time spent checking / training time, so far."""
         return self._check_seconds / self._train_seconds if self._train_seconds > 0 else 0.0
+
+    @property
+    def steps(self) -> int:
+        """Training steps seen (calls of :meth:`step`)."""
+        return self._steps
+
+    @property
+    def checks_done(self) -> int:
+        """Checks run by :meth:`step` (the warm-up's not included)."""
+        return self._checks
+
+    @property
+    def entries_covered(self) -> int:
+        """Distinct entries checked at least once so far."""
+        return self._n_covered
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of the model's entries checked at least once so far, in [0, 1] (counted, not estimated)."""
+        return self._n_covered / self._covered.size if self._covered.size else 1.0
+
+    @property
+    def steps_since_check(self) -> int:
+        """Steps since the last check (or since the start, before the first)."""
+        return self._steps - self._last_check_step
+
+    def summary(self) -> str:
+        """One line: checks, steps, coverage, overhead and the options that decide them."""
+        min_every = "" if self.min_every is None else f", min_every={self.min_every}"
+        return (f"Monitor(every={self.every}, budget={self.budget}{min_every}): "
+                f"{format_count(self._checks, 'check')} in {self._steps} steps, "
+                f"coverage {format_percent(self.coverage)} of {self._covered.size:,} entries, "
+                f"overhead {100 * self.overhead:.2f}% of training time")
+
+    __repr__ = summary
 
     def steps_to_cover(self) -> int:
         """Checks of the last size after which every entry has been visited."""
@@ -181,26 +270,34 @@ class Monitor:
         if grads is None:
             raise TypeError("grads is None; pass the gradient your training step uses (a list shaped like "
                             "params) or your backprop callable")
-        entered = time.perf_counter()
+        entered = _clock()
         if self._last_exit is not None:
             self._train_seconds += entered - self._last_exit
+            self._train_intervals += 1
         self._steps += 1
         result = None
-        if self._steps % self.every == 0 and self._affordable():
-            result = self._check(params, X, Y, grads)
-        self._last_exit = time.perf_counter()
+        gap = self.steps_since_check
+        # the budget's check on every's grid, at least every steps after the last (a forced one may be off the grid)
+        due = self._steps % self.every == 0 and gap >= self.every
+        budgeted = due and self._affordable()
+        forced = not budgeted and self.min_every is not None and gap >= self.min_every
+        if budgeted or forced:
+            result = self._check(params, X, Y, grads, forced)
+        elif gap >= 10 * self.every and not self._warned_budget:
+            self._warn_budget(gap)
+        self._last_exit = _clock()
         self._check_seconds += self._last_exit - entered
         return result
 
     # ------------------------------------------------------------- internal
     def _warm_up(self) -> float:
-        started = time.perf_counter()
+        started = _clock()
         case = hook(self.net, "warm_up_case")()
         if case is not None:  # (a model with nothing to compile gives none)
             params, X, Y, mask = case
             check(self.net, params, X, Y, entries=mask, engine=self.engine, method=self.method,
                   threads=self.threads)
-        return time.perf_counter() - started
+        return _clock() - started
 
     def _time_saved(self) -> float:
         """Return the checking time saved up: the time budget's share of training time, less time spent checking."""
@@ -222,18 +319,23 @@ class Monitor:
             return self.units
         return max(1, int(self.MARGIN * self._time_saved() / self._seconds_per_unit))
 
-    def _check(self, params: Any, X: Any, Y: Any, grads: Any) -> CheckResult:
+    def _check(self, params: Any, X: Any, Y: Any, grads: Any, forced: bool = False) -> CheckResult:
         units = self._units_per_layer()
         mask = self._sampler.next(units)
-        started = time.perf_counter()
+        started = _clock()
         result = check(
             self.net, params, X, Y, grads, entries=mask, engine=self.engine, method=self.method, safety=self.safety,
             threads=self.threads,
         )
-        seconds = time.perf_counter() - started
+        seconds = _clock() - started
         n = int(np.count_nonzero(mask))
         self._seconds_per_unit = seconds / units  # includes the fixed part: errs on the cheap side
         self._last_units = units
+        self._checks += 1
+        self._last_check_step = self._steps
+        # counted before a failure can raise: a failed check covered its entries too
+        self._covered |= mask
+        self._n_covered = int(np.count_nonzero(self._covered))
         spent = self._check_seconds + seconds
         self.history.append(
             MonitorRecord(
@@ -245,6 +347,8 @@ class Monitor:
                 seconds=seconds,
                 time_fraction=spent / self._train_seconds if self._train_seconds > 0 else float("inf"),
                 status=result.status,
+                coverage=self.coverage,
+                forced=forced,
             )
         )
         if result.status == "inconclusive":
@@ -265,3 +369,16 @@ class Monitor:
             raise GradientCheckError(message)
         elif callable(self.on_fail):
             self.on_fail(result)
+
+    def _warn_budget(self, gap: int) -> None:
+        """Say, once, that the budget has not paid for a check in ``gap`` steps, with the numbers and the remedies."""
+        self._warned_budget = True
+        message = budget_message(
+            gap=gap, every=self.every, checks=self._checks, steps=self._steps, coverage=self.coverage,
+            budget=self.budget if self.budget is not None else float("inf"),  # (None: every check is paid for)
+            # the rotation's smallest step, at the cost per unit the last check measured
+            smallest_check=self._seconds_per_unit if self._seconds_per_unit is not None else float("nan"),
+            step_seconds=self._train_seconds / self._train_intervals if self._train_intervals else float("nan"),
+        )
+        self.notes.append(message)
+        warnings.warn(message, MonitorBudgetWarning, stacklevel=3)

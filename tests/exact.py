@@ -41,7 +41,7 @@ def exact_loss(net, theta, X, Y):
     """Loss of ``net`` at flat parameters ``theta`` (list of mpf), exactly."""
     N = len(X)
     total = mpmath.fsum(exact_sample_loss(net, theta, X[n], Y[n]) for n in range(N))
-    if net.loss_name in ("mse", "cross_entropy"):
+    if net.loss_name in ("mse", "cross_entropy", "bce"):
         return total / N
     if net.loss_name == "half_sse":
         return total / 2
@@ -51,7 +51,7 @@ def exact_loss(net, theta, X, Y):
 def exact_sample_loss(net, theta, x, y, shift=None):
     """One sample's unscaled loss term, exactly.
 
-    ``sum_k (y_k - x_k)^2``, or ``-sum_k y_k log softmax(z)_k``.
+    ``sum_k (y_k - x_k)^2``, ``-sum_k y_k log softmax(z)_k``, or ``sum_k log(1 + e^z_k) - y_k z_k`` (bce).
     ``shift=(layer, unit, s)`` adds ``s`` (an mpf) to that unit's
     pre-activation, as a perturbation of its bias would.
     """
@@ -69,6 +69,8 @@ def exact_sample_loss(net, theta, x, y, shift=None):
             m = max(z)
             lse = m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in z))
             return mpmath.fsum(-mpmath.mpf(float(t)) * (v - lse) for t, v in zip(y, z))
+        if l == net.n_layers - 1 and net.loss_name == "bce":
+            return mpmath.fsum(mpmath.log1p(mpmath.exp(v)) - mpmath.mpf(float(t)) * v for t, v in zip(y, z))
         a = [_act(name, v) for v in z]
     return mpmath.fsum((mpmath.mpf(float(t)) - v) ** 2 for t, v in zip(y, a))
 

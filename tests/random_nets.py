@@ -34,6 +34,7 @@ import numpy as np
 # run as a script (``python tests/random_nets.py 17``): this checkout's fastgrad and reference.py
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 import reference as ref  # noqa: E402
+import reference_conventions as conv  # noqa: E402
 
 import fastgrad  # noqa: E402
 
@@ -56,6 +57,12 @@ EPS_RANGE = (1e-12, 1e-1)
 #: rounding residue of order u max|g| that real training code leaves (issue 12, item 4: exact
 #: zeros that come back as 1e-17 "must never fail").
 SOURCES = ("fastgrad", "reference", "decay_roundtrip")
+#: Issue 15's conventions, drawn per case (about half the cases keep the defaults): a reduction, a scale, an L2
+#: coefficient from negligible to dominant, a leaky slope.
+REDUCTIONS = conv.REDUCTIONS
+SCALES = (1.0, 0.5, 3.0)
+L2S = (0.0, 1e-4, 0.05, 3.0)
+SLOPES = (0.01, 0.3, 1e-3)
 #: The perturbation of one entry.
 BUMP = 1e-6
 #: A change is "detectable" when it exceeds MARGIN x safety x the entry's budget
@@ -81,15 +88,23 @@ class Case:
     X: np.ndarray = field(repr=False)
     Y: np.ndarray = field(repr=False)
     bump_at: int = 0  # flat index (among the nonzero-gradient entries, modulo) of the entry to perturb
+    #: reduction, scale, l2, leaky_slope (MLP's keyword arguments; the defaults for about half the cases)
+    options: dict = field(default_factory=dict)
 
     @property
     def net(self) -> fastgrad.MLP:
-        return fastgrad.MLP(self.sizes, hidden=self.hidden, output=self.output, loss=self.loss)
+        return fastgrad.MLP(self.sizes, hidden=self.hidden, output=self.output, loss=self.loss, **self.options)
+
+    @property
+    def twin_options(self) -> dict:
+        """The options as ``reference_conventions`` takes them."""
+        return {"slope" if k == "leaky_slope" else k: v for k, v in self.options.items()}
 
     def describe(self) -> str:
         eps = "default" if self.eps is None else f"{self.eps:.3g}"
+        options = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"case {self.index}: MLP({self.sizes}, hidden={self.hidden!r}, output={self.output!r}, "
-                f"loss={self.loss!r}) N={self.N} X*{self.x_scale:g} W*{self.w_scale:g} "
+                f"loss={self.loss!r}{options}) N={self.N} X*{self.x_scale:g} W*{self.w_scale:g} "
                 f"engine={self.engine} method={self.method} eps={eps} grads={self.source}")
 
 
@@ -116,8 +131,13 @@ def make_case(index: int) -> Case:
     if loss == "cross_entropy" and rng.random() < 0.3:  # hard labels too
         Y = np.eye(sizes[-1])[rng.integers(sizes[-1], size=N)]
     bump_at = int(rng.integers(1 << 30))
+    options: dict = {}
+    if rng.random() < 0.5:  # drawn last: the cases' other fields are those of the first 1,000 before issue 15
+        options = {"reduction": REDUCTIONS[int(rng.integers(len(REDUCTIONS)))],
+                   "scale": SCALES[int(rng.integers(len(SCALES)))], "l2": L2S[int(rng.integers(len(L2S)))],
+                   "leaky_slope": SLOPES[int(rng.integers(len(SLOPES)))]}
     return Case(index, sizes, hidden, output, loss, N, x_scale, w_scale, engine, method, eps, source,
-                params, X, Y, bump_at)
+                params, X, Y, bump_at, options)
 
 
 def user_grads(case: Case, mine: list[np.ndarray], theirs: list[np.ndarray]) -> list[np.ndarray]:
@@ -136,7 +156,10 @@ def user_grads(case: Case, mine: list[np.ndarray], theirs: list[np.ndarray]) -> 
 
 def reference_grads(case: Case) -> list[np.ndarray]:
     with np.errstate(all="ignore"):
-        return ref.backprop(case.params, case.X, case.Y, case.hidden, case.output, case.loss)
+        if not case.options:
+            return ref.backprop(case.params, case.X, case.Y, case.hidden, case.output, case.loss)
+        return conv.gradient(case.params, case.X, case.Y, case.hidden, case.output, case.loss,
+                             **case.twin_options)
 
 
 def _derivative(name: str, z: np.ndarray) -> np.ndarray:
@@ -162,7 +185,8 @@ def accurate_backprop(case: Case) -> tuple[list[np.ndarray], list[np.ndarray]]:
     def slack(name: str, deriv: np.ndarray) -> np.ndarray:
         return np.abs(deriv) + (1.0 if name in ("sigmoid", "tanh") else 0.0)
 
-    with np.errstate(all="ignore"):
+    slope = case.options.get("leaky_slope", ref.LEAKY_SLOPE)
+    with np.errstate(all="ignore"), conv.leaky_slope(slope):
         zs, acts = ref.forward(case.params, case.X, case.hidden, case.output)
         L = len(zs)
         N = case.N
@@ -170,6 +194,10 @@ def accurate_backprop(case: Case) -> tuple[list[np.ndarray], list[np.ndarray]]:
             p = acts[-1]
             delta = (p * case.Y.sum(axis=1, keepdims=True) - case.Y) / N
             size = (p * np.abs(case.Y).sum(axis=1, keepdims=True) + np.abs(case.Y)) / N
+        elif case.loss == "bce":  # sigmoid(z) - y as (1 - y) s(z) - y s(-z): exact for 0/1 targets in saturation
+            s, q = ref.sigmoid(zs[-1]), ref.sigmoid(-zs[-1])
+            delta = ((1.0 - case.Y) * s - case.Y * q) / N
+            size = (s + np.abs(case.Y)) / N
         else:
             d_out = ref.loss_derivative(case.loss, acts[-1], case.Y)
             size_out = ref.loss_derivative(case.loss, np.abs(acts[-1]) + np.abs(case.Y), 0.0 * case.Y)
@@ -185,6 +213,15 @@ def accurate_backprop(case: Case) -> tuple[list[np.ndarray], list[np.ndarray]]:
                 deriv = _derivative(case.hidden, zs[layer - 1])
                 delta = (delta @ W.T) * deriv
                 size = (size @ np.abs(W).T) * slack(case.hidden, deriv)
+        if case.options:  # the data term's reduction and scale, and the L2 term, on the loss's own gradient
+            K = case.sizes[-1]
+            r = case.options["scale"] * conv.divisor(case.loss, None, N, K) / conv.divisor(
+                case.loss, case.options["reduction"], N, K)
+            c = case.options["l2"]
+            for k in range(2 * L):
+                decay = 2.0 * c * case.params[k] if k % 2 == 0 else 0.0
+                grads[k] = r * grads[k] + decay
+                sizes[k] = abs(r) * sizes[k] + np.abs(decay)
     return grads, sizes
 
 
@@ -249,7 +286,7 @@ def _loss_at(case: Case, p: int, h: float) -> float:
     theta[p] += h
     moved = case.net.unflatten(theta)
     with np.errstate(all="ignore"):
-        return ref.loss(moved, case.X, case.Y, case.hidden, case.output, case.loss)
+        return conv.loss(moved, case.X, case.Y, case.hidden, case.output, case.loss, **case.twin_options)
 
 
 def _nominal_step(case: Case, eps: float | None, w: float) -> float:

@@ -9,7 +9,8 @@ conventions are those of ``/work/notes/API.md``:
 * ``elu(z) = z`` for ``z > 0``, ``exp(z) - 1`` at or below (alpha 1; ``elu'(0) = 1`` from both sides);
 * ``mse  = (1/N) sum_n sum_k (y - x)^2``, ``sse = sum_n sum_k (y - x)^2``,
   ``half_sse = 0.5 sum_n sum_k (y - x)^2``,
-  ``cross_entropy = -(1/N) sum_n sum_k y log softmax(z)``.
+  ``cross_entropy = -(1/N) sum_n sum_k y log softmax(z)``,
+  ``bce = (1/N) sum_n sum_k softplus(z) - y z`` (``-[y log x + (1 - y) log(1 - x)]``, ``x = sigmoid(z)``).
 
 The second half of the module holds small helpers that build random nets and
 data for the tests (they need nothing from fastgrad).
@@ -25,13 +26,13 @@ KINKED = ("relu", "leaky_relu")
 #: Activations made of pieces meeting at 0 (elu's second derivative jumps there): a central difference that
 #: straddles 0 has a first-order error, so accuracy tests keep their pre-activations away from it.
 PIECEWISE = KINKED + ("elu",)
-LOSSES = ("mse", "sse", "half_sse", "cross_entropy")
+LOSSES = ("mse", "sse", "half_sse", "cross_entropy", "bce")
 LEAKY_SLOPE = 0.01
 
-#: Every valid (output, loss) pair: softmax goes only with cross_entropy.
+#: Every valid (output, loss) pair: softmax goes only with cross_entropy, bce only with sigmoid.
 OUTPUT_LOSS_PAIRS = tuple(
     (out, loss) for out in ACTIVATIONS for loss in ("mse", "sse", "half_sse")
-) + (("softmax", "cross_entropy"),)
+) + (("softmax", "cross_entropy"), ("sigmoid", "bce"))
 
 
 # --------------------------------------------------------------------------
@@ -164,6 +165,13 @@ def cross_entropy_from_logits(Z, Y):
     return float(-np.sum(Y * log_softmax(Z)) / Y.shape[0])
 
 
+def bce_from_logits(Z, Y):
+    """(1/N) sum_n sum_k softplus(z_nk) - y_nk z_nk: binary cross-entropy of sigmoid(z), from the logits."""
+    Z = np.asarray(Z, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    return float(np.sum(np.logaddexp(0.0, Z) - Y * Z) / Y.shape[0])
+
+
 def loss(params, X, Y, hidden, output, loss_name):
     """Loss of the net on the batch (X, Y)."""
     zs, acts = forward(params, X, hidden, output)
@@ -171,6 +179,10 @@ def loss(params, X, Y, hidden, output, loss_name):
         if output != "softmax":
             raise ValueError("cross_entropy needs a softmax output")
         return cross_entropy_from_logits(zs[-1], Y)
+    if loss_name == "bce":
+        if output != "sigmoid":
+            raise ValueError("bce needs a sigmoid output")
+        return bce_from_logits(zs[-1], Y)
     if output == "softmax":
         raise ValueError("softmax output needs cross_entropy")
     if loss_name == "mse":
@@ -208,6 +220,9 @@ def backprop(params, X, Y, hidden, output, loss_name):
         # dE/dz_nk = (p_nk * sum_j y_nj - y_nk) / N  (= (p - y)/N for one-hot y).
         p = acts[-1]
         delta = (p * Y.sum(axis=1, keepdims=True) - Y) / N
+    elif loss_name == "bce":
+        # E = (1/N) sum_n sum_k softplus(z_nk) - y_nk z_nk, so dE/dz_nk = (sigmoid(z_nk) - y_nk) / N
+        delta = (sigmoid(zs[-1]) - Y) / N
     else:
         delta = loss_derivative(loss_name, acts[-1], Y) * activation_derivative(
             output, zs[-1]
@@ -287,11 +302,17 @@ def random_params(rng, sizes, scale=1.0, bias_scale=0.5):
 def random_targets(rng, N, K, output, loss_name):
     """Targets in the range of the output activation.
 
-    cross_entropy gets soft labels (non-negative rows summing to 1).
+    cross_entropy gets soft labels (non-negative rows summing to 1); bce soft
+    targets in [0, 1] with some rows of hard multi-label 0/1 targets.
     """
     if loss_name == "cross_entropy":
         Y = rng.random((N, K)) + 0.05
         return Y / Y.sum(axis=1, keepdims=True)
+    if loss_name == "bce":
+        Y = rng.random((N, K))
+        hard = rng.random(N) < 0.5
+        Y[hard] = (rng.random((int(hard.sum()), K)) < 0.5).astype(np.float64)
+        return Y
     if output == "sigmoid":
         return rng.uniform(0.05, 0.95, (N, K))
     if output == "tanh":

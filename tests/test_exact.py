@@ -11,6 +11,7 @@ CASES = [
     ([3, 4, 4, 2], "tanh", "identity", "sse"),
     ([3, 5, 4, 3, 3], "softplus", "softmax", "cross_entropy"),
     ([4, 6, 5, 3], "leaky_relu", "tanh", "half_sse"),
+    ([4, 5, 4, 3], "sigmoid", "sigmoid", "bce"),
 ]
 
 

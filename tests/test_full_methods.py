@@ -38,6 +38,7 @@ CASES = [
     ([3, 4, 2], "softplus", "relu", "mse"),
     ([3, 4, 2], "identity", "leaky_relu", "sse"),
     ([3, 4, 2], "tanh", "softplus", "half_sse"),
+    ([3, 4, 3], "relu", "sigmoid", "bce"),
 ]
 CASE_IDS = ["-".join([h, o, lo]) for _, h, o, lo in CASES]
 
@@ -124,6 +125,9 @@ def twin_complex_loss(net, theta_c, X, Y):
         m = z.real.max(axis=1, keepdims=True)
         lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
         return np.sum(Y * (lse - z)) / N
+    if net.loss_name == "bce":  # softplus(z) - y z, softplus as complex_act's
+        z = zs[-1]
+        return np.sum(complex_act("softplus", z) - Y * z) / N
     total = np.sum((Y - a) ** 2)  # the analytic square, not |.|^2
     return {"mse": total / N, "sse": total, "half_sse": 0.5 * total}[net.loss_name]
 
@@ -276,6 +280,7 @@ SMOOTH = [
     ([3, 4, 3, 2], "tanh", "identity", "sse"),
     ([3, 4, 3], "softplus", "softmax", "cross_entropy"),
     ([3, 4, 2], "tanh", "tanh", "half_sse"),
+    ([3, 4, 3], "softplus", "sigmoid", "bce"),
 ]
 
 

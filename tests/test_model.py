@@ -51,7 +51,7 @@ def assert_grads_close(actual, desired, rtol, atol, names=None):
 @pytest.mark.parametrize("hidden", ["tanh", "relu"])
 @pytest.mark.parametrize(
     "output,loss",
-    [("sigmoid", "mse"), ("identity", "sse"), ("softmax", "cross_entropy")],
+    [("sigmoid", "mse"), ("identity", "sse"), ("softmax", "cross_entropy"), ("sigmoid", "bce")],
 )
 def test_reference_backprop_matches_reference_differences(rng, hidden, output, loss):
     sizes = [3, 4, 3]
@@ -73,6 +73,8 @@ def test_reference_losses_by_hand():
     # p = [1/2, 1/2] and [3/4, 1/4]
     expected = -(np.log(0.5) + np.log(0.25)) / 2
     assert ref.cross_entropy_from_logits(Z, Yc) == pytest.approx(expected, rel=1e-15)
+    # bce: x = sigmoid(z) = [1/2, 3/4] and [1/2, 1/2]; -log(1/2) - log(1/4) - 2 log(1/2) = log 32, over N = 2
+    assert ref.bce_from_logits(Z, Yc) == pytest.approx(np.log(32.0) / 2, rel=1e-15)
 
 
 # --------------------------------------------------------------------------

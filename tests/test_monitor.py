@@ -133,6 +133,10 @@ def test_training_example_stays_within_budget_and_reports_the_bug():
     assert report["false_alarms_before_bug"] == 0
     assert report["detected_at"] == 1000 and report["checking_steps_to_detect"] == 1
     assert report["failing_tensors"] == ["W2"]
+    # 8 checks of one unit per layer, all different: 8 units of every layer, each with its fan_in + 1 entries
+    sizes = module.SIZES
+    covered = sum(min(8, fan_out) * (fan_in + 1) for fan_in, fan_out in zip(sizes, sizes[1:]))
+    assert report["coverage"] == covered / fastgrad.MLP(sizes).n_params and report["budget_warnings"] == 0
 
 
 def test_directional_finds_one_wrong_entry_in_a_million_with_few_forward_passes():
@@ -193,3 +197,140 @@ def test_a_failed_periodic_check_still_raises(case):
     with pytest.raises(fastgrad.GradientCheckError):
         mon.step(params, X, Y, wrong)
     assert mon.history[-1].status == "failed"
+
+
+# --- coverage, the budget's warning and min_every, on a clock the test drives -----------------------------------
+
+
+class FakeClock:
+    """Monitor's clock, advanced only by the test: training steps and checks take exactly what they are told."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """Return ``run(mon, steps, params, X, Y, grads)``: steps of 1 ms training, checks of 10 ms, on a fake clock."""
+    clock = FakeClock()
+    real_check = fastgrad.monitor.check
+
+    def check_costing_10ms(*args, **kwargs):
+        result = real_check(*args, **kwargs)
+        clock.now += 0.010
+        return result
+
+    monkeypatch.setattr(fastgrad.monitor, "_clock", clock)
+    monkeypatch.setattr(fastgrad.monitor, "check", check_costing_10ms)
+
+    def run(mon, steps, params, X, Y, grads):
+        results = []
+        for _ in range(steps):
+            clock.now += 0.001  # the training step
+            results.append(mon.step(params, X, Y, grads))
+        return results
+
+    return run
+
+
+def union_of_checked(net, results):
+    """Exactly which entries the returned results checked: the union of their ``checked`` masks."""
+    seen = np.zeros(net.n_params, dtype=bool)
+    for r in results:
+        if r is not None:
+            seen |= np.concatenate([c.ravel() for c in r.checked])
+    return seen
+
+
+def budget_warnings(caught):
+    return [w for w in caught if issubclass(w.category, fastgrad.monitor.MonitorBudgetWarning)]
+
+
+def test_a_budget_that_pays_for_nothing_warns_once_with_the_numbers(case, timed):
+    net, params, X, Y, grads = case
+    # 1 ms steps, 10 ms checks, budget 0.1 %: the first check (at step 20) measures the cost, and the
+    # 1 us saved per step would pay for the next one after ~10,000 steps
+    mon = fastgrad.Monitor(net, every=20, budget=0.001, seed=0, warm_up=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = timed(mon, 400, params, X, Y, grads)
+    budget_warned = budget_warnings(caught)
+    assert len(budget_warned) == 1  # once, not at every step after step 220
+    assert issubclass(budget_warned[0].category, RuntimeWarning)
+    assert not issubclass(budget_warned[0].category, fastgrad.GradientCheckWarning)
+    message = str(budget_warned[0].message)
+    assert mon.notes == [message]
+    for said in ("last 200 steps", "every=20", "1 check in 220 steps", "budget=0.001", "costs 10 ms",
+                 "training step takes 1 ms", "about every 10,000 steps", "raise budget (about 0.5 for a check every "
+                 "20 steps)", "min_every="):
+        assert said in message, said
+    assert budget_warned[0].filename == __file__  # pointed at the training loop's step() call
+    assert mon.steps == 400 and mon.checks_done == 1 == len(mon.history) and mon.history[0].step == 20
+    assert mon.steps_since_check == 380
+    # one unit per layer of [7, 9, 6, 3]: 8 + 10 + 7 of 153 entries
+    seen = union_of_checked(net, results)
+    assert mon.entries_covered == int(seen.sum()) == 25
+    assert mon.coverage == 25 / net.n_params == mon.history[0].coverage
+    assert "1 check in 400 steps" in repr(mon) and "coverage 16.3% of 153 entries" in mon.summary()
+    # a check dearer than `every` steps of training: no budget < 1 can do it, and the message says so
+    mon = fastgrad.Monitor(net, every=5, budget=0.001, seed=0, warm_up=False)
+    with pytest.warns(fastgrad.monitor.MonitorBudgetWarning, match=r"no budget < 1 pays for a check every 5 steps "
+                      r"\(one costs 10 training steps\), raise every"):
+        timed(mon, 60, params, X, Y, grads)
+    assert len(mon.notes) == 1 and mon.checks_done == 1
+
+
+def test_min_every_forces_checks_past_the_budget_and_coverage_reaches_every_entry(case, timed):
+    net, params, X, Y, grads = case
+    mon = fastgrad.Monitor(net, every=2, budget=0.001, seed=0, warm_up=False, min_every=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fastgrad.monitor.MonitorBudgetWarning)  # checks happen: nothing to warn
+        results = timed(mon, 50, params, X, Y, grads)
+    steps = [r.step for r in mon.history]
+    gaps = np.diff([0, *steps, 50])
+    assert steps[0] == 2 and gaps.max() <= 5 and np.diff(steps).min() >= 2
+    assert mon.checks_done == len(steps) == 10  # 2, then forced at 7, 12, ..., 47
+    assert [r.forced for r in mon.history] == [False] + [True] * 9
+    assert mon.notes == []
+    # coverage is counted exactly: after each check, the union of every result's checked entries so far
+    checked = [r for r in results if r is not None]
+    for i, record in enumerate(mon.history):
+        assert record.coverage == union_of_checked(net, checked[:i + 1]).sum() / net.n_params
+    coverages = [r.coverage for r in mon.history]
+    assert all(a < b for a, b in zip(coverages[:8], coverages[1:9]))  # new entries each time until covered
+    promised = RotatingSampler(net, 0).steps_to_cover(1)  # 9: the 9 units of the widest layer
+    assert mon.history[promised - 2].coverage < 1.0 == mon.history[promised - 1].coverage == mon.coverage
+    assert mon.entries_covered == net.n_params
+
+
+def test_no_budget_warning_when_the_budget_pays_for_checks(case, timed):
+    net, params, X, Y, grads = case
+    # budget 0.9 of 1 ms steps pays for a 10 ms check about every 11 steps (the first one's debt: 35)
+    for options in (dict(budget=0.9), dict(budget=None), dict(budget=0.001, min_every=50)):
+        mon = fastgrad.Monitor(net, every=5, seed=0, warm_up=False, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", fastgrad.monitor.MonitorBudgetWarning)
+            timed(mon, 300, params, X, Y, grads)
+        assert mon.notes == [] and mon.checks_done >= 6, options
+        assert max(np.diff([0, *(r.step for r in mon.history)])) <= 50
+    # budget=None: every 5th step, two units of every layer per check (steps_to_cover 5): all covered
+    mon = fastgrad.Monitor(net, every=5, budget=None, units=2, warm_up=False)
+    timed(mon, 25, params, X, Y, grads)
+    assert mon.checks_done == 5 and mon.coverage == 1.0
+
+
+def test_min_every_validation_and_old_names(case):
+    net, *_ = case
+    for bad, error in ((0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError), ("10", TypeError)):
+        with pytest.raises(error, match="min_every"):
+            fastgrad.Monitor(net, every=1, min_every=bad, warm_up=False)
+    with pytest.raises(ValueError, match="min_every=50 is less than every=100"):
+        fastgrad.Monitor(net, every=100, min_every=50, warm_up=False)
+    mon = fastgrad.Monitor(net, every=10, min_every=np.int64(10), warm_up=False)
+    assert mon.min_every == 10 and type(mon.min_every) is int
+    assert (mon.steps, mon.checks_done, mon.coverage, mon.entries_covered, mon.notes) == (0, 0, 0.0, 0, [])
+    assert mon.history == [] and mon.overhead == 0.0 and mon.steps_to_cover() >= 1  # the old names still work
+    assert "min_every=10" in repr(mon) and "coverage 0.0%" in repr(mon)

@@ -315,6 +315,9 @@ def _loss(params, X, Y, hidden, output, loss, dtype):
                 m = z.max(axis=1, keepdims=True)
                 lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
                 return (np.asarray(Y, dtype) * (lse - z)).sum() / X.shape[0]
+            if layer == L - 1 and loss == "bce":  # (1 - y) softplus(z) + y softplus(-z): no cancellation
+                y = np.asarray(Y, dtype)
+                return ((1 - y) * _act_ld("softplus", z) + y * _act_ld("softplus", -z)).sum() / X.shape[0]
             a = _act_ld(output if layer == L - 1 else hidden, z)
         r = np.asarray(Y, dtype) - a
         total = (r * r).sum()
@@ -363,7 +366,7 @@ TRIGGERS = {
     "X~1e12": (1e12, None, False),
     "X~1e200": (1e200, None, False),
 }
-PAIRS = [(out, "mse") for out in ACTIVATIONS] + [("softmax", "cross_entropy")]
+PAIRS = [(out, "mse") for out in ACTIVATIONS] + [("softmax", "cross_entropy"), ("sigmoid", "bce")]
 
 
 def _case(hidden, output, loss, scale, int64, seed=3):

@@ -124,6 +124,13 @@ def test_cases_cover_the_acceptance_space():
     assert {c.w_scale for c in cases} == set(rn.W_SCALES)
     assert {(c.engine, c.method) for c in cases} == set(rn.COMBOS)
     assert {c.source for c in cases} == set(rn.SOURCES)
+    # issue 15's conventions: every reduction, scale, L2 coefficient and slope, on every engine and method
+    dressed = [c for c in cases if c.options]
+    assert 0.3 * N_CASES < len(dressed) < 0.7 * N_CASES
+    for key, values in (("reduction", rn.REDUCTIONS), ("scale", rn.SCALES), ("l2", rn.L2S),
+                        ("leaky_slope", rn.SLOPES)):
+        assert {c.options[key] for c in dressed} == set(values)
+    assert {(c.engine, c.method) for c in dressed} == set(rn.COMBOS)
     Ns = {c.N for c in cases}
     assert min(Ns) == 1 and max(Ns) == 64
     widths = {w for c in cases for w in c.sizes}

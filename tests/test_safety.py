@@ -495,6 +495,16 @@ def test_bad_threads_raises(case, entry, threads, exc):
             ValueError,
             "output|loss",
         ),
+        (
+            dict(sizes=[3, 2], output="tanh", loss="bce"),
+            ValueError,
+            "output|loss",
+        ),
+        (
+            dict(sizes=[3, 2], output="softmax", loss="bce"),
+            ValueError,
+            "output|loss",
+        ),
     ],
     ids=[
         "sizes-one",
@@ -510,6 +520,8 @@ def test_bad_threads_raises(case, entry, threads, exc):
         "softmax-half_sse",
         "ce-sigmoid",
         "ce-identity",
+        "bce-tanh",
+        "bce-softmax",
     ],
 )
 def test_bad_model_spec_raises(kwargs, exc, name):

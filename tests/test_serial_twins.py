@@ -25,7 +25,7 @@ from fastgrad import _threading, engines
 ROOT = Path(__file__).resolve().parent.parent
 
 CASES = [([5, 7, 6, 4], "sigmoid", "tanh", "mse"), ([4, 6, 3], "relu", "softmax", "cross_entropy"),
-         ([3, 5, 5, 2], "elu", "identity", "half_sse")]
+         ([3, 5, 5, 2], "elu", "identity", "half_sse"), ([4, 5, 3], "tanh", "sigmoid", "bce")]
 PAIRS = [("incremental", "central"), ("incremental", "richardson"), ("incremental", "complex"),
          ("full", "central"), ("full", "complex"), ("unit", "central")]
 

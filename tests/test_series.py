@@ -26,6 +26,8 @@ CASES = [
     ([3, 4, 3, 2], "relu", "relu", "mse"),
     ([5, 3], "identity", "identity", "half_sse"),
     ([3, 4, 2], "sigmoid", "softmax", "cross_entropy"),
+    ([4, 5, 4, 3], "tanh", "sigmoid", "bce"),
+    ([5, 3], "identity", "sigmoid", "bce"),
 ]
 IDS = ["-".join([str(s) for s in c[0]] + list(c[1:])) for c in CASES]
 

@@ -14,7 +14,7 @@ import fastgrad
 
 ACTS = ["sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity"]
 OUTPUTS = [("sigmoid", "mse"), ("identity", "sse"), ("tanh", "half_sse"), ("softmax", "cross_entropy"),
-           ("relu", "mse"), ("softplus", "half_sse")]
+           ("relu", "mse"), ("softplus", "half_sse"), ("sigmoid", "bce")]
 
 
 # --------------------------------------------------------------------------
@@ -81,6 +81,8 @@ def _user_backprop(params, X, Y, hidden, output, loss, dtype):
     N = dtype(X.shape[0])
     if loss == "cross_entropy":
         delta = (a * Y.sum(axis=1, keepdims=True) - Y) / N
+    elif loss == "bce":
+        delta = (a - Y) / N
     else:
         factor = {"mse": dtype(2) / N, "sse": dtype(2), "half_sse": dtype(1)}[loss]
         delta = factor * (a - Y) * _act_prime(output, zs[-1], a)
@@ -211,7 +213,8 @@ def _exact_gradient(net, params, X, Y):
 @pytest.mark.parametrize("engine", ["incremental", "full"])
 @pytest.mark.parametrize(
     "hidden,output,loss",
-    [("sigmoid", "sigmoid", "mse"), ("tanh", "softmax", "cross_entropy"), ("softplus", "identity", "half_sse")],
+    [("sigmoid", "sigmoid", "mse"), ("tanh", "softmax", "cross_entropy"), ("softplus", "identity", "half_sse"),
+     ("tanh", "sigmoid", "bce")],
 )
 def test_method_accuracy_against_the_exact_gradient(engine, hidden, output, loss):
     rng = np.random.default_rng(5)
@@ -279,7 +282,7 @@ def test_methods_are_bitwise_reproducible_across_threads(engine, method):
 @pytest.mark.parametrize(
     "sizes,hidden,output,loss",
     [([4, 6, 5, 3], "tanh", "sigmoid", "mse"), ([3, 5, 4, 3, 3], "softplus", "softmax", "cross_entropy"),
-     ([5, 7, 4, 2], "leaky_relu", "identity", "half_sse")],
+     ([5, 7, 4, 2], "leaky_relu", "identity", "half_sse"), ([4, 6, 5, 3], "softplus", "sigmoid", "bce")],
 )
 def test_unit_engine_agrees_with_the_per_parameter_engine(sizes, hidden, output, loss):
     rng = np.random.default_rng(8)
