@@ -20,12 +20,9 @@ import numpy as np
 import pytest
 
 import fastgrad
-from fastgrad._kernels import losses
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SEEDS = [0, 1, 2, 3, 4, 5]
-
-needs_bce = pytest.mark.skipif("bce" not in losses.CODES, reason="loss='bce' is not merged yet (branch wip-bce)")
 
 #: example -> (the tensors its slip must fail in, a word each failing tensor's hint must contain)
 CASES = {
@@ -33,7 +30,7 @@ CASES = {
     "course_two_layer.py": ({"W1", "W2"}, "weight-decay"),
     "framework_regressor.py": ({"W1", "b1", "W2", "b2", "W3", "b3"}, None),
 }
-PARAMS = [pytest.param(name, marks=needs_bce) if name == "textbook_network.py" else name for name in CASES]
+PARAMS = list(CASES)
 
 
 def load(name):
@@ -123,7 +120,6 @@ def test_framework_example_passes_the_users_own_arrays():
     assert all(p is q for p, q in zip(params[0::2], coefs)) and all(p is q for p, q in zip(params[1::2], intercepts))
 
 
-@needs_bce
 def test_textbook_example_keeps_the_books_shapes():
     module = load("textbook_network.py")
     label, net, params, X, Y, grads, _ = module.checks(0)[0]
