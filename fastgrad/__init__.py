@@ -22,7 +22,7 @@ from .checking import check, numerical_gradient
 from .entries import relative_error
 from .function import check_function
 from .model import MLP
-from .monitor import GradientCheckWarning, Monitor, MonitorRecord
+from .monitor import GradientCheckWarning, Monitor, MonitorBudgetWarning, MonitorRecord
 from .result import CheckResult, Failure, GradientCheckError, Inconclusive, TensorSummary
 from .torch_bridge import from_torch, torch_grads  # (torch itself is imported by the functions, when called)
 
@@ -32,6 +32,7 @@ __all__ = [
     "MLP",
     "Monitor",
     "MonitorRecord",
+    "MonitorBudgetWarning",
     "GradientCheckWarning",
     "CheckResult",
     "Failure",

@@ -142,8 +142,20 @@ HINT_POSITIONS = 4096
 
 
 def _hint(name: str, a: np.ndarray, n: np.ndarray, status: np.ndarray, n_failed: int, N: int,
-          w: np.ndarray, K: int | None = None) -> str | None:
-    """A diagnosis of a failing tensor; for a sampled or very large one, only the patterns a sample can show."""
+          w: np.ndarray, K: int | None = None, decay: float = 0.0) -> str | None:
+    """A diagnosis of a failing tensor; for a sampled or very large one, only the patterns a sample can show.
+
+    ``decay``: the L2 term's ``2 l2`` when the tensor is a weight of a net with one. A factor is then looked
+    for in the data term alone (both sides less ``decay * w``): with a right L2 term, a data term K times too
+    large is no constant factor of the whole gradient.
+    """
+    if decay:
+        with np.errstate(all="ignore"):
+            hint = _hint(name, a - decay * w, n - decay * w, status, n_failed, N, w, K)
+        if hint is not None and (hint.startswith("analytic = ") or hint.startswith("scaled by")):
+            return hint + " (in the data term: both less the L2 term's 2 l2 W)"
+        if hint is not None:
+            return hint
     failed = status == FAILED
     checked = status != UNCHECKED
     if a.size <= HINT_ENTRIES and checked.all():
@@ -236,12 +248,14 @@ def _summaries(net: Model, analytic: list[np.ndarray], numerical: list[np.ndarra
     """One :class:`TensorSummary` per tensor, with a diagnosis of each failing one (arrays in the user's shapes)."""
     sizes = getattr(net, "sizes", None)
     K = int(sizes[-1]) if sizes is not None and getattr(net, "kind", "") == "mlp" else None
+    l2 = float(getattr(getattr(net, "conventions", None), "l2", 0.0)) if K is not None else 0.0
     offsets = np.asarray(net.offsets)
     summaries = []
     for t, (name, a, n, st) in enumerate(zip(net.tensor_names, analytic, numerical, status)):
         n_failed, n_checked = int(judged.counts[t, 0]), int(judged.counts[t, N_COUNTS - 1])
         worst = int(judged.worst_at[t])
-        hint = _hint(name, a, n, st, n_failed, N, param_values[t], K) if n_failed else None
+        decay = 2.0 * l2 if name.startswith("W") else 0.0
+        hint = _hint(name, a, n, st, n_failed, N, param_values[t], K, decay) if n_failed else None
         summaries.append(
             TensorSummary(
                 name=name,

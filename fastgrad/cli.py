@@ -30,6 +30,8 @@ from fastgrad.cli_input import (
     _count,
     _read_members,
     _sizes,
+    add_convention_arguments,
+    convention_kwargs,
     data_members,
     infer_sizes,
     tensor_members,
@@ -134,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument(
         "--hidden",
         default="sigmoid",
-        help="hidden activation: sigmoid, tanh, relu, leaky_relu, "
-        "softplus, identity (default: sigmoid)",
+        help="hidden activation: sigmoid, tanh, relu, leaky_relu, softplus, elu, gelu, silu, identity "
+        "(default: sigmoid)",
     )
     chk.add_argument(
         "--output",
@@ -146,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument(
         "--loss",
         default="mse",
-        help="mse, sse, half_sse or cross_entropy (default: mse)",
+        help="mse, sse, half_sse, cross_entropy or bce (default: mse)",
     )
+    add_convention_arguments(chk)
     chk.add_argument(
         "--batch",
         type=_count,
@@ -286,14 +289,14 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
     if args.sizes is not None:
         sizes = args.sizes
     elif param_members is not None:
-        sizes = infer_sizes(param_members)
+        sizes = infer_sizes(param_members, args.weight_layout)
     else:
         raise UsageError("--sizes is required unless --params is given")
     output = args.output
     if output is None:
         output = "softmax" if args.loss == "cross_entropy" else "sigmoid"
     with _input_errors():
-        net = fastgrad.MLP(sizes, hidden=args.hidden, output=output, loss=args.loss)
+        net = fastgrad.MLP(sizes, hidden=args.hidden, output=output, loss=args.loss, **convention_kwargs(args))
     data_header = data_members(args.data) if args.data is not None else None
     grad_members = tensor_members(args.grads, "grads") if args.grads else None
     if data_header is not None:

@@ -213,16 +213,36 @@ def load_data(path: str) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def infer_sizes(params: Sequence[np.ndarray | _Member]) -> list[int]:
-    """Return ``[D, H1, ..., K]`` from the weight shapes ``W_l (fan_in, fan_out)``."""
+def infer_sizes(params: Sequence[np.ndarray | _Member], weight_layout: str = "in_out") -> list[int]:
+    """Return ``[D, H1, ..., K]`` from the weight shapes ``W_l (fan_in, fan_out)`` (or (fan_out, fan_in))."""
     weights = params[0::2]
+    expected = "(fan_out, fan_in)" if weight_layout == "out_in" else "(fan_in, fan_out)"
     for layer, W in enumerate(weights, start=1):
         if W.ndim != 2:
             raise UsageError(
                 f"params: tensor 'W{layer}' has shape {W.shape}, expected 2-D "
-                "(fan_in, fan_out); pass --sizes"
+                f"{expected}; pass --sizes"
             )
-    return [int(weights[0].shape[0])] + [int(W.shape[1]) for W in weights]
+    shapes = [tuple(int(d) for d in W.shape)[:: -1 if weight_layout == "out_in" else 1] for W in weights]
+    return [shapes[0][0]] + [s[1] for s in shapes]
+
+
+def add_convention_arguments(parser: argparse.ArgumentParser) -> None:
+    """``fastgrad check``'s options for the MLP's loss conventions and weight layout (:class:`fastgrad.MLP`)."""
+    parser.add_argument("--reduction", choices=["sum", "mean", "mean_all"], default=None,
+                        help="the data term's reduction (default: the loss's own: a mean over samples for mse, "
+                        "cross_entropy and bce, a sum for sse and half_sse); mean_all: over all N x K elements")
+    parser.add_argument("--scale", type=float, default=1.0, help="a constant factor on the data term (default: 1)")
+    parser.add_argument("--l2", type=float, default=0.0, help="add L2 * sum ||W||^2 (weights only) to the loss")
+    parser.add_argument("--leaky-slope", type=float, default=0.01, help="leaky_relu's slope below 0 (default: 0.01)")
+    parser.add_argument("--weight-layout", choices=["in_out", "out_in"], default="in_out",
+                        help="weights in --params/--grads as (fan_in, fan_out) (default) or (fan_out, fan_in)")
+
+
+def convention_kwargs(args: argparse.Namespace) -> dict:
+    """The :class:`fastgrad.MLP` keyword arguments :func:`add_convention_arguments`' options give."""
+    return {"reduction": args.reduction, "scale": args.scale, "l2": args.l2, "leaky_slope": args.leaky_slope,
+            "weight_layout": args.weight_layout}
 
 
 def _check_memory(

@@ -464,3 +464,30 @@ def test_a_file_that_is_not_an_npz_is_named_as_such_without_pickle_advice(tmp_pa
     code, out, err = run(["check", "--sizes", "1,1", "--data", bad], capsys)
     assert code == 2 and "not an .npz archive" in err and "pickle" not in err
     assert_one_line_error(err)
+
+
+# --------------------------------------------------------------- issue 15's conventions
+
+
+def test_conventions_and_out_in_layout_from_the_command_line(tmp_path, capsys):
+    """--weight-layout out_in (sizes inferred from (out, in) weights), --l2, --reduction, --loss bce."""
+    net = fastgrad.MLP([3, 4, 2], loss="bce", reduction="sum", l2=0.05, weight_layout="out_in")
+    params = net.init(1)
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(6, 3)), rng.random((6, 2))
+    np.savez(tmp_path / "params.npz", **dict(zip(net.tensor_names, params)))
+    np.savez(tmp_path / "data.npz", X=X, Y=Y)
+    grads = net.backprop(params, X, Y)
+    np.savez(tmp_path / "grads.npz", **dict(zip(net.tensor_names, grads)))
+    base = ["check", "--params", tmp_path / "params.npz", "--data", tmp_path / "data.npz", "--loss", "bce",
+            "--reduction", "sum", "--l2", "0.05", "--weight-layout", "out_in", "--grads", tmp_path / "grads.npz"]
+    code, out, err = run(base, capsys)
+    assert code == 0, out + err
+    assert "l2=0.05" in out and "weight_layout='out_in'" in out
+    grads[2] = grads[2] - 0.1 * params[2]  # W2 (out, in) without its L2 term
+    np.savez(tmp_path / "grads.npz", **dict(zip(net.tensor_names, grads)))
+    code, out, err = run(base, capsys)
+    assert code == 1, out + err
+    assert "weight-decay" in out and "W2" in out
+    code, out, err = run(base[:-2] + ["--weight-layout", "in_out"], capsys)  # (2, 4) read as (in, out): 4 outputs
+    assert code == 2

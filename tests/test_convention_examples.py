@@ -28,7 +28,7 @@ SEEDS = [0, 1, 2, 3, 4, 5]
 CASES = {
     "textbook_network.py": ({"W1", "W2"}, "weight-decay"),
     "course_two_layer.py": ({"W1", "W2"}, "weight-decay"),
-    "framework_regressor.py": ({"W1", "b1", "W2", "b2", "W3", "b3"}, None),
+    "framework_regressor.py": ({"W1", "b1", "W2", "b2", "W3", "b3"}, "factor K = 3"),
 }
 PARAMS = list(CASES)
 
@@ -111,6 +111,8 @@ def test_framework_example_hint_names_the_factor_k():
     result = fastgrad.check(net, params, X, Y, grads)
     for name in ("b1", "b2", "b3"):
         assert f"factor K = {K}" in result.tensor(name).hint
+    for name in ("W1", "W2", "W3"):  # the data term's factor, once the L2 term (right) is taken out of both sides
+        assert f"factor K = {K}" in result.tensor(name).hint and "less the L2 term" in result.tensor(name).hint
 
 
 def test_framework_example_passes_the_users_own_arrays():
