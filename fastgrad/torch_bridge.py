@@ -111,6 +111,8 @@ def _activation(path: str, m: Any, nn: Any, torch: Any, dtype: Any) -> tuple[str
         return None
     where = _describe(path, m)
     if kind == "LeakyReLU":
+        if float(m.negative_slope) == 0.0:  # max(x, 0): a relu (the MLP's leaky_slope is positive)
+            return "relu", None
         return "leaky_relu", float(m.negative_slope)
     if kind == "ELU" and float(m.alpha) != 1.0:
         raise ValueError(f"{where} has alpha={m.alpha}: fastgrad's elu has alpha 1")
