@@ -206,6 +206,12 @@ def class_labels(Y: Any, n_classes: int) -> Any:
         labels = np.asarray(Y)
     except Exception:  # a ragged list: batch() names it
         return Y
+    if labels.ndim == 2 and labels.shape[1] == 1 and n_classes > 1 and labels.dtype.kind in "iu":
+        raise ValueError(f"Y has shape {labels.shape}, integer class labels in one column: pass them as shape "
+                         f"(N,) (Y.ravel()), or one-hot rows of shape (N, {n_classes})")
+    if labels.ndim == 1 and labels.dtype.kind == "f":
+        raise ValueError(f"Y has shape {labels.shape} and dtype {labels.dtype}: class labels must be integers "
+                         f"of shape (N,) (e.g. Y.astype(int)), or targets one row per sample, (N, {n_classes})")
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         return Y
     bad = np.flatnonzero((labels < 0) | (labels >= n_classes))

@@ -254,6 +254,7 @@ def _summaries(net: Model, analytic: list[np.ndarray], numerical: list[np.ndarra
     for t, (name, a, n, st) in enumerate(zip(net.tensor_names, analytic, numerical, status)):
         n_failed, n_checked = int(judged.counts[t, 0]), int(judged.counts[t, N_COUNTS - 1])
         worst = int(judged.worst_at[t])
+        at = _user_index(net, t, worst, int(offsets[t]), a.shape)  # (worst is in the flat order: not a.flat's)
         decay = 2.0 * l2 if name.startswith("W") else 0.0
         hint = _hint(name, a, n, st, n_failed, N, param_values[t], K, decay) if n_failed else None
         summaries.append(
@@ -263,9 +264,9 @@ def _summaries(net: Model, analytic: list[np.ndarray], numerical: list[np.ndarra
                 passed=n_failed == 0,
                 n_failed=n_failed,
                 max_rel_error=float(judged.maxima[t, 0]),
-                worst_index=_user_index(net, t, worst, int(offsets[t]), a.shape),
-                worst_analytic=float(a.flat[worst]),
-                worst_numerical=float(n.flat[worst]),
+                worst_index=at,
+                worst_analytic=float(a[at]),
+                worst_numerical=float(n[at]),
                 n_inconclusive=int(judged.counts[t, 1:N_COUNTS - 1].sum()),
                 n_checked=n_checked,
                 max_budget_ratio=float(judged.maxima[t, 1]),

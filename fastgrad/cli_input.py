@@ -224,6 +224,12 @@ def infer_sizes(params: Sequence[np.ndarray | _Member], weight_layout: str = "in
                 f"{expected}; pass --sizes"
             )
     shapes = [tuple(int(d) for d in W.shape)[:: -1 if weight_layout == "out_in" else 1] for W in weights]
+    biases = [int(np.prod(b.shape)) for b in params[1::2]]
+    if len(biases) == len(shapes) and any(b != s[1] for b, s in zip(biases, shapes)) and \
+            all(b == s[0] for b, s in zip(biases, shapes)):
+        other = "in_out" if weight_layout == "out_in" else "out_in"
+        raise UsageError(f"params: the biases' sizes {biases} match the weights read the other way round: "
+                         f"pass --weight-layout {other} (weights {shapes[0][::-1]} ...), or --sizes")
     return [shapes[0][0]] + [s[1] for s in shapes]
 
 

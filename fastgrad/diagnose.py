@@ -249,7 +249,8 @@ def _named_factors(n_samples: int, n_outputs: int | None = None) -> list[tuple[f
     if n_samples > 1:
         named += [
             (float(n_samples), str(n_samples), f"factor N = {n_samples}: sum over the batch instead of the mean?"),
-            (1.0 / n_samples, f"1/{n_samples}", "factor 1/N: divided by the batch size twice?"),
+            (1.0 / n_samples, f"1/{n_samples}", "factor 1/N: divided by the batch size twice, or where the loss "
+                                                "sums over the batch?"),
         ]
     if n_outputs is not None and n_outputs > 1:
         K = n_outputs

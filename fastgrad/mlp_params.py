@@ -60,7 +60,7 @@ class ParamFormat:
             if missing or extra:
                 said = "; ".join(part for part in (f"missing keys {missing}" if missing else "",
                                                    f"unexpected keys {extra}" if extra else "") if part)
-                raise KeyError(f"{argument}: a dict needs exactly the keys {list(self.names)}; {said}")
+                raise ValueError(f"{argument}: a dict needs exactly the keys {list(self.names)}; {said}")
             return [values[n] for n in self.names]
         if isinstance(values, np.ndarray) or not isinstance(values, (list, tuple)):
             raise TypeError(f"{argument} must be a list of arrays [{', '.join(self.names)}], got "

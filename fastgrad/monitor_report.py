@@ -26,14 +26,14 @@ def budget_message(*, gap: int, every: int, checks: int, steps: int, coverage: f
         raise_budget = f"raise budget (about {wanted:.2g} for a check every {every} steps)"
     else:  # a check costs more than `every` training steps: no fraction < 1 of them pays for it
         raise_budget = (f"no budget < 1 pays for a check every {every} steps (one costs "
-                        f"{smallest_check / step_seconds:,.0f} training steps), raise every")
+                        f"{smallest_check / step_seconds:,.0f} training steps)")
     return (
         f"fastgrad.Monitor: no gradient check in the last {gap} steps (every={every}; "
         f"{format_count(checks, 'check')} in {steps} steps, coverage {format_percent(coverage)} of the entries): "
         f"budget={budget:g} of the training time cannot pay for one. The smallest check (1 unit per layer of an "
         f"MLP, the rotation's smallest step) costs {format_seconds(smallest_check)} and a training step takes "
         f"{format_seconds(step_seconds)}, so the budget pays for a check about every {pays_every:,.0f} steps. "
-        f"To check more often: {raise_budget}, make a check cheaper (its cost grows with the rows of the X, Y "
+        f"To check more often: {raise_budget}; make a check cheaper (its cost grows with the rows of the X, Y "
         f"given to step()), or set min_every= to force a check at least that often whatever it costs."
     )
 

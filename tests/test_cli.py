@@ -490,4 +490,4 @@ def test_conventions_and_out_in_layout_from_the_command_line(tmp_path, capsys):
     assert code == 1, out + err
     assert "weight-decay" in out and "W2" in out
     code, out, err = run(base[:-2] + ["--weight-layout", "in_out"], capsys)  # (2, 4) read as (in, out): 4 outputs
-    assert code == 2
+    assert code == 2 and "pass --weight-layout out_in" in err

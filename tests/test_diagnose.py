@@ -97,7 +97,7 @@ def test_factor_n(numerical):
 
 def test_factor_one_over_n(numerical):
     assert diagnose("W1", numerical / 64, numerical, n_samples=64) == (
-        f"analytic = 1/64 {WHOLE} (factor 1/N: divided by the batch size twice?)"
+        f"analytic = 1/64 {WHOLE} (factor 1/N: divided by the batch size twice, or where the loss sums over the batch?)"
     )
 
 

@@ -54,6 +54,10 @@ def test_out_in_failures_are_named_in_the_users_layout():
     result = fastgrad.check(net, params, X, Y, grads)
     assert not result.passed
     assert result.tensor("W2").worst_index == (2, 4)
+    # the summary's values are those of the entry it names (W2 is 3 x 5: flat orders differ between layouts)
+    assert result.tensor("W2").worst_analytic == grads[2][2, 4]
+    assert result.tensor("W2").worst_numerical == result.numerical[2][2, 4]
+    assert f"{grads[2][2, 4]:.9g}" in str(result).split("worst failing")[0]
     assert [(f.tensor, f.index) for f in result.failures] == [("W2", (2, 4))]
     assert "(2, 4)" in result.tensor("W2").hint
     assert result.numerical[2].shape == (3, 5) and result.entry_status[2].shape == (3, 5)
@@ -119,9 +123,9 @@ def test_dict_params_and_grads():
     grads["b2"] = grads["b2"] * 2.0
     result = fastgrad.check(net, d, X, Y, grads)
     assert [t.name for t in result.tensors if not t.passed] == ["b2"]
-    with pytest.raises(KeyError, match=r"unexpected keys \['W3'\]"):
+    with pytest.raises(ValueError, match=r"unexpected keys \['W3'\]"):
         fastgrad.check(net, {**d, "W3": params[0]}, X, Y)
-    with pytest.raises(KeyError, match=r"missing keys \['b2'\]"):
+    with pytest.raises(ValueError, match=r"missing keys \['b2'\]"):
         fastgrad.check(net, d, X, Y, {k: v for k, v in grads.items() if k != "b2"})
 
 
@@ -144,6 +148,10 @@ def test_integer_class_labels_are_one_hot_rows():
     bad[4] = -1
     with pytest.raises(ValueError, match=r"class label -1 at index \(4,\)"):
         net.loss(params, X, bad)
+    with pytest.raises(ValueError, match=r"integer class labels in one column: pass them as shape \(N,\)"):
+        net.loss(params, X, labels.reshape(-1, 1))
+    with pytest.raises(ValueError, match=r"class labels must be integers of shape \(N,\)"):
+        net.loss(params, X, labels.astype(float))
     # labels are for cross_entropy only; other losses still want (N, K) targets
     with pytest.raises(ValueError, match="Y must be 2-D"):
         fastgrad.check(fastgrad.MLP([4, 3]), fastgrad.MLP([4, 3]).init(0), X, labels)

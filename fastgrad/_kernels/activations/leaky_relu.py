@@ -34,7 +34,8 @@ def encode(slope: float) -> int:
     """The activation code of ``leaky_relu`` with this slope (``ValueError`` unless a positive normal float)."""
     s = float(slope)
     if not (math.isfinite(s) and s >= float(np.finfo(np.float64).tiny)):
-        raise ValueError(f"leaky_slope must be a positive finite float (a normal float64), got {slope!r}")
+        hint = " (slope 0 is hidden='relu')" if s == 0.0 else ""
+        raise ValueError(f"leaky_slope must be a positive finite float (a normal float64), got {slope!r}{hint}")
     if s == SLOPE:
         return CODE
     return int(np.float64(s).view(np.int64))
