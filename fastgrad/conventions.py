@@ -90,7 +90,7 @@ class Conventions:
         """``r E_kernel + c sum ||W||^2``."""
         value = self.factor(n_samples, n_outputs) * data
         if self.l2 != 0.0:
-            value += self.l2 * math.fsum(float(np.dot(w, w)) for w in _weights(theta, layout))
+            value += self.l2 * math.fsum(_dot(w, w) for w in _weights(theta, layout))
         return value
 
     def gradient_into(self, grad: np.ndarray, theta: np.ndarray, layout: np.ndarray, n_samples: int,
@@ -139,8 +139,7 @@ class Conventions:
         """The whole loss's directional derivative along ``v`` from the data term's: ``r data + 2 c W . v``."""
         value = self.factor(n_samples, n_outputs) * data
         if self.l2 != 0.0:
-            value += 2.0 * self.l2 * math.fsum(float(np.dot(theta[lo:hi], v[lo:hi]))
-                                               for lo, hi in _weight_ranges(layout))
+            value += 2.0 * self.l2 * math.fsum(_dot(theta[lo:hi], v[lo:hi]) for lo, hi in _weight_ranges(layout))
         return value
 
     def describe(self) -> str:
@@ -162,3 +161,18 @@ def _weight_ranges(layout: np.ndarray) -> list[tuple[int, int]]:
 
 def _weights(theta: np.ndarray, layout: np.ndarray) -> list[np.ndarray]:
     return [theta[lo:hi] for lo, hi in _weight_ranges(layout)]
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` of two 1-D float64 vectors, without BLAS.
+
+    ``np.dot`` hands a vector this long to OpenBLAS's threaded ``ddot``,
+    whose threads spin-wait for a core: on a machine whose cores are busy
+    (Numba's threads have just left them, or another process holds one) one
+    ``np.dot`` of a 784 x 128 weight took 4 to 8 ms instead of 13 us,
+    measured on the project's 2-core machine, which made ``l2=`` cost 2.2x
+    the plain loss's check (bench/bench_conventions.py). ``einsum`` without
+    ``optimize`` is NumPy's own single-threaded loop (about 45 us here), as
+    accurate as ``ddot`` (a running sum, several accumulators).
+    """
+    return float(np.einsum("i,i->", a, b))
