@@ -19,11 +19,11 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import _validate
+from . import _validate, sharding
 from ._config import DEFAULT_ATOL, DEFAULT_ENGINE, DEFAULT_RTOL, DEFAULT_SAFETY, threads_context
 from ._kernels.verdict import FAILED, KINK, LARGE_STEP, N_COUNTS, NONFINITE, UNCHECKED, UNRESOLVED
 from .budget import judge, user_unit_roundoff
-from .capabilities import CHECK_METHODS, METHODS, default_eps, resolve
+from .capabilities import CHECK_METHODS, METHODS, MLP_KIND, default_eps, resolve
 from .compute import LATER, CheckInputs, Computed, Prepared, compute, numerical_values
 from .diagnose import diagnose_tensor, position_hint
 from .protocol import Model, hook, require_model
@@ -38,7 +38,7 @@ ProgressFn = Callable[[int, int], Any]
 
 def _prepare(
     net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, engine: Any, threads: Any, progress: Any,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = METHODS, workers: Any = None,
 ) -> Prepared:
     """Validate the arguments every checker takes; resolve engine and method through the capability table."""
     model = require_model(net)
@@ -53,7 +53,11 @@ def _prepare(
     theta = model.flatten(params)
     Xa, Ya = model.batch(X, Y)
     assert Ya is not None  # (Y is required: entry_arguments said so)
-    return Prepared(theta, Xa, Ya, eps_value, scaled, n_threads, route)
+    workers = sharding.validate(workers)
+    if workers is not None and model.kind != MLP_KIND:
+        raise ValueError(f"workers: a model of kind {model.kind!r} takes its workers itself (check_function's "
+                         "workers=); check() and numerical_gradient() shard an MLP's kernels")
+    return Prepared(theta, Xa, Ya, eps_value, scaled, n_threads, route, workers)
 
 
 def numerical_gradient(
@@ -69,6 +73,7 @@ def numerical_gradient(
     progress: ProgressFn | None = None,
     sample: int | float | None = None,
     seed: int | None = None,
+    workers: Any = None,
 ) -> list[np.ndarray]:
     """Numerical gradient of the loss, one parameter at a time.
 
@@ -119,6 +124,11 @@ def numerical_gradient(
     sample, seed : optional
         Compute only a sample of the entries (see :func:`check`); the others
         are NaN.
+    workers : None, int, callable or dask.distributed.Client, optional
+        Where the derivatives are computed: this process (None), that many
+        local processes, a map-like ``workers(function, iterable)``, or a
+        Dask cluster's workers (:mod:`fastgrad.sharding`); bitwise the same
+        result either way.
 
     Returns
     -------
@@ -126,7 +136,7 @@ def numerical_gradient(
         Float64 arrays shaped like ``params``.
     """
     _validate.entry_arguments(net, X, Y, seed, _validate.NUMERICAL_BYTES_PER_PARAM, "numerical_gradient")
-    prepared = _prepare(net, params, X, Y, eps, method, engine, threads, progress)
+    prepared = _prepare(net, params, X, Y, eps, method, engine, threads, progress, workers=workers)
     with threads_context(prepared.threads):
         values = numerical_values(net, prepared, sample, seed, progress)
     return hook(net, "shaped_like")(net.unflatten(values), params)
@@ -196,13 +206,13 @@ def _checked_entries(net: Model, sample: Any, seed: Any, entries: Any, direction
 
 def _resolve(
     net: Model, params: Any, X: Any, Y: Any, grads: Any, eps: Any, rtol: Any, atol: Any, method: Any, engine: Any,
-    threads: Any, progress: Any, safety: Any, sample: Any, seed: Any, entries: Any,
+    threads: Any, progress: Any, safety: Any, sample: Any, seed: Any, entries: Any, workers: Any = None,
 ) -> CheckInputs:
     """Step 1 of :func:`check`: validate everything and take the user's gradient, before the long part."""
     _validate.entry_arguments(net, X, Y, seed, _validate.CHECK_BYTES_PER_PARAM, "a check", entries)
     directional = method == "directional"  # its projections use their own fixed step, STEP
     prepared = _prepare(net, params, X, Y, None if directional else eps, method, engine, threads, progress,
-                        methods=CHECK_METHODS)
+                        methods=CHECK_METHODS, workers=workers)
     rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")
     atol_value = DEFAULT_ATOL if atol is None else _validate.positive_float(atol, "atol", allow_zero=True)
     safety_value = _validate.positive_float(safety, "safety")
@@ -284,6 +294,14 @@ def _user_index(net: Model, t: int, local: int, lo: int, shape: tuple[int, ...])
     return index
 
 
+def _lost_workers_advice(lost: list[str]) -> list[str]:
+    """What to say when Dask workers left during a sharded check (a fact, not a failure)."""
+    if not lost:
+        return []
+    return [f"{len(lost)} Dask worker(s) left during the check ({', '.join(lost)}); Dask recomputed their blocks "
+            "elsewhere, and fastgrad's kernels are deterministic, so the values are the same bits"]
+
+
 def _build_result(net: Model, params: Any, inputs: CheckInputs, computed: Computed, judged: Judged,
                   started: float) -> CheckResult:
     """Step 4 of :func:`check`: the per-tensor summaries, notes and advice, as a :class:`CheckResult`."""
@@ -333,7 +351,7 @@ def _build_result(net: Model, params: Any, inputs: CheckInputs, computed: Comput
         notes=notes,
         forward_passes=computed.forward_passes,
         mostly_inconclusive=mostly_inconclusive,
-        advice=hook(net, "advice")(params),
+        advice=hook(net, "advice")(params) + _lost_workers_advice(computed.lost_workers),
         entry_status=status,
         inconclusive_reasons=reasons,
     )
@@ -357,6 +375,7 @@ def check(
     sample: int | float | None = None,
     seed: int | None = None,
     entries: np.ndarray | None = None,
+    workers: Any = None,
 ) -> CheckResult:
     """Compare a gradient with fastgrad's numerical gradient, entry by entry.
 
@@ -388,6 +407,11 @@ def check(
     entries : ndarray of bool, shape (P,), optional
         Exactly these flat entries (used by :class:`fastgrad.Monitor`); not
         with ``sample``.
+    workers : None, int, callable or dask.distributed.Client, optional
+        As in :func:`numerical_gradient`: the derivatives in blocks of whole
+        units over local processes or a Dask cluster, bitwise the local
+        result; the budget and verdict are made here. ``method="directional"``
+        (a few evaluations) always runs here.
 
     Returns
     -------
@@ -405,7 +429,7 @@ def check(
     """
     started = time.perf_counter()
     inputs = _resolve(net, params, X, Y, grads, eps, rtol, atol, method, engine, threads, progress, safety, sample,
-                      seed, entries)
+                      seed, entries, workers)
     with threads_context(inputs.prepared.threads):
         computed = compute(net, inputs, grads, progress, seed)
         judged = _judge(net, inputs, computed)

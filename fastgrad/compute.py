@@ -29,6 +29,7 @@ from .loss_engine import loss_difference_budget, loss_differences
 from .model import MLP
 from .protocol import Model
 from .sampling import sample_mask
+from .sharding import sharded_details
 
 ProgressFn = Callable[[int, int], Any]
 
@@ -60,6 +61,8 @@ class Prepared:
     scaled: bool
     threads: int | None
     route: Route
+    #: ``workers=``: None (this process), a process count, a map-like or a Dask Client (:mod:`fastgrad.sharding`).
+    workers: Any = None
 
     @property
     def n_samples(self) -> int:
@@ -127,6 +130,8 @@ class Computed:
     forward_passes: int | None = None
     disagreeing: list[str] = field(default_factory=list)
     reach: tuple[np.ndarray, float, bool, float] | None = None
+    #: Dask workers that left during the run (their blocks were recomputed elsewhere).
+    lost_workers: list[str] = field(default_factory=list)
 
 
 def finite_loss(loss: float, sizes: str = "") -> float:
@@ -232,8 +237,13 @@ def _mlp_check(net: MLP, inputs: CheckInputs, grads: Any, progress: ProgressFn |
         details, entry_budget, checked, passes, disagreeing = _directional(
             net, p, analytic, inputs.user_u, inputs.safety, seed, Z, A, loss)
         return Computed(loss, details, entry_budget, analytic, checked, passes, disagreeing)
-    details = numerical_details(net, p.theta, p.X, p.Y, p.eps, engine, method, progress, indices=inputs.indices,
-                                Z=Z, A=A, scaled=p.scaled, keep_steps=False)
+    lost: list[str] = []
+    if p.workers is not None:
+        details, lost = sharded_details(net, p.theta, p.X, p.Y, p.eps, engine, method, inputs.indices, p.scaled, True,
+                                     p.workers, progress, Z, A)
+    else:
+        details = numerical_details(net, p.theta, p.X, p.Y, p.eps, engine, method, progress,
+                                    indices=inputs.indices, Z=Z, A=A, scaled=p.scaled, keep_steps=False)
     entry_budget = error_budget(net, details, p.theta, p.X, Z, A, p.Y, loss, engine, method, inputs.user_u,
                                 in_place=True)
     _whole_loss(net, details.values, entry_budget, p.theta, p.n_samples, inputs.user_u)
@@ -241,7 +251,7 @@ def _mlp_check(net: MLP, inputs: CheckInputs, grads: Any, progress: ProgressFn |
     details = Numerical(details.values, np.zeros(0), np.zeros(0), details.kink, np.zeros(0))
     analytic = _given_or(net, grads, inputs.given, own)
     reach = step_reach(net, p.X, A, p.eps, p.scaled, engine, method) if inputs.by_budget else None
-    return Computed(loss, details, entry_budget, analytic, inputs.checked, reach=reach)
+    return Computed(loss, details, entry_budget, analytic, inputs.checked, reach=reach, lost_workers=lost)
 
 
 def _mlp_values(net: MLP, p: Prepared, indices_of: Callable[[], np.ndarray | None],
@@ -250,8 +260,12 @@ def _mlp_values(net: MLP, p: Prepared, indices_of: Callable[[], np.ndarray | Non
     with ahead.computing(f"values/{p.route.engine}/{p.route.method}"):
         Z, A = net._forward(p.theta, p.X)
         _mlp_loss(net, Z, A, p.Y, p.X, p.theta)
-        values = numerical_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, progress,
-                                   indices=indices_of(), Z=Z, A=A, scaled=p.scaled, budget=False).values
+        if p.workers is not None:
+            values = sharded_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, indices_of(),
+                                     p.scaled, False, p.workers, progress, Z, A)[0].values
+        else:
+            values = numerical_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, progress,
+                                       indices=indices_of(), Z=Z, A=A, scaled=p.scaled, budget=False).values
         _whole_loss(net, values, None, p.theta, p.n_samples, 0.0)
         return values
 

@@ -11,7 +11,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import _compile_notice, _validate
+from . import _compile_notice, _validate, sharding
 from ._config import DEFAULT_ENGINE, DEFAULT_SAFETY
 from .capabilities import METHODS, resolve
 from .checking import check
@@ -118,6 +118,9 @@ class Monitor:
         Numba threads of the checks (default 1: a periodic check is small,
         and one thread does not wait for cores a BLAS library's threads
         still spin on after the training step; None: all).
+    workers : None, int, callable or dask.distributed.Client
+        Where the checks' derivatives are computed (:func:`fastgrad.check`'s
+        ``workers``); None, this process, suits the small periodic checks.
     warm_up : bool
         Run one tiny check now, so that loading (or compiling) the kernels
         happens here rather than inside the training loop's first check;
@@ -170,6 +173,7 @@ class Monitor:
         units: int = 1,
         threads: int | None = 1,
         min_every: int | None = None,
+        workers: Any = None,
     ) -> None:
         # every option is validated here, with the rules check() applies, so
         # that a bad one fails now rather than at the first checking step
@@ -184,6 +188,7 @@ class Monitor:
             raise ValueError(f"min_every={self.min_every} is less than every={self.every}: every is the shortest gap "
                              f"between checks and min_every the longest; lower every too, or raise min_every")
         self.threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)
+        self.workers = sharding.validate(workers)
         if not (on_fail is None or callable(on_fail) or (isinstance(on_fail, str) and on_fail in ("warn", "raise"))):
             raise ValueError(f"on_fail must be 'warn', 'raise', None or a callable, got {on_fail!r}")
         # method="directional" chooses its own entries: not with the rotation's
@@ -296,7 +301,7 @@ class Monitor:
         if case is not None:  # (a model with nothing to compile gives none)
             params, X, Y, mask = case
             check(self.net, params, X, Y, entries=mask, engine=self.engine, method=self.method,
-                  threads=self.threads)
+                  threads=self.threads, workers=self.workers)
         return _clock() - started
 
     def _time_saved(self) -> float:
@@ -325,7 +330,7 @@ class Monitor:
         started = _clock()
         result = check(
             self.net, params, X, Y, grads, entries=mask, engine=self.engine, method=self.method, safety=self.safety,
-            threads=self.threads,
+            threads=self.threads, workers=self.workers,
         )
         seconds = _clock() - started
         n = int(np.count_nonzero(mask))
