@@ -138,12 +138,27 @@ class Settings:
     budget: bool
 
 
+#: A worker's last forward pass: ``(net, theta, X, Z, A)``. The blocks of one run get the same scattered
+#: objects in a worker, so their forward pass is computed once; the entry holds the objects themselves, so an
+#: identity test cannot match a later run's arrays (they would be other objects while these are alive).
+_forward_cache: list[tuple[Any, ...]] = []
+
+
+def _forward(net: MLP, theta: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if _forward_cache and all(a is b for a, b in zip(_forward_cache[0][:3], (net, theta, X))):
+        return _forward_cache[0][3], _forward_cache[0][4]
+    Z, A = net._forward(theta, X)
+    _forward_cache[:] = [(net, theta, X, Z, A)]
+    return Z, A
+
+
 def details_block(block: Block, net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray,
                   settings: Settings) -> tuple[np.ndarray, ...]:
     """One block, in a worker: its entries' values (and budget ingredients), as arrays over the block only."""
     idx = block_indices(net, block)
+    Z, A = _forward(net, theta, X)
     d = numerical_details(net, theta, X, Y, settings.eps, settings.engine, settings.method, None, indices=idx,
-                          scaled=settings.scaled, budget=settings.budget, keep_steps=False)
+                          Z=Z, A=A, scaled=settings.scaled, budget=settings.budget, keep_steps=False)
     parts = [idx, d.values[idx]]
     if settings.budget:
         parts += [d.absum[idx], d.trunc[idx], d.status[idx]]
@@ -209,6 +224,7 @@ def sharded_details(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, e
                 progress(done, total)
     else:
         results = _pool(net, theta, X, Y, settings, blocks, sizes, int(workers), progress)
+    _forward_cache.clear()  # a map-like may have run blocks in this process: hold none of its arrays
     return _merge(base, results, budget), lost
 
 
