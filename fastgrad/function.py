@@ -16,7 +16,10 @@ How ``f`` is evaluated at the perturbed points (one owner,
   the arrays (list, tuple and dict params in that order; a 1-tuple for one
   array), in Python too;
 * a plain Python ``f``: a Python loop, with progress and Ctrl-C; with
-  ``workers`` over processes (:mod:`fastgrad.workers`).
+  ``workers`` over processes (:mod:`fastgrad.workers`);
+* either, with ``workers=client`` (a ``dask.distributed.Client``): the same
+  code per block of entries on the Client's workers
+  (:func:`fastgrad.workers.client_loss_table`).
 
 Every evaluation sees exactly the original parameters but one entry, so the
 numerical gradient is bitwise the same whatever the threads or workers.
@@ -34,6 +37,7 @@ from . import workers as process_workers
 from ._kernels.function_loop import complex_table, is_jitted, loss_table
 from .capabilities import FUNCTION_KIND
 from .checking import check
+from .dask_support import is_client
 from .loss_engine import NO_BATCH as _NO_BATCH
 from .loss_engine import python_loss_table
 from .protocol import ModelBase
@@ -113,9 +117,11 @@ class FunctionModel(ModelBase):
         The point, as the user gave it (read, never written).
     args : tuple
         Passed to ``f`` (and to a callable ``grads``) after the parameters.
-    workers : int or map-like callable, optional
+    workers : int, map-like callable or dask.distributed.Client, optional
         Python ``f`` only: evaluate over this many processes, or through
-        ``workers(function, iterable)`` (e.g. ``executor.map``).
+        ``workers(function, iterable)`` (e.g. ``executor.map``). A Dask
+        Client: any ``f`` (a jitted one runs its kernel on the workers), in
+        blocks on its workers (:func:`fastgrad.workers.client_loss_table`).
     """
 
     kind = FUNCTION_KIND
@@ -137,6 +143,7 @@ class FunctionModel(ModelBase):
         if self.n_params == 0:
             raise ValueError("params holds no entries: there is nothing to check")
         self.workers = workers
+        self.dask_log: process_workers.DaskLog | None = None  # a check on a Dask Client: f's time, lost workers
 
     def __repr__(self) -> str:
         name = getattr(self.f, "__qualname__", None) or type(self.f).__name__
@@ -205,11 +212,16 @@ class FunctionModel(ModelBase):
     def loss_table(self, theta: np.ndarray, indices: np.ndarray, steps: np.ndarray, multiples: np.ndarray,
                    progress: ProgressFn | None = None) -> np.ndarray:
         """``out[r, k] = f(theta + multiples[k] steps[i] e_i)``, ``i = indices[r]`` (see the module docstring)."""
+        workers = self.workers
+        if is_client(workers):
+            if process_workers.worth_a_client(self, theta, indices.size * multiples.size):
+                return process_workers.client_loss_table(self, theta, indices, steps, multiples, progress)
+            workers = None  # too little work for the cluster: here, the same bits
         if self.jitted:
             arrays = tuple(a.copy() for a in self.unflatten(theta))
             return _in_blocks(indices, multiples.size, progress, lambda block: loss_table(
                 self.f, arrays, self.args, block, self.offsets, steps, multiples))
-        if self.workers not in (None, 1):
+        if workers not in (None, 1):
             return process_workers.loss_table(self, theta, indices, steps, multiples, progress)
         return python_loss_table(self, theta, _NO_BATCH, _NO_BATCH, indices, steps, multiples, progress)
 
@@ -217,20 +229,28 @@ class FunctionModel(ModelBase):
                       progress: ProgressFn | None = None) -> np.ndarray:
         """``Im f(theta + i h_i e_i) / h_i`` for every ``i`` in ``indices``."""
         probe_complex(self, theta)
+        if is_client(self.workers) and process_workers.worth_a_client(self, theta, indices.size):
+            return process_workers.client_complex_table(self, theta, indices, h, progress)
         if self.jitted:
             arrays_c = tuple(a.astype(np.complex128) for a in self.unflatten(theta))
             return _in_blocks(indices, 0, progress, lambda block: complex_table(
                 self.f, arrays_c, self.args, block, self.offsets, h))
-        point = theta.astype(np.complex128)
-        out = np.empty(indices.size)
-        for r, i in enumerate(indices.tolist()):
-            w = point[i]
-            point[i] = w + 1j * h[i]
-            out[r] = _imag(self.call(point)) / h[i]
-            point[i] = w
-            if progress is not None:
-                progress(r + 1, indices.size)
-        return out
+        return complex_loop(self, theta, indices, h, progress)
+
+
+def complex_loop(model: FunctionModel, theta: np.ndarray, indices: np.ndarray, h: np.ndarray,
+                 progress: ProgressFn | None = None) -> np.ndarray:
+    """A Python ``f``'s complex steps ``Im f(theta + i h_i e_i) / h_i``, one entry at a time."""
+    point = theta.astype(np.complex128)
+    out = np.empty(indices.size)
+    for r, i in enumerate(indices.tolist()):
+        w = point[i]
+        point[i] = w + 1j * h[i]
+        out[r] = _imag(model.call(point)) / h[i]
+        point[i] = w
+        if progress is not None:
+            progress(r + 1, indices.size)
+    return out
 
 
 #: A jitted ``f``'s table is computed in blocks of at least this many entries (and at most 16 blocks): a
@@ -326,9 +346,14 @@ def check_function(
     eps, safety, rtol, atol, sample, seed, threads, progress
         As in :func:`fastgrad.check` (``eps`` default: ``1e-4 max(1, |w|)``
         central, ``1e-3 max(1, |w|)`` Richardson, 1e-20 complex).
-    workers : int or callable, optional
+    workers : int, callable or dask.distributed.Client, optional
         Python ``f``: evaluate over this many processes, or through a
         map-like ``workers(function, iterable)`` (:mod:`fastgrad.workers`).
+        A Dask Client (process workers; ``pip install "fastgrad[dask]"``):
+        any ``f``, in blocks on its workers, the model scattered once; the
+        same bits as ``workers=None``. Workers lost during the check are in
+        ``result.lost_workers`` and a remark; with an ``f`` that answered
+        differently to the same call, a note that fails the check.
 
     Returns
     -------
@@ -346,5 +371,6 @@ def check_function(
         def given(p: Any, X: Any, Y: Any) -> Any:  # check's backprop signature, around the user's
             return grads(p, *args)
 
-    return check(model, params, _NO_BATCH, _NO_BATCH, given, eps=eps, rtol=rtol, atol=atol, method=method,
-                 engine="full", threads=threads, progress=progress, safety=safety, sample=sample, seed=seed)
+    result = check(model, params, _NO_BATCH, _NO_BATCH, given, eps=eps, rtol=rtol, atol=atol, method=method,
+                   engine="full", threads=threads, progress=progress, safety=safety, sample=sample, seed=seed)
+    return process_workers.annotate(model, result)

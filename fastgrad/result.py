@@ -146,6 +146,10 @@ class CheckResult:
         passed, failed, kink, unresolved, non-finite, large step, unchecked).
     inconclusive_reasons : dict of str to int
         How many entries are inconclusive for each reason.
+    lost_workers : list of str
+        ``check_function(..., workers=client)``: the Dask workers that left
+        during the check (their blocks recomputed elsewhere; see ``advice``
+        or ``notes``).
     """
 
     passed: bool
@@ -176,6 +180,7 @@ class CheckResult:
     advice: list[str] = field(default_factory=list)
     entry_status: list[np.ndarray] = field(default_factory=list, repr=False)
     inconclusive_reasons: dict[str, int] = field(default_factory=dict)
+    lost_workers: list[str] = field(default_factory=list)
 
     # ---- derived on first read (see _Derived) ---------------------------
     def _derive_errors(self) -> list[np.ndarray]:
