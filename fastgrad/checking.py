@@ -354,6 +354,7 @@ def _build_result(net: Model, params: Any, inputs: CheckInputs, computed: Comput
         advice=hook(net, "advice")(params) + _lost_workers_advice(computed.lost_workers),
         entry_status=status,
         inconclusive_reasons=reasons,
+        lost_workers=list(computed.lost_workers),
     )
 
 

@@ -101,6 +101,7 @@ def test_a_worker_killed_mid_check_changes_no_bit(client):
     assert_same_result(local, remote)
     assert not remote.passed and [(f.tensor, f.index) for f in remote.failures] == [("W2", (7, 11))]
     assert any("left during the check" in a for a in remote.advice), remote.advice
+    assert remote.lost_workers == killed
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests after this one
 
 
