@@ -15,7 +15,10 @@ One experiment in one process (``test_dask_report``), its figures in ``extra_inf
   worker, N = 64, a full sharded check), blocks per second per worker; on this 2-core machine 2 workers are
   all of it, so the figure is the estimate to carry to a real cluster (per-worker rate x workers);
 - **local vs cluster**: a full ``fastgrad.check`` of ``MLP_SIZES`` with ``workers=None`` (2 Numba threads)
-  and ``workers=client`` (2 workers x 1 thread), interleaved, ``ROUNDS`` rounds, bitwise-equal results asserted.
+  and ``workers=client`` (2 workers x 1 thread), interleaved, ``ROUNDS`` rounds, bitwise-equal results asserted;
+  and ``fastgrad.check_function`` of a Python loss (:func:`tanh_layer_loss`, about 1 ms a call) on
+  ``FN_ENTRIES`` sampled entries, the same way. The cluster is started with glibc's default malloc trimming
+  (Dask's nannies set ``MALLOC_TRIM_THRESHOLD_=65536``, which made such an ``f`` 3x slower in its workers).
 
 Timings are medians over the rounds, with their range; the machine is shared and noisy.
 Environment: ``FASTGRAD_BENCH_DASK_ROUNDS`` (default 5; 1 under ``--benchmark-disable``).
@@ -43,6 +46,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::ResourceWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:distributed")]
 
 GROUP = "dask: sharded checks"
+FN_ENTRIES = 400
 N_TRIVIAL = 200
 WEAK_WIDTH = 256
 MLP_SIZES = [784, 512, 512, 10]
@@ -53,7 +57,22 @@ def _nothing(block: Any) -> int:
     return 0
 
 
+def tanh_layer_loss(params: list[np.ndarray], X: np.ndarray) -> float:
+    """``sum(tanh(X W) v)``: a user's Python loss, about a millisecond a call at the bench's sizes."""
+    return float(np.sum(np.tanh(X @ params[0]) @ params[1]))
+
+
+def tanh_layer_grads(params: list[np.ndarray], X: np.ndarray) -> list[np.ndarray]:
+    t = np.tanh(X @ params[0])
+    return [X.T @ ((1.0 - t ** 2) * params[1][None, :]), t.sum(axis=0)]
+
+
 def _cluster(n_workers: int) -> tuple[Any, Any]:
+    import cloudpickle
+    import dask
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import this file
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     cluster = distributed.LocalCluster(processes=True, n_workers=n_workers, threads_per_worker=1,
                                        dashboard_address=":0")
     return cluster, distributed.Client(cluster)
@@ -93,6 +112,25 @@ def _experiment(rounds: int, small: bool) -> dict[str, Any]:
             t_cluster.append(_timed(lambda: fastgrad.check(net, params, X, Y, grads, workers=client)))
         out["mlp"] = {"sizes": sizes, "n_params": net.n_params, "blocks": len(sharding.plan_blocks(
             net, N_SAMPLES, None, 2)), "local": _stats(t_local), "cluster": _stats(t_cluster)}
+        rng = np.random.default_rng(1)
+        d, h = (32, 16) if small else (256, 128)
+        fparams = [rng.normal(size=(d, h)) / np.sqrt(d), rng.normal(size=h)]
+        fX = rng.normal(size=(256, d))
+        fgrads = tanh_layer_grads(fparams, fX)
+        entries = 40 if small else FN_ENTRIES
+
+        def fn(workers: Any) -> Any:
+            return fastgrad.check_function(tanh_layer_loss, fparams, fgrads, args=(fX,), sample=entries // 2,
+                                           seed=0, workers=workers)
+
+        assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(fn(None).numerical, fn(client).numerical))
+        f_local, f_cluster = [], []
+        for _ in range(rounds):
+            f_local.append(_timed(lambda: fn(None)))
+            f_cluster.append(_timed(lambda: fn(client)))
+        call = min(_timed(lambda: tanh_layer_loss(fparams, fX)) for _ in range(20))
+        out["function"] = {"shapes": [list(p.shape) for p in fparams], "entries": entries, "call_s": call,
+                           "local": _stats(f_local), "cluster": _stats(f_cluster)}
         per_block = []
         for _ in range(rounds):
             per_block.append(_timed(lambda: dask_support.map_blocks(client, _nothing, {}, list(range(N_TRIVIAL))))
@@ -134,7 +172,7 @@ def _markdown(path: str) -> str:
     run = json.load(open(path))
     info = run["benchmarks"][0]["extra_info"]
     machine = run["machine_info"]
-    m, w, o = info["mlp"], info["weak"], info["overhead_per_block"]
+    m, w, o, f = info["mlp"], info["weak"], info["overhead_per_block"], info["function"]
 
     def ms(s: dict[str, float], scale: float = 1e3) -> str:
         return f"{s['median'] * scale:.3g} ({s['min'] * scale:.3g}–{s['max'] * scale:.3g})"
@@ -150,6 +188,9 @@ def _markdown(path: str) -> str:
         f"| full check {'-'.join(map(str, m['sizes']))} (P = {m['n_params']:,}), N = {N_SAMPLES}, local, 2 threads "
         f"| {ms(m['local'])} ms |",
         f"| the same on LocalCluster, 2 workers x 1 thread ({m['blocks']} blocks) | {ms(m['cluster'])} ms |",
+        f"| check_function, Python f of {f['call_s'] * 1e3:.2g} ms a call, {f['entries']} entries, local "
+        f"| {ms(f['local'])} ms |",
+        f"| the same on LocalCluster, 2 workers x 1 thread | {ms(f['cluster'])} ms |",
     ]
     for k, v in w.items():
         lines.append(f"| weak scaling, {k} worker(s): 784-{WEAK_WIDTH * int(k)}-10 (P = {v['n_params']:,}), "
