@@ -167,6 +167,7 @@ def run_one(op: str, sizes: tuple[int, ...], n: int, slice_units: int) -> list[d
             m = measure(lambda: fastgrad.check(net, params, X, Y, g, entries=mask))
             rows.append(_row(op, f"check(..., entries={k} units of layer {layer + 1})", m, net.n_params,
                              checked=int(mask.sum()), layer=layer, units=k))
+            del m  # (its result would otherwise be held during the next slice's peak)
         return rows
     if op == "check_full":
         m = measure(lambda: fastgrad.check(net, params, X, Y, g, progress=_progress_logger()))
