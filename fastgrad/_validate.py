@@ -447,6 +447,8 @@ def memory_shortfall(nbytes: int) -> str | None:
 #: vectors) and that :func:`fastgrad.numerical_gradient` does (two).
 CHECK_BYTES_PER_PARAM = 24
 NUMERICAL_BYTES_PER_PARAM = 16
+#: What they peak at, measured (docs/performance.md, default engine): quoted in the refusal beside the bound.
+PEAK_BYTES_PER_PARAM = {CHECK_BYTES_PER_PARAM: 35, NUMERICAL_BYTES_PER_PARAM: 17}
 #: Bytes per sample and unit of the forward pass's pre-activations and activations (two float64 arrays).
 ACTIVATION_BYTES = 16
 
@@ -481,7 +483,7 @@ def check_work_memory(net: Any, X: Any, per_param: int, what: str) -> None:
             f"({format_bytes(acts_part)} of activations, {ACTIVATION_BYTES} bytes per row and unit), {short}; "
             "check a smaller batch"
         )
-    raise ValueError(
-        f"net: {n_params:,} parameters need at least {format_bytes(need)} for {what} "
-        f"({per_param} bytes per parameter), {short}"
-    )
+    peak = PEAK_BYTES_PER_PARAM.get(per_param)
+    at_peak = f"; it peaks near {format_bytes(peak * n_params + acts_part)} ({peak} per parameter)" if peak else ""
+    raise ValueError(f"net: {n_params:,} parameters need at least {format_bytes(need)} for {what} "
+                     f"({per_param} bytes per parameter{at_peak}), {short}")
