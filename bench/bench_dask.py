@@ -115,7 +115,7 @@ def _experiment(rounds: int, small: bool) -> dict[str, Any]:
         rng = np.random.default_rng(1)
         d, h = (32, 16) if small else (256, 128)
         fparams = [rng.normal(size=(d, h)) / np.sqrt(d), rng.normal(size=h)]
-        fX = rng.normal(size=(256, d))
+        fX = rng.normal(size=(1024 if not small else 64, d))
         fgrads = tanh_layer_grads(fparams, fX)
         entries = 40 if small else FN_ENTRIES
 
