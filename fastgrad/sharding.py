@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -138,17 +139,18 @@ class Settings:
     budget: bool
 
 
-#: A worker's last forward pass: ``(net, theta, X, Z, A)``. The blocks of one run get the same scattered
-#: objects in a worker, so their forward pass is computed once; the entry holds the objects themselves, so an
-#: identity test cannot match a later run's arrays (they would be other objects while these are alive).
+#: A worker's last forward pass: weak references to ``(net, theta, X)``, and ``(Z, A)``. The blocks of one run
+#: get the same scattered objects in a worker, so their forward pass is computed once. Weak references: a
+#: long-lived worker does not keep a finished run's parameters alive (Dask frees them), and a live reference
+#: that is the same object cannot be another run's array.
 _forward_cache: list[tuple[Any, ...]] = []
 
 
 def _forward(net: MLP, theta: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if _forward_cache and all(a is b for a, b in zip(_forward_cache[0][:3], (net, theta, X))):
+    if _forward_cache and all(ref() is obj for ref, obj in zip(_forward_cache[0][:3], (net, theta, X))):
         return _forward_cache[0][3], _forward_cache[0][4]
     Z, A = net._forward(theta, X)
-    _forward_cache[:] = [(net, theta, X, Z, A)]
+    _forward_cache[:] = [(weakref.ref(net), weakref.ref(theta), weakref.ref(X), Z, A)]
     return Z, A
 
 
@@ -224,7 +226,7 @@ def sharded_details(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, e
                 progress(done, total)
     else:
         results = _pool(net, theta, X, Y, settings, blocks, sizes, int(workers), progress)
-    _forward_cache.clear()  # a map-like may have run blocks in this process: hold none of its arrays
+    _forward_cache.clear()  # a map-like may have run blocks in this process: keep none of its forward pass
     return _merge(base, results, budget), lost
 
 
