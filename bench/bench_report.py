@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
-import tracemalloc
 
 import numpy as np
+import peak_memory
 import pytest
 
 import fastgrad
@@ -54,41 +53,10 @@ def failing_result():
     return result
 
 
-def _vm_kib(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
-
-
 def measure(action):
     """Run ``action`` once: (its value, seconds, traced peak bytes, peak RSS bytes above the start or None)."""
-    rss_ok = _reset_peak_rss()
-    rss0 = _vm_kib("VmRSS:")
-    tracemalloc.start()
-    try:
-        started = time.perf_counter()
-        value = action()
-        seconds = time.perf_counter() - started
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    hwm = _vm_kib("VmHWM:")
-    rss = (hwm - rss0) * 1024 if rss_ok and hwm is not None and rss0 is not None else None
-    return value, seconds, peak, rss
+    m = peak_memory.measure(action)
+    return m["value"], m["seconds"], m["traced_bytes"], m["rss_bytes"]
 
 
 def _run(benchmark, result, action, label):

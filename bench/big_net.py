@@ -32,7 +32,6 @@ import os
 import subprocess
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -40,50 +39,15 @@ import numpy as np
 
 import fastgrad
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # peak_memory.py beside this file (a script run)
+from peak_memory import measure  # noqa: E402
+
 SIZES = (4096, 8192, 8192, 10)
 N_SAMPLES = 32
 SAMPLE = 1000
 OPERATIONS = ("init", "forward", "backprop", "check_sample", "check_directional", "check_fixed", "full_slices")
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "epyc-2core-big-net.md")
-
-
-def _vm_kib(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
-
-
-def measure(action: Callable[[], Any]) -> dict[str, Any]:
-    """Run ``action`` once: its seconds, tracemalloc's peak and the peak RSS above the start (None off Linux)."""
-    rss_ok = _reset_peak_rss()
-    rss0 = _vm_kib("VmRSS:")
-    tracemalloc.start()
-    try:
-        started = time.perf_counter()
-        value = action()
-        seconds = time.perf_counter() - started
-        _, traced = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    hwm = _vm_kib("VmHWM:")
-    rss = (hwm - rss0) * 1024 if rss_ok and hwm is not None and rss0 is not None else None
-    return {"value": value, "seconds": seconds, "traced_bytes": traced, "rss_bytes": rss,
-            "process_peak_bytes": hwm * 1024 if hwm is not None else None}
 
 
 def warm(threads_parallel: bool = True) -> None:
