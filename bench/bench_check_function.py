@@ -54,7 +54,6 @@ default ``1e3,1e4``).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -425,13 +424,9 @@ def summary(data: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python bench/bench_check_function.py FILE.json`` prints the tables."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print(__doc__, file=sys.stderr)
-        return 2
-    with open(argv[0]) as f:
-        print(summary(json.load(f)), end="")
-    return 0
+    from summarize import json_to_markdown  # (bench/summarize.py: the same command line for every table)
+
+    return json_to_markdown(summary, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 
 from fastgrad.bench import SLOPE_MIN_PARAMS, fit_slope
 
@@ -248,15 +249,20 @@ def summarize(data: dict) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python bench/summarize.py FILE.json``."""
+def json_to_markdown(render: Callable[[dict], str], doc: str | None, argv: list[str] | None = None) -> int:
+    """The command line of a bench file's table: ``python bench/X.py FILE.json`` prints ``render(the run)``."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print(__doc__, file=sys.stderr)
+        print(doc, file=sys.stderr)
         return 2
     with open(argv[0]) as f:
-        print(summarize(json.load(f)), end="")
+        print(render(json.load(f)), end="")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python bench/summarize.py FILE.json``."""
+    return json_to_markdown(summarize, __doc__, argv)
 
 
 if __name__ == "__main__":
