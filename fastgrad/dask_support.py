@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 INSTALL_HINT = 'workers: a dask.distributed Client needs Dask: pip install "fastgrad[dask]"'
 
 
@@ -82,6 +84,29 @@ def require_process_workers(client: Any) -> dict[str, str]:
                          "fastgrad's parallel Numba kernels need process workers; use "
                          "LocalCluster(processes=True, threads_per_worker=1) or dask-worker processes")
     return hosts
+
+
+def validate_workers(workers: Any) -> Any:
+    """``workers`` as given when valid (None, an int >= 1, a map-like callable or a Dask Client); else an error.
+
+    A Client (or an object that looks like one) needs Dask (``ImportError``
+    with the ``pip install``) and process workers (``ValueError``: see
+    :func:`require_process_workers`), both said before any work starts.
+    """
+    if workers is None:
+        return workers
+    if is_client(workers):
+        require_distributed()
+        require_process_workers(workers)
+        return workers
+    if callable(workers):
+        return workers
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+        raise TypeError(f"workers must be None, a number of processes, a map-like callable "
+                        f"workers(function, iterable) or a dask.distributed Client, got {type(workers).__name__}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return int(workers)
 
 
 def _share(workers_on_host: int) -> int:

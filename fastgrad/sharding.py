@@ -54,21 +54,8 @@ Block = tuple[int, int, int, "np.ndarray | None"]
 ProgressFn = Callable[[int, int], Any]
 
 
-def validate(workers: Any) -> Any:
-    """``workers`` as given when valid: None, an int >= 1, a map-like callable or a Dask Client."""
-    if workers is None:
-        return None
-    if dask_support.is_client(workers):
-        dask_support.require_distributed()
-        return workers
-    if callable(workers):
-        return workers
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
-        raise TypeError(f"workers must be None, a number of processes, a map-like callable workers(function, "
-                        f"iterable) or a dask.distributed Client, got {type(workers).__name__}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    return int(workers)
+#: (the validation of ``workers``, shared with ``check_function``: :func:`fastgrad.dask_support.validate_workers`)
+validate = dask_support.validate_workers
 
 
 def n_workers(workers: Any) -> int:

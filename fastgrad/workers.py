@@ -65,27 +65,8 @@ BLOCKS_PER_WORKER = 8
 _state: dict[str, Any] = {}  # a worker's model, point, steps and multiples (set by _initialize)
 
 
-def validate(workers: Any) -> Any:
-    """``workers`` as given when valid (None, an int >= 1, a callable or a Dask Client); else an error.
-
-    A Client (or an object that looks like one) needs Dask (``ImportError``
-    with the ``pip install``) and process workers (``ValueError``: see
-    :func:`fastgrad.dask_support.require_process_workers`).
-    """
-    if workers is None:
-        return workers
-    if dask_support.is_client(workers):
-        dask_support.require_distributed()
-        dask_support.require_process_workers(workers)
-        return workers
-    if callable(workers):
-        return workers
-    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
-        raise TypeError(f"workers must be None, a number of processes, a map-like callable "
-                        f"workers(function, iterable) or a dask.distributed Client, got {type(workers).__name__}")
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    return int(workers)
+#: (the validation of ``workers``, shared with MLP checks: :func:`fastgrad.dask_support.validate_workers`)
+validate = dask_support.validate_workers
 
 
 def _portable(model: Any, dask: bool = False) -> Any:
