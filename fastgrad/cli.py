@@ -20,8 +20,6 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn
 
-import numpy as np
-
 import fastgrad
 from fastgrad import _compile_notice, _validate
 from fastgrad.cli_input import (
@@ -34,6 +32,7 @@ from fastgrad.cli_input import (
     convention_kwargs,
     data_members,
     infer_sizes,
+    random_data,
     tensor_members,
 )
 
@@ -264,18 +263,6 @@ def _print_result(result: fastgrad.CheckResult, seconds: float, out: IO[str]) ->
     )
 
 
-def _random_data(
-    sizes: Sequence[int], loss: str, batch: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((batch, sizes[0]))
-    if loss == "cross_entropy":
-        Y = np.eye(sizes[-1], dtype=np.float64)[rng.integers(0, sizes[-1], size=batch)]
-    else:
-        Y = rng.uniform(0.0, 1.0, size=(batch, sizes[-1]))
-    return X, Y
-
-
 def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
     """Run ``fastgrad check``; return the exit status."""
     if args.data is not None and args.batch is not None:
@@ -318,7 +305,7 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
     if data_header is not None:
         X, Y = _read_members(args.data, "data", data_header)
     else:
-        X, Y = _random_data(net.sizes, net.loss_name, n_rows, args.seed)
+        X, Y = random_data(net.sizes, net.loss_name, n_rows, args.seed)
     grads = _read_members(args.grads, "grads", grad_members) if grad_members is not None else None
 
     what = f"gradients from {args.grads}" if grads is not None else "net.backprop"

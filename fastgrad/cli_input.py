@@ -233,6 +233,17 @@ def infer_sizes(params: Sequence[np.ndarray | _Member], weight_layout: str = "in
     return [shapes[0][0]] + [s[1] for s in shapes]
 
 
+def random_data(sizes: Sequence[int], loss: str, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``fastgrad check``'s data without ``--data``: X standard normal; Y uniform, or one-hot rows for cross_entropy."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((batch, sizes[0]))
+    if loss == "cross_entropy":
+        Y = np.eye(sizes[-1], dtype=np.float64)[rng.integers(0, sizes[-1], size=batch)]
+    else:
+        Y = rng.uniform(0.0, 1.0, size=(batch, sizes[-1]))
+    return X, Y
+
+
 def add_convention_arguments(parser: argparse.ArgumentParser) -> None:
     """``fastgrad check``'s options for the MLP's loss conventions and weight layout (:class:`fastgrad.MLP`)."""
     parser.add_argument("--reduction", choices=["sum", "mean", "mean_all"], default=None,
