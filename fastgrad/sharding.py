@@ -79,6 +79,14 @@ def block_indices(net: MLP, block: Block) -> np.ndarray:
     return np.sort(np.concatenate([weights, b_off + columns]))
 
 
+def block_size(net: MLP, block: Block) -> int:
+    """How many entries a block has (without building its indices)."""
+    layer, lo, hi, entries = block
+    if entries is not None:
+        return int(entries.size)
+    return (int(net.layout[layer, FAN_IN]) + 1) * (hi - lo)
+
+
 def plan_blocks(net: MLP, n_samples: int, indices: np.ndarray | None, workers: int) -> list[Block]:
     """Blocks of whole units, layer by layer, of about equal cost (see the module docstring)."""
     per_layer = []
@@ -197,7 +205,7 @@ def sharded_details(net: MLP, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, e
     # the arrays a local run gives the entries it does not compute; the blocks fill in the rest
     base = numerical_details(net, theta, X, Y, eps, engine, method, None, indices=np.zeros(0, np.int64), Z=Z, A=A,
                              scaled=scaled, budget=budget, keep_steps=False)
-    sizes = [int(block_indices(net, b).size) if b[3] is None else int(b[3].size) for b in blocks]
+    sizes = [block_size(net, b) for b in blocks]
     lost: list[str] = []
     if dask_support.is_client(workers):
         run = dask_support.map_blocks(workers, details_block, {"net": net, "theta": theta, "X": X, "Y": Y,

@@ -164,6 +164,7 @@ def test_blocks_are_whole_units_of_balanced_cost():
     blocks = sharding.plan_blocks(net, 128, None, 2)
     covered = np.sort(np.concatenate([sharding.block_indices(net, b) for b in blocks]))
     assert np.array_equal(covered, np.arange(net.n_params))  # every entry once
+    assert [sharding.block_size(net, b) for b in blocks] == [sharding.block_indices(net, b).size for b in blocks]
     assert sharding.BLOCKS_PER_WORKER * 2 <= len(blocks) <= sharding.MAX_BLOCKS
     sub = np.sort(np.random.default_rng(0).choice(net.n_params, 5000, replace=False))
     picked = np.sort(np.concatenate([sharding.block_indices(net, b) for b in sharding.plan_blocks(net, 128, sub, 2)]))
