@@ -442,19 +442,21 @@ def memory_shortfall(nbytes: int) -> str | None:
     return None
 
 
-#: Bytes per parameter that a check allocates at the least (the flat
-#: parameter copy, the checked gradient and the numerical one: three float64
-#: vectors) and that :func:`fastgrad.numerical_gradient` does (two).
-CHECK_BYTES_PER_PARAM = 24
-NUMERICAL_BYTES_PER_PARAM = 16
-#: What they peak at, measured (docs/performance.md, default engine): quoted in the refusal beside the bound.
-PEAK_BYTES_PER_PARAM = {CHECK_BYTES_PER_PARAM: 35, NUMERICAL_BYTES_PER_PARAM: 17}
+#: Bytes per parameter a check allocates at its peak, measured on a 10^8-parameter net (docs/performance.md,
+#: "A 100 M-parameter net": 34-36 above the user's inputs for a full or sampled check, 71 for
+#: method="directional", 17 for numerical_gradient; bench/bench_memory.py: near 70 with engine="full"),
+#: rounded up. A check is refused up front when they
+#: do not fit: an estimate below the peak (the 24 of three P-vectors, before) let a check start that the
+#: kernel's out-of-memory killer would end.
+CHECK_BYTES_PER_PARAM = 36
+DOUBLE_BYTES_PER_PARAM = 72
+NUMERICAL_BYTES_PER_PARAM = 17
 #: Bytes per sample and unit of the forward pass's pre-activations and activations (two float64 arrays).
 ACTIVATION_BYTES = 16
 
 
 def work_memory(n_params: int, n_units: int, n_samples: int, per_param: int) -> int:
-    """Return a lower bound, in bytes, of what a check (``per_param`` bytes a parameter) allocates."""
+    """Return what a check (``per_param`` bytes a parameter at its peak) allocates, in bytes."""
     return per_param * int(n_params) + ACTIVATION_BYTES * int(n_samples) * int(n_units)
 
 
@@ -479,11 +481,9 @@ def check_work_memory(net: Any, X: Any, per_param: int, what: str) -> None:
     acts_part = need - params_part
     if acts_part >= params_part:
         raise ValueError(
-            f"X: {n_samples:,} rows through {n_units:,} units need at least {format_bytes(need)} for {what} "
+            f"X: {n_samples:,} rows through {n_units:,} units need about {format_bytes(need)} for {what} "
             f"({format_bytes(acts_part)} of activations, {ACTIVATION_BYTES} bytes per row and unit), {short}; "
             "check a smaller batch"
         )
-    peak = PEAK_BYTES_PER_PARAM.get(per_param)
-    at_peak = f"; it peaks near {format_bytes(peak * n_params + acts_part)} ({peak} per parameter)" if peak else ""
-    raise ValueError(f"net: {n_params:,} parameters need at least {format_bytes(need)} for {what} "
-                     f"({per_param} bytes per parameter{at_peak}), {short}")
+    raise ValueError(f"net: {n_params:,} parameters need about {format_bytes(need)} for {what} "
+                     f"({per_param} bytes per parameter, its measured peak), {short}")

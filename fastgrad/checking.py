@@ -209,8 +209,12 @@ def _resolve(
     threads: Any, progress: Any, safety: Any, sample: Any, seed: Any, entries: Any, workers: Any = None,
 ) -> CheckInputs:
     """Step 1 of :func:`check`: validate everything and take the user's gradient, before the long part."""
-    _validate.entry_arguments(net, X, Y, seed, _validate.CHECK_BYTES_PER_PARAM, "a check", entries)
     directional = method == "directional"  # its projections use their own fixed step, STEP
+    # the full engine keeps its steps and its budget's series beside its values: it peaks like directional
+    doubled = directional or engine == "full"
+    peak = _validate.DOUBLE_BYTES_PER_PARAM if doubled else _validate.CHECK_BYTES_PER_PARAM
+    what = "a directional check" if directional else ("a check with engine='full'" if doubled else "a check")
+    _validate.entry_arguments(net, X, Y, seed, peak, what, entries)
     prepared = _prepare(net, params, X, Y, None if directional else eps, method, engine, threads, progress,
                         methods=CHECK_METHODS, workers=workers)
     rtol_value = DEFAULT_RTOL if rtol is None else _validate.positive_float(rtol, "rtol")

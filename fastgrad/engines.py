@@ -167,6 +167,28 @@ def _wanted_units(net: MLP, want: np.ndarray | None, layer: int, every: bool = F
     return units, per_unit[units]
 
 
+class _SparseRows:
+    """Which rows of a layer's ``W`` (and its bias, row ``fan_in``) hold a wanted entry of given units.
+
+    From the wanted entries' positions, found once per layer: a sample's
+    few entries per unit, without reading ``want`` at every row of every unit.
+    """
+
+    def __init__(self, net: MLP, want: np.ndarray, layer: int) -> None:
+        fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+        w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+        flat = np.flatnonzero(want[w_off:b_off])
+        biases = np.flatnonzero(want[b_off:b_off + fan_out])
+        self.rows = np.concatenate([flat // fan_out, np.full(biases.size, fan_in)])
+        self.units = np.concatenate([flat % fan_out, biases])
+        self.n_rows = fan_in + 1
+
+    def rows_of(self, units: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.n_rows, dtype=np.bool_)
+        mask[self.rows[np.isin(self.units, units)]] = True
+        return mask
+
+
 #: The kernels' integer codes by :attr:`fastgrad.capabilities.Route.kernel_mode`: a difference method's name, or
 #: ``"unit"`` for the unit engine's assembly (:func:`_incremental` is run with that mode as its ``method``).
 #: Read from the capability table, which is the one place the codes are chosen.
@@ -280,6 +302,7 @@ def _incremental(
     done = 0
     for layer in range(net.n_layers):
         units, counts = _wanted_units(net, want, layer, every=total == P)
+        sparse = _SparseRows(net, want, layer) if want is not None and total < P else None
         series_cost, assembly_cost = unit_cost_parts(net, layer, N)
         block = _unit_blocks(units.size, series_cost + assembly_cost, threads)
         rows = net.sizes[layer] + 1
@@ -315,7 +338,8 @@ def _incremental(
                 assemble_unit_params(theta, net.layout, net.loss_code, X, st.base,
                                      layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code,
                                      want_arg, budget, rows_lo, rows_hi, out, absum, trunc, kink, status,
-                                     work=assembly_cost * chunk.size * (rows_hi - rows_lo) / rows)
+                                     work=assembly_cost * chunk.size * (rows_hi - rows_lo) / rows,
+                                     rows_wanted=None if sparse is None else sparse.rows_of(chunk))
                 if progress is not None and len(pieces) > 1 and rows_hi < rows:
                     progress(done, total)
             if method == "unit" and budget:

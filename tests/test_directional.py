@@ -181,3 +181,43 @@ def test_exact_zeros_of_dead_units_are_confirmed_and_a_residue_there_is_caught()
     live = {("W1", (i, j)) for i in range(3) for j in (0, 2, 3) if g[0][i, j] != 0}
     assert {(f.tensor, f.index) for f in result.failures} == live
     assert result.forward_passes > 4  # W1's dead and live entries in two groups
+
+
+def _deep_case():
+    """A deep, wide sigmoid net on a small batch: one projection per tensor leaves entries it cannot resolve."""
+    rng = np.random.default_rng(0)
+    sizes = [100, 400, 400, 400, 2]
+    net = fastgrad.MLP(sizes)
+    params = net.init(seed=0)
+    X, Y = rng.standard_normal((8, sizes[0])), rng.uniform(size=(8, sizes[-1]))
+    return net, params, X, Y, net.backprop(params, X, Y)
+
+
+def test_open_entries_are_projected_again_instead_of_checked_one_by_one(monkeypatch):
+    """Issue 16: on a 10^8-parameter net the first projections left 22 % of the entries to one-by-one checks."""
+    from fastgrad import directional
+
+    net, params, X, Y, g = _deep_case()
+    plain = fastgrad.check(net, params, X, Y, g, method="directional", seed=0)
+    monkeypatch.setattr(directional, "PASS_COST", 0.0)  # re-projecting always pays, as on a big net
+    refined = fastgrad.check(net, params, X, Y, g, method="directional", seed=0)
+    assert plain.passed and refined.passed
+    assert refined.forward_passes > plain.forward_passes  # it did project again ...
+    assert refined.n_checked < plain.n_checked - 20  # ... and checked fewer entries one by one
+    # an error in an entry the first projection left open is still found, where it is
+    theta = net.flatten(params)
+    Z, A = net._forward(theta, X)
+    flat_g = net.flatten(g)
+    monkeypatch.setattr(directional, "PASS_COST", 8.0)
+    first = directional.directional_search(net, theta, X, Y, flat_g, 2.0**-53, 10.0, 0, Z, A, 1e-6).unresolved
+    assert first.size > 20
+    monkeypatch.setattr(directional, "PASS_COST", 0.0)
+    for p in first[[0, first.size // 2, -1]]:
+        t = int(np.searchsorted(net.offsets, p, side="right")) - 1
+        wrong = flat_g.copy()
+        wrong[p] += 1e-4 * np.abs(flat_g[net.offsets[t]:net.offsets[t + 1]]).max()
+        grads = net.unflatten(wrong)
+        central = fastgrad.check(net, params, X, Y, grads)
+        assert not central.passed
+        result = fastgrad.check(net, params, X, Y, grads, method="directional", seed=0)
+        assert [(f.tensor, f.index) for f in result.failures] == [(f.tensor, f.index) for f in central.failures]

@@ -30,10 +30,11 @@ def test_sample_covers_every_tensor_its_corners_and_biases(case):
     for sample in (1, 3, 0.1, 0.5):
         mask = sample_mask(net, sample, seed=0)
         masks = net.unflatten(mask)
-        for m, shape in zip(masks, net.param_shapes):
+        counts = fastgrad.sampling.per_tensor_counts(net, sample)
+        for m, shape, count in zip(masks, net.param_shapes, counts):
             assert m.any()
             if len(shape) == 1:
-                assert m.all()  # biases: all of them
+                assert m.sum() == min(max(count, 2), m.size) and m[0] and m[-1]  # the count asked for, corners in
             else:
                 assert m[0, 0] and m[0, -1] and m[-1, 0] and m[-1, -1]
     assert np.array_equal(sample_mask(net, 3, seed=5), sample_mask(net, 3, seed=5))

@@ -284,3 +284,29 @@ def test_rounding_kernels_match_numpy(hidden, output, threads):
         block = want[lo_w:lo_b].reshape(sizes[l], sizes[l + 1])
         want[lo_w:lo_b] = np.where(np.isnan(extra), block, block + extra).ravel()
     np.testing.assert_allclose(trunc, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_term_scales_sum_in_the_written_order_across_blocks(threads):
+    """Bitwise: |b_j| first, then i upwards, for every (n, j), in a layer wider than one block of units."""
+    from fastgrad._kernels.rounding import TERM_BLOCK, unit_term_scales
+
+    rng = np.random.default_rng(9)
+    sizes = [37, 2 * TERM_BLOCK + 19, 5]
+    net = fastgrad.MLP(sizes, hidden="tanh", output="sigmoid")
+    params = [p * np.exp(rng.uniform(-8, 8, p.shape)) for p in net.init(seed=2)]  # magnitudes over 7 decades
+    X = rng.standard_normal((6, sizes[0])) * 1e3
+    theta = net.flatten(params)
+    Z, A = net._forward(theta, X)
+    scales, act_scales = np.empty(A.shape[1]), np.empty(A.shape[1])
+    with fastgrad._config.threads_context(min(threads, numba.config.NUMBA_NUM_THREADS)):
+        unit_term_scales(theta, net.layout, X, Z, A, scales, act_scales)
+    a, want = X, []
+    for l in range(net.n_layers):
+        W, b = params[2 * l], params[2 * l + 1]
+        s = np.broadcast_to(np.abs(b), (X.shape[0], b.size)).copy()
+        for i in range(W.shape[0]):  # the kernel's order, one addition per term
+            s += np.abs(a[:, i:i + 1] * W[i])
+        want.append(s.max(axis=0))
+        a = A[:, int(net.layout[l, 4]):int(net.layout[l, 4]) + b.size] if l < net.n_layers - 1 else None
+    assert np.array_equal(scales, np.concatenate(want))

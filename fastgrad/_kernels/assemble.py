@@ -163,7 +163,8 @@ def _series_weight(method):
 
 @jit(parallel=True)
 def _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
-                   want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending_out):
+                   want, rows_wanted, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out,
+                   pending_out):
     """The entries of rows ``rows_lo..rows_hi-1`` whose every sample is in the series' range, in one pass.
 
     Arguments as :func:`assemble_unit_params`; ``pending_out`` (rows_hi -
@@ -184,6 +185,8 @@ def _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim,
             low = min(low, lim[n, b])
         lim_min[b] = low
     for i in prange(rows_lo, rows_hi):
+        if rows_wanted.shape[0] > 0 and not rows_wanted[i]:  # a sample: no wanted entry of these units here
+            continue
         a = np.empty(N, dtype=np.float64)
         _row_inputs(X, A, layout, l, i, a)
         a_max = 0.0
@@ -304,9 +307,12 @@ def _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs
                out, absum_out, trunc_out, kink_out, status_out)
 
 
+_EVERY_ROW = np.zeros(0, dtype=np.bool_)
+
+
 def assemble_unit_params(
     theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method,
-    want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, work=None,
+    want, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, work=None, rows_wanted=None,
 ):
     """Numerical derivatives of ``W_l[:, j]`` and ``b_l[j]`` for every ``j`` in ``units``.
 
@@ -370,6 +376,11 @@ def assemble_unit_params(
         The caller's estimate of the rows' work (flops): small work runs
         the serial twin (:meth:`fastgrad._threading.Kernel.launch`); None:
         chosen by the arrays' size.
+    rows_wanted : ndarray of bool, shape (fan_in + 1,), optional
+        The rows with a wanted entry among ``units`` (None: every row is
+        read; ``want`` decides). A sample of a 10^8-parameter net wants one
+        entry of a unit's 8,193: the rows' reads of ``want`` to find it cost
+        more than the sample's series.
 
     Notes
     -----
@@ -384,8 +395,9 @@ def assemble_unit_params(
     """
     pending = np.zeros((rows_hi - rows_lo, units.shape[0]), dtype=np.int8)
     rows_kernel = _assemble_rows if work is None else partial(launch, _assemble_rows, work)
+    rows_arg = _EVERY_ROW if rows_wanted is None else rows_wanted
     rows_kernel(theta, layout, loss_code, X, base.A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
-                   budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending)
+                rows_arg, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending)
     rows, cols = np.nonzero(pending)
     for lo in range(0, rows.shape[0], PENDING_CALL):
         _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps,

@@ -23,6 +23,9 @@ from ._jit import jit
 from .activations import derivative
 from .codes import ACT, B_OFF, FAN_IN, FAN_OUT, SOFTMAX, U_OFF, W_OFF
 
+#: Units of a layer one task of :func:`unit_term_scales` sums at a time (its sums, N x 128, stay in cache).
+TERM_BLOCK = 128
+
 
 @jit(parallel=True)
 def unit_term_scales(theta, layout, X, Z, A, out, act_out):
@@ -36,48 +39,51 @@ def unit_term_scales(theta, layout, X, Z, A, out, act_out):
     outputs are indexed like a row of ``A``. A maximum does not depend on
     the order, so neither on the thread count.
 
-    Each sum runs ``|b_j|`` first, then ``i`` upwards, as written above; the
-    loops run over ``i`` outside and ``j`` inside, so that ``W`` is read row by
-    row (a column walk of a 8192 x 8192 layer took 10 s here, the row walk
-    0.5 s), with the same additions in the same order for every ``j``.
+    Each sum runs ``|b_j|`` first, then ``i`` upwards, as written above. The
+    work is split by blocks of ``TERM_BLOCK`` units; within a block the loops
+    run over ``i``, then the samples, then the block's units, so that ``W``
+    is read once, row segment by row segment, for every sample at once (a
+    walk per sample read a 10^8-parameter net's W 32 times: 2.4 s; a column
+    walk took 10 s).
     """
     N = X.shape[0]
     L = layout.shape[0]
-    U = out.shape[0]
-    widest = 0
     for l in range(L):
-        widest = max(widest, layout[l, FAN_OUT])
-    per_sample = np.zeros((N, U))
-    per_sample_act = np.zeros((N, U))
-    for n in prange(N):
-        row = np.empty(widest)
-        for l in range(L):
-            fan_in = layout[l, FAN_IN]
-            fan_out = layout[l, FAN_OUT]
-            w_off = layout[l, W_OFF]
-            b_off = layout[l, B_OFF]
-            u_off = layout[l, U_OFF]
-            for j in range(fan_out):
-                row[j] = abs(theta[b_off + j])
+        fan_in = layout[l, FAN_IN]
+        fan_out = layout[l, FAN_OUT]
+        w_off = layout[l, W_OFF]
+        b_off = layout[l, B_OFF]
+        u_off = layout[l, U_OFF]
+        act = layout[l, ACT]
+        inputs = np.empty((fan_in, N))  # the layer's inputs, one row per input (read along the samples below)
+        for i in range(fan_in):
+            for n in range(N):
+                inputs[i, n] = X[n, i] if l == 0 else A[n, layout[l - 1, U_OFF] + i]
+        n_blocks = (fan_out + TERM_BLOCK - 1) // TERM_BLOCK
+        for block in prange(n_blocks):
+            j0 = block * TERM_BLOCK
+            width = min(TERM_BLOCK, fan_out - j0)
+            sums = np.empty((N, width))
+            for n in range(N):
+                for k in range(width):
+                    sums[n, k] = abs(theta[b_off + j0 + k])
             for i in range(fan_in):
-                a = X[n, i] if l == 0 else A[n, layout[l - 1, U_OFF] + i]
-                base = w_off + i * fan_out
-                for j in range(fan_out):
-                    row[j] += abs(a * theta[base + j])
-            for j in range(fan_out):
-                s = row[j]
-                per_sample[n, u_off + j] = s
-                if layout[l, ACT] != SOFTMAX:
-                    z = Z[n, u_off + j]
-                    per_sample_act[n, u_off + j] = s * abs(derivative(z, A[n, u_off + j], layout[l, ACT]))
-    for u in range(U):
-        best = 0.0
-        best_act = 0.0
-        for n in range(N):
-            best = max(best, per_sample[n, u])
-            best_act = max(best_act, per_sample_act[n, u])
-        out[u] = best
-        act_out[u] = best_act
+                base = w_off + i * fan_out + j0
+                for n in range(N):
+                    a = inputs[i, n]
+                    for k in range(width):
+                        sums[n, k] += abs(a * theta[base + k])
+            for k in range(width):
+                u = u_off + j0 + k
+                best = 0.0
+                best_act = 0.0
+                for n in range(N):
+                    s = sums[n, k]
+                    best = max(best, s)
+                    if act != SOFTMAX:
+                        best_act = max(best_act, s * abs(derivative(Z[n, u], A[n, u], act)))
+                out[u] = best
+                act_out[u] = best_act
 
 
 @jit(parallel=True)
