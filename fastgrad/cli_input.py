@@ -265,11 +265,11 @@ def convention_kwargs(args: argparse.Namespace) -> dict:
 def _check_memory(
     net: fastgrad.MLP, n_rows: int, rows_from: str, params_in_file: bool, n_grads: int
 ) -> None:
-    """Refuse (``UsageError``) a check whose memory, at the least, exceeds what is available.
+    """Refuse (``UsageError``) a check whose memory (its measured peak) exceeds what is available.
 
     Counted in Python ints before anything is allocated: the parameters
     and the gradients to check (8 bytes each), the data (8 bytes per row
-    and column), and what the check itself allocates at the least
+    and column), and what the check itself allocates at its peak
     (:func:`fastgrad._validate.work_memory`).
     """
     P = net.n_params
@@ -289,7 +289,7 @@ def _check_memory(
         culprit = "--params" if params_in_file else "--sizes " + ",".join(map(str, net.sizes))
         culprit += f" ({P:,} parameters)"
     raise UsageError(
-        f"{culprit} too large: the check needs at least {fmt(need)} of memory "
+        f"{culprit} too large: the check needs about {fmt(need)} of memory "
         f"({fmt(need - per_row)} for the parameters, {fmt(per_row)} for {n_rows:,} rows of data and "
         f"activations), {short}"
     )
