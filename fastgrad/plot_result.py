@@ -190,12 +190,12 @@ def _bar_ticks(scale: ColourScale) -> tuple[list[float], list[str]]:
     return ticks, [f"1e{int(t)}" if t == int(t) else f"{10 ** t:.3g}" for t in ticks]
 
 
-def _panel_height(grid: TensorGrid) -> float:
-    """Inches of a panel's heatmap: one-row tensors a strip, 2-D ones after their shape, within limits."""
+def _panel_height(grid: TensorGrid, n_panels: int) -> float:
+    """Inches of a panel's heatmap: one-row tensors a strip, 2-D ones after their shape, lower when there are many."""
     if grid.rows == 1:
         return 0.35
     cr, cc = grid.flags.shape
-    return float(np.clip(0.9 * WIDTH * cr / cc, 1.2, 2.4))
+    return float(np.clip(0.9 * WIDTH * cr / cc, 1.0, 2.4 if n_panels <= 8 else 1.4))
 
 
 def _colour_key(fig: Any, mappable: Any, axes: Any, scale: ColourScale, cax: Any = None) -> None:
@@ -239,7 +239,7 @@ def figure_of_grids(grids: ResultGrids, tensors: Sequence[TensorGrid] | None = N
     colour key out (the HTML report draws it once for all pictures).
     """
     tensors = list(grids.tensors if tensors is None else tensors)
-    heights = [_panel_height(g) for g in tensors]
+    heights = [_panel_height(g, len(tensors)) for g in tensors]
     titles = sum(0.45 + (0.17 * textwrap.fill(g.hint, 110).count("\n") + 0.17 if g.hint else 0) for g in tensors)
     extra = (0.7 if headline else 0.0) + (1.1 if key else 0.1)
     fig = _matplotlib.new_figure(purpose, WIDTH, sum(heights) + titles + extra)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -346,8 +347,8 @@ def test_without_matplotlib_plot_raises_naming_the_extra(monkeypatch):
 def test_readme_picture_example_draws_the_stripe(tmp_path, capsys):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("plot_a_bug", tm.__file__.replace("tests/test_mutations.py",
-                                                                                     "examples/plot_a_bug.py"))
+    example = Path(__file__).resolve().parent.parent / "examples" / "plot_a_bug.py"
+    spec = importlib.util.spec_from_file_location("plot_a_bug", example)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     result = module.main(str(tmp_path / "check-plot.png"))
