@@ -307,17 +307,22 @@ def grids_from_dict(result: Mapping[str, Any]) -> ResultGrids:
     pictures = result["pictures"]
     try:
         what = str(pictures["what"])
-        fail_line = pictures["fail_line_log10"]
+        fail_line = None if pictures["fail_line_log10"] is None else float(pictures["fail_line_log10"])
         tensors = []
         for i, t in enumerate(pictures["tensors"]):
             label = f"pictures.tensors[{i}]"
+            rows, cols = int(t["rows"]), int(t["cols"])
+            block = (int(t["block"][0]), int(t["block"][1]))
             cells = (int(t["cells"][0]), int(t["cells"][1]))
+            if min(block) < 1 or cells != (-(-rows // block[0]), -(-cols // block[1])):
+                raise ValueError(f"{label}: {cells[0]} x {cells[1]} cells do not cover {rows} x {cols} entries "
+                                 f"in blocks of {block[0]} x {block[1]}")
             flags = _decode(t["flags"], "u1", cells, f"{label}.flags")
             log10_max = _decode(t["log10_max"], "<f2", cells, f"{label}.log10_max").astype(np.float64)
             tensors.append(TensorGrid(
-                str(t["name"]), tuple(int(s) for s in t["shape"]), int(t["rows"]), int(t["cols"]),
-                (int(t["block"][0]), int(t["block"][1])), log10_max, flags, str(t["verdict"]), int(t["n_failed"]),
-                int(t["n_inconclusive"]), int(t["n_checked"]), None if t["hint"] is None else str(t["hint"])))
+                str(t["name"]), tuple(int(s) for s in t["shape"]), rows, cols, block, log10_max, flags,
+                str(t["verdict"]), int(t["n_failed"]), int(t["n_inconclusive"]), int(t["n_checked"]),
+                None if t["hint"] is None else str(t["hint"])))
     except (KeyError, IndexError, TypeError) as exc:
         raise ValueError(f"pictures: missing or malformed field {exc}") from None
     if what not in WHATS:
@@ -326,5 +331,4 @@ def grids_from_dict(result: Mapping[str, Any]) -> ResultGrids:
     worst = result.get("max_budget_ratio") if result.get("verdict") == "budget" else result.get("max_rel_error")
     headline = _headline(str(result.get("status", "?")), int(result.get("n_failed", 0)),
                          int(result.get("n_params", 0)), str(result.get("verdict", "budget")), worst, threshold)
-    return ResultGrids(what, None if fail_line is None else float(fail_line), headline,
-                       str(result.get("model", "")), tensors)
+    return ResultGrids(what, fail_line, headline, str(result.get("model", "")), tensors)

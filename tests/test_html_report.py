@@ -222,6 +222,10 @@ def test_report_refusals_name_the_file(tmp_path, capsys, failing):
     document = {"result": failing[-1].to_dict(pictures=True)}
     document["result"]["pictures"]["tensors"][0]["flags"] = "AAAA"  # 3 cells where 20 are due
     (tmp_path / "cut.json").write_text(json.dumps(document))
+    document["result"]["pictures"]["tensors"][0]["block"] = [0, 1]
+    (tmp_path / "block.json").write_text(json.dumps(document))
+    document["result"]["pictures"] = {"what": "budget_ratio", "fail_line_log10": "high", "tensors": []}
+    (tmp_path / "line.json").write_text(json.dumps(document))
     cases = {
         "missing.json": "'{tmp}/missing.json': no such file",
         "bad.json": "bad.json' is not valid JSON",
@@ -229,6 +233,8 @@ def test_report_refusals_name_the_file(tmp_path, capsys, failing):
         "other.json": "is not a fastgrad result: no 'passed', 'n_params'",
         "nan.json": "is not valid JSON: non-standard JSON constant NaN",
         "cut.json": "pictures.tensors[0].flags holds 3 cells, its 'cells' says 4 x 5",
+        "block.json": "pictures.tensors[0]: 4 x 5 cells do not cover 4 x 5 entries in blocks of 0 x 1",
+        "line.json": "the JSON's pictures are malformed: could not convert string to float",
     }
     for name, message in cases.items():
         code, out, err = run(["report", tmp_path / name, "--html", tmp_path / "out.html"], capsys)
