@@ -122,8 +122,10 @@ def draw_tensor(ax: Any, grid: TensorGrid, scale: ColourScale) -> Any:
 
     ``ax.images[0].get_array()`` is the masked grid of log10 values drawn
     (clipped to the scale; masked where the cell has no judged entry, or
-    only inconclusive ones); ``ax.images[1]`` the status layer (grey,
-    violet); ``ax.collections[0]`` the failing cells' outline.
+    has an inconclusive one and no failing one: a failing cell is drawn by
+    its value, then an inconclusive one violet, then a passing one by its
+    value); ``ax.images[1]`` the status layer (grey, violet);
+    ``ax.collections[0]`` the failing cells' outline.
     """
     from matplotlib.collections import LineCollection
     from matplotlib.ticker import MaxNLocator
