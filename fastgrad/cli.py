@@ -1,4 +1,4 @@
-"""Command line: ``fastgrad demo``, ``fastgrad check`` and ``fastgrad bench``.
+"""Command line: ``fastgrad demo``, ``fastgrad check``, ``fastgrad report`` and ``fastgrad bench``.
 
 Exit status: 0 when every check passes, 1 when a check fails, 2 for bad usage
 or bad input, including input too large for the memory available (one
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, NoReturn
 
 import fastgrad
-from fastgrad import _compile_notice, _validate
+from fastgrad import _compile_notice, _validate, cli_report
 from fastgrad.cli_input import (
     UsageError,
     _check_memory,
@@ -223,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument(
         "--json",
         metavar="FILE",
-        help="also write the result as JSON to FILE ('-' for stdout)",
+        help="also write the result as JSON to FILE ('-' for stdout), with each tensor's picture grid",
     )
+    cli_report.add_arguments(sub, chk)  # check --plot, and the report subcommand
 
     from . import bench
 
@@ -294,10 +294,7 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
         n_rows = args.batch or 64
         rows_from = "--batch" if args.batch is not None else "the default batch"
     _check_memory(net, n_rows, rows_from, param_members is not None, 1 if grad_members is not None else 0)
-    if args.json not in (None, "-"):
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder):
-            raise UsageError(f"--json {args.json!r}: no such directory {folder!r}")
+    cli_report.vet_outputs(args)  # --json's and --plot's files, before a check that may be long
     if param_members is not None:
         params = _read_members(args.params, "params", param_members)
     else:
@@ -342,50 +339,10 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
             progress.close()
     seconds = time.perf_counter() - start
     _print_result(result, seconds, sys.stderr if args.json == "-" else out)
-    if args.json is not None:
-        _write_json(args, net, result, seconds, out)
+    cli_report.write_outputs(args, net, result, seconds, out)
     if result.passed:
         return EXIT_PASS
     return EXIT_INCONCLUSIVE if result.status == "inconclusive" else EXIT_FAIL
-
-
-def _write_json(
-    args: argparse.Namespace,
-    net: fastgrad.MLP,
-    result: fastgrad.CheckResult,
-    seconds: float,
-    out: IO[str],
-) -> None:
-    document = {
-        "fastgrad_version": fastgrad.__version__,
-        "net": {
-            "sizes": list(net.sizes),
-            "hidden": net.hidden,
-            "output": net.output,
-            "loss": net.loss_name,
-            "n_params": net.n_params,
-        },
-        "inputs": {
-            "params": args.params,
-            "data": args.data,
-            "grads": args.grads,
-            "seed": args.seed,
-            "engine": args.engine,
-            "method": args.method,
-            "threads": args.threads,
-        },
-        "wall_seconds": seconds,
-        "result": result.to_dict(),
-    }
-    text = json.dumps(document, indent=2, allow_nan=False)
-    if args.json == "-":
-        print(text, file=out)
-        return
-    try:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    except OSError as exc:
-        raise UsageError(f"--json {args.json!r}: cannot write: {exc}") from None
 
 
 def cmd_demo(args: argparse.Namespace, out: IO[str]) -> int:
@@ -456,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return cmd_demo(args, out)
             if args.command == "bench":
                 return _run_bench(args, argv)
+            if args.command == "report":
+                return cli_report.cmd_report(args, out)
             return cmd_check(args, out)
     except UsageError as exc:
         _error(str(exc))

@@ -261,6 +261,36 @@ class Monitor:
 
     __repr__ = summary
 
+    def plot(self, path: Any = None) -> Any:
+        """Draw the checks over the training steps; return the matplotlib Figure (and save it to ``path``).
+
+        Three panels: each check's worst budget ratio on a log scale with the
+        fail line (``safety``), coloured by status (a bug shows as the line
+        crossing it); the checking time as a percentage of the training time,
+        against ``budget``; and the coverage. Needs matplotlib
+        (``pip install "fastgrad[plot]"``); see :mod:`fastgrad.plot_monitor`.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also save the figure there, in the format its suffix names.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Made outside pyplot: nothing accumulates when called in a loop.
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed (the message names ``fastgrad[plot]``).
+        OSError, ValueError
+            ``path`` cannot be written, or its suffix is no image format.
+        """
+        from .plot_monitor import plot_monitor
+
+        return plot_monitor(self, path)
+
     def steps_to_cover(self) -> int:
         """Checks of the last size after which every entry has been visited."""
         return self._sampler.steps_to_cover(self._last_units)

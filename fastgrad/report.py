@@ -179,6 +179,7 @@ def result_to_dict(result: CheckResult, max_failures: int | None) -> dict[str, A
                 "n_inconclusive": _int(t.n_inconclusive),
                 "max_budget_ratio": _num(t.max_budget_ratio),
                 "hint": None if t.hint is None else str(t.hint),
+                "n_checked": _int(t.n_checked),
             }
             for t in result.tensors
         ],

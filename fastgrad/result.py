@@ -295,11 +295,56 @@ class CheckResult:
     def __str__(self) -> str:
         return format_result(self)
 
-    def to_dict(self, max_failures: int | None = 100) -> dict[str, Any]:
+    def to_dict(self, max_failures: int | None = 100, *, pictures: bool = False) -> dict[str, Any]:
         """JSON-safe summary: the ``max_failures`` worst failures (all when None) and the count of all.
 
         ``json.dumps(result.to_dict(), allow_nan=False)`` always succeeds:
         NaN and infinite floats are written as ``None`` (JSON ``null``).
-        See :func:`fastgrad.report.result_to_dict`.
+        See :func:`fastgrad.report.result_to_dict`. ``pictures=True`` adds
+        ``"pictures"``: each tensor's picture grid (at most 256 x 256 cells
+        of block maxima, :mod:`fastgrad.picture_grid`), from which
+        ``fastgrad report result.json --html`` draws :meth:`plot`'s pictures.
         """
-        return result_to_dict(self, max_failures)
+        document = result_to_dict(self, max_failures)
+        if pictures:
+            from .picture_grid import grids_to_dict, result_grids
+
+            document["pictures"] = grids_to_dict(
+                result_grids(self, "budget_ratio" if self.verdict == "budget" else "rel_error"))
+        return document
+
+    def plot(self, path: Any = None, *, what: str = "budget_ratio") -> Any:
+        """Draw where in each tensor the mismatch sits: one heatmap per tensor; return the matplotlib Figure.
+
+        Colour is log10 of each entry's ``|a - n| / budget`` (``what="rel_error"``:
+        its relative error), blue up to the fail line and red beyond;
+        failing entries are outlined, inconclusive ones violet, unchecked
+        ones grey; each panel is titled with the tensor's verdict and hint.
+        Tensors larger than 256 x 256 are drawn by blocks, each cell the
+        block's worst entry. Needs matplotlib (``pip install "fastgrad[plot]"``);
+        see :mod:`fastgrad.plot_result`.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Also save the figure there, in the format its suffix names (PNG, SVG, PDF ...).
+        what : {"budget_ratio", "rel_error"}
+            The quantity coloured (``"budget_ratio"`` needs the budget verdict).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Made outside pyplot: nothing accumulates when called in a loop.
+
+        Raises
+        ------
+        ImportError
+            matplotlib is not installed (the message names ``fastgrad[plot]``).
+        ValueError
+            A bad ``what``, or a ``path`` whose suffix is no image format.
+        OSError
+            ``path`` cannot be written.
+        """
+        from .plot_result import plot_result
+
+        return plot_result(self, path, what=what)

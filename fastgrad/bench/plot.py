@@ -2,13 +2,15 @@
 
 matplotlib is an optional dependency (the ``fastgrad[plot]`` extra): it is
 imported only when a plot is drawn, and :func:`require_matplotlib` refuses
-``--plot`` before anything is timed when it is missing.
+``--plot`` before anything is timed when it is missing (the refusal and the
+figure are :mod:`fastgrad._matplotlib`'s, shared with every picture fastgrad draws).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import _matplotlib
 from .measure import Row
 from .options import BenchUsageError
 from .report import growth_exponents, row_order
@@ -23,11 +25,9 @@ def require_matplotlib() -> None:
         When ``import matplotlib`` fails.
     """
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise BenchUsageError(
-            '--plot needs matplotlib, which is not installed: pip install -e ".[plot]" (or pip install matplotlib)'
-        ) from None
+        _matplotlib.require_matplotlib("--plot")
+    except ImportError as exc:
+        raise BenchUsageError(str(exc)) from None
 
 
 def write_plot(path: str, rows: Sequence[Row], title: str) -> None:
@@ -42,15 +42,11 @@ def write_plot(path: str, rows: Sequence[Row], title: str) -> None:
     title : str
         The figure's title.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     slopes = growth_exponents(rows)
     series: dict[str, list[Row]] = {}
     for r in rows:
         series.setdefault(r.series, []).append(r)
-    fig = Figure(figsize=(10, 6.5))
-    FigureCanvasAgg(fig)
+    fig = _matplotlib.new_figure("--plot", 10, 6.5, layout=None)  # (tight_layout below)
     ax = fig.add_subplot(1, 1, 1)
     markers = "osD^v<>pPX*h"
     colors = [f"C{i}" for i in range(10)] + ["black", "grey"]
