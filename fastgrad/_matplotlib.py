@@ -9,6 +9,7 @@ picture is drawn.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 #: How to get matplotlib, in every message that asks for it.
@@ -52,13 +53,25 @@ def new_figure(purpose: str, width: float, height: float, *, layout: Any = "cons
 
 
 def save_figure(fig: Any, path: Any, *, dpi: int = 100) -> None:
-    """Write ``fig`` to ``path`` in the format its suffix names (PNG without one).
+    """Write ``fig`` to ``path`` in the format its suffix names.
 
-    An unwritable path is an OSError, an unknown suffix a ValueError, each
-    naming the path.
+    A path that is not a file name is a TypeError; a folder, or a name
+    without a suffix (matplotlib would write another file, ``name.png``),
+    a ValueError; an unwritable path an OSError, an unknown suffix a
+    ValueError; each naming the path.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or os.PathLike) or None, got {type(path).__name__}")
+    name = os.fspath(path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if not name or name.endswith(os.sep) or os.path.isdir(name):
+        raise ValueError(f"path {name!r}: names a folder, not a file (say e.g. {os.path.join(name, 'check.png')!r})")
+    stem, suffix = os.path.splitext(os.path.basename(name))
+    if not suffix or not stem:  # matplotlib would write 'name.png' (or '.png'), not the file asked for
+        raise ValueError(f"path {name!r}: needs a file name with a suffix naming the format (.png, .svg, .pdf ...)")
     try:
-        fig.savefig(path, dpi=dpi)
+        fig.savefig(name, dpi=dpi)
     except OSError as exc:
         raise OSError(f"path {str(path)!r}: cannot write the picture: {exc.strerror or exc}") from exc
     except ValueError as exc:  # matplotlib: "Format 'xyz' is not supported (supported formats: ...)"

@@ -63,7 +63,9 @@ def vet_outputs(args: argparse.Namespace) -> None:
 
     suffix = os.path.splitext(args.plot)[1].lower().lstrip(".")
     formats = FigureCanvasBase.get_supported_filetypes()
-    if suffix and suffix not in formats:
+    if not suffix or not os.path.splitext(os.path.basename(args.plot))[0]:
+        raise UsageError(f"--plot {args.plot!r}: needs a file name with a suffix naming the format (.png, .svg ...)")
+    if suffix not in formats:
         raise UsageError(f"--plot {args.plot!r}: unknown picture format {suffix!r}; "
                          f"one of {', '.join(sorted(formats))}")
     _require_folder("--plot", args.plot)

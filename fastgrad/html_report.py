@@ -212,7 +212,9 @@ def _legend(result: Mapping[str, Any]) -> str:
     pictures = result.get("pictures") or {}
     what = "|a − n| / budget" if pictures.get("what") == "budget_ratio" else "relative error"
     fail_line = pictures.get("fail_line_log10")
-    line = (f"blue up to the fail line ({_num(10 ** fail_line, 'g')} x), red beyond it"
+    at = (f"{_num(10 ** fail_line, 'g')} x" if pictures.get("what") == "budget_ratio"
+          else f"rtol {_num(10 ** fail_line, 'g')}") if isinstance(fail_line, (int, float)) else ""
+    line = (f"blue up to the fail line ({at}), red beyond it"
             if isinstance(fail_line, (int, float)) else "pale to red as it grows")
     return (f"<p>Colour: log10 of each entry's {_e(what)}, {_e(line)}. Failing cells are outlined in black "
             f"(and ringed when there are few);"

@@ -17,6 +17,7 @@ blocks); a 9 M-entry tensor takes a few hundred milliseconds.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,9 @@ class TensorGrid:
     n_failed, n_inconclusive, n_checked : int
     hint : str or None
         :func:`fastgrad.diagnose.diagnose_tensor`'s hint.
+    projected : bool
+        The entries not computed one by one were vouched for by
+        ``method="directional"``'s projections (not left out by a sample).
     """
 
     name: str
@@ -92,6 +96,7 @@ class TensorGrid:
     n_inconclusive: int
     n_checked: int
     hint: str | None = None
+    projected: bool = False
 
     @property
     def size(self) -> int:
@@ -110,7 +115,9 @@ class TensorGrid:
             said = "passed"
         if self.n_inconclusive and self.verdict != "inconclusive":
             said += f", {self.n_inconclusive:,} inconclusive"
-        if self.n_checked < self.size:
+        if self.n_checked < self.size and self.projected:
+            said += f" ({self.n_checked:,} of {self.size:,} checked one by one, the rest by projection)"
+        elif self.n_checked < self.size:
             said += f" (sampled: {self.n_checked:,} of {self.size:,} checked)"
         return f"{self.name} ({shape}): {said}"
 
@@ -246,8 +253,9 @@ def result_grids(result: CheckResult, what: str = "budget_ratio", max_cells: int
     grids = []
     for t, summary in enumerate(result.tensors):
         verdict = "failed" if not summary.passed else "inconclusive" if _unvouched(result, summary) else "passed"
-        grids.append(tensor_grid(summary.name, summary.shape, values[t], result.entry_status[t],
-                                 max_cells=max_cells, hint=summary.hint, verdict=verdict))
+        grid = tensor_grid(summary.name, summary.shape, values[t], result.entry_status[t],
+                           max_cells=max_cells, hint=summary.hint, verdict=verdict)
+        grids.append(dataclasses.replace(grid, projected=result.method == "directional"))
     worst = result.max_budget_ratio if result.verdict == "budget" else result.max_rel_error
     headline = _headline(result.status, result.n_failed, result.n_params, result.verdict,
                          worst if math.isfinite(worst) else None,
@@ -274,6 +282,7 @@ def grids_to_dict(grids: ResultGrids) -> dict[str, Any]:
                 "name": g.name, "shape": list(g.shape), "rows": g.rows, "cols": g.cols, "block": list(g.block),
                 "cells": list(g.flags.shape), "verdict": g.verdict, "n_failed": g.n_failed,
                 "n_inconclusive": g.n_inconclusive, "n_checked": g.n_checked, "hint": g.hint,
+                "projected": g.projected,
                 "log10_max": _b64(g.log10_max, "<f2"), "flags": _b64(g.flags, "u1"),
             }
             for g in grids.tensors
@@ -322,7 +331,7 @@ def grids_from_dict(result: Mapping[str, Any]) -> ResultGrids:
             tensors.append(TensorGrid(
                 str(t["name"]), tuple(int(s) for s in t["shape"]), rows, cols, block, log10_max, flags,
                 str(t["verdict"]), int(t["n_failed"]), int(t["n_inconclusive"]), int(t["n_checked"]),
-                None if t["hint"] is None else str(t["hint"])))
+                None if t["hint"] is None else str(t["hint"]), bool(t.get("projected", False))))
     except (KeyError, IndexError, TypeError) as exc:
         raise ValueError(f"pictures: missing or malformed field {exc}") from None
     if what not in WHATS:

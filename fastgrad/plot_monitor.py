@@ -58,7 +58,7 @@ def plot_monitor(monitor: Monitor, path: Any = None) -> Any:
                      label=f"fail line ({monitor.safety:g} x the budget)")
     ax_ratio.set_yscale("log")
     ax_ratio.set_ylabel("|a - n| / budget, worst entry", fontsize=8)
-    ax_ratio.legend(fontsize=7, loc="upper left", ncols=2)
+    ax_ratio.legend(fontsize=7, loc="best", ncols=2, framealpha=0.6)  # off the points it would hide
     if not history:
         ax_ratio.text(0.5, 0.5, f"no check yet ({monitor.steps} steps)", transform=ax_ratio.transAxes,
                       ha="center", va="center")
@@ -70,7 +70,7 @@ def plot_monitor(monitor: Monitor, path: Any = None) -> Any:
                             label=f"budget ({100.0 * monitor.budget:g} %)")
     ax_overhead.set_yscale("log")  # (a first check that compiles costs 1000s of %, the budget is ~1 %: both seen)
     ax_overhead.set_ylabel("overhead, % (log)", fontsize=8)
-    ax_overhead.legend(fontsize=7, loc="upper right")
+    ax_overhead.legend(fontsize=7, loc="best", framealpha=0.6)
 
     coverage = _finite([r.coverage for r in history], 100.0)
     ax_coverage.plot(steps, coverage, marker=".", drawstyle="steps-post", color="tab:purple",
@@ -78,7 +78,7 @@ def plot_monitor(monitor: Monitor, path: Any = None) -> Any:
     ax_coverage.set_ylim(0.0, 105.0)
     ax_coverage.set_ylabel("coverage, %", fontsize=8)
     ax_coverage.set_xlabel("training step", fontsize=8)
-    ax_coverage.legend(fontsize=7, loc="lower right")
+    ax_coverage.legend(fontsize=7, loc="best", framealpha=0.6)
     ax_coverage.set_xlim(0, max(monitor.steps, int(steps.max()) if steps.size else 0, 1))
     for ax in (ax_ratio, ax_overhead, ax_coverage):
         ax.tick_params(labelsize=7)

@@ -85,7 +85,8 @@ def colour_scale(grids: ResultGrids) -> ColourScale:
         above = colormaps["Reds"](np.linspace(0.5, 0.95, 128))
         cmap = ListedColormap(np.vstack([below, above]), name="fastgrad_fail_line")
         norm = TwoSlopeNorm(vcenter=fail, vmin=low, vmax=high)
-        label = f"{quantity}, log10 scale: fails right of the black line ({10 ** fail:g} x)"
+        line = f"{10 ** fail:g} x" if grids.what == "budget_ratio" else f"rtol {10 ** fail:g}"
+        label = f"{quantity}, log10 scale: fails right of the black line ({line})"
     cmap = cmap.with_extremes(bad=(0.0, 0.0, 0.0, 0.0))  # masked cells: the status layer below shows through
     return ColourScale(cmap, norm, low, high, fail, label)
 

@@ -359,3 +359,33 @@ def test_readme_picture_example_draws_the_stripe(tmp_path, capsys):
     expected[:, 15] = True
     assert np.array_equal(failing_cells(fig, "W2", result), expected)
     assert "only column 15 of W2" in capsys.readouterr().out
+
+
+def test_paths_that_are_not_a_picture_file_are_refused_naming_path(tmp_path):
+    """A fresh user's findings: plot(42) raised AttributeError, plot("") wrote '.png', plot("noext") 'noext.png'."""
+    net = fastgrad.MLP([4, 3, 2])
+    params = net.init(seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((5, 4)), rng.uniform(size=(5, 2))
+    result = fastgrad.check(net, params, X, Y)
+    with pytest.raises(TypeError, match="path must be a file name"):
+        result.plot(42)
+    for bad in ("", str(tmp_path), str(tmp_path) + "/", str(tmp_path / "noext"), str(tmp_path / ".png")):
+        with pytest.raises(ValueError, match="path"):
+            result.plot(bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written in their place
+    result.plot(tmp_path / "ok.png")
+    assert (tmp_path / "ok.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_directional_result_says_projection_not_sampled():
+    net = fastgrad.MLP([6, 5, 3])
+    params = net.init(seed=0)
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((7, 6)), rng.uniform(size=(7, 3))
+    result = fastgrad.check(net, params, X, Y, method="directional", seed=0)
+    titles = [ax.get_title(loc="left") for ax in result.plot().axes if ax.get_title(loc="left")]
+    assert titles and not any("sampled" in t for t in titles)
+    assert any("the rest by projection" in t for t in titles)
+    sampled = fastgrad.check(net, params, X, Y, sample=2, seed=0)
+    assert any("sampled" in ax.get_title(loc="left") for ax in sampled.plot().axes)
