@@ -321,6 +321,9 @@ def grids_from_dict(result: Mapping[str, Any]) -> ResultGrids:
         for i, t in enumerate(pictures["tensors"]):
             label = f"pictures.tensors[{i}]"
             rows, cols = int(t["rows"]), int(t["cols"])
+            shape = tuple(int(s) for s in t["shape"])
+            if rows * cols != math.prod(shape) or min(rows, cols) < 1:
+                raise ValueError(f"{label}: a {rows} x {cols} view does not hold a tensor of shape {list(shape)}")
             block = (int(t["block"][0]), int(t["block"][1]))
             cells = (int(t["cells"][0]), int(t["cells"][1]))
             if min(block) < 1 or cells != (-(-rows // block[0]), -(-cols // block[1])):
@@ -329,7 +332,7 @@ def grids_from_dict(result: Mapping[str, Any]) -> ResultGrids:
             flags = _decode(t["flags"], "u1", cells, f"{label}.flags")
             log10_max = _decode(t["log10_max"], "<f2", cells, f"{label}.log10_max").astype(np.float64)
             tensors.append(TensorGrid(
-                str(t["name"]), tuple(int(s) for s in t["shape"]), rows, cols, block, log10_max, flags,
+                str(t["name"]), shape, rows, cols, block, log10_max, flags,
                 str(t["verdict"]), int(t["n_failed"]), int(t["n_inconclusive"]), int(t["n_checked"]),
                 None if t["hint"] is None else str(t["hint"]), bool(t.get("projected", False))))
     except (KeyError, IndexError, TypeError) as exc:

@@ -224,6 +224,9 @@ def test_report_refusals_name_the_file(tmp_path, capsys, failing):
     (tmp_path / "cut.json").write_text(json.dumps(document))
     document["result"]["pictures"]["tensors"][0]["block"] = [0, 1]
     (tmp_path / "block.json").write_text(json.dumps(document))
+    shape = json.loads(json.dumps(document))
+    shape["result"]["pictures"]["tensors"][0]["shape"] = [5, 5]  # a fresh user's finding: accepted before
+    (tmp_path / "shape.json").write_text(json.dumps(shape))
     document["result"]["pictures"] = {"what": "budget_ratio", "fail_line_log10": "high", "tensors": []}
     (tmp_path / "line.json").write_text(json.dumps(document))
     cases = {
@@ -234,6 +237,7 @@ def test_report_refusals_name_the_file(tmp_path, capsys, failing):
         "nan.json": "is not valid JSON: non-standard JSON constant NaN",
         "cut.json": "pictures.tensors[0].flags holds 3 cells, its 'cells' says 4 x 5",
         "block.json": "pictures.tensors[0]: 4 x 5 cells do not cover 4 x 5 entries in blocks of 0 x 1",
+        "shape.json": "pictures.tensors[0]: a 4 x 5 view does not hold a tensor of shape [5, 5]",
         "line.json": "the JSON's pictures are malformed: could not convert string to float",
     }
     for name, message in cases.items():
