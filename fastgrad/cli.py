@@ -293,7 +293,8 @@ def cmd_check(args: argparse.Namespace, out: IO[str]) -> int:
     else:
         n_rows = args.batch or 64
         rows_from = "--batch" if args.batch is not None else "the default batch"
-    _check_memory(net, n_rows, rows_from, param_members is not None, 1 if grad_members is not None else 0)
+    _check_memory(net, n_rows, rows_from, param_members is not None, 1 if grad_members is not None else 0,
+                  doubled=args.engine == "full")
     cli_report.vet_outputs(args)  # --json's and --plot's files, before a check that may be long
     if param_members is not None:
         params = _read_members(args.params, "params", param_members)

@@ -263,7 +263,7 @@ def convention_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _check_memory(
-    net: fastgrad.MLP, n_rows: int, rows_from: str, params_in_file: bool, n_grads: int
+    net: fastgrad.MLP, n_rows: int, rows_from: str, params_in_file: bool, n_grads: int, doubled: bool = False
 ) -> None:
     """Refuse (``UsageError``) a check whose memory (its measured peak) exceeds what is available.
 
@@ -276,7 +276,9 @@ def _check_memory(
     units = sum(net.sizes[1:])
     data = 8 * n_rows * (net.sizes[0] + net.sizes[-1])
     inputs = 8 * P * (1 + n_grads)
-    work = _validate.work_memory(P, units, n_rows, _validate.CHECK_BYTES_PER_PARAM)
+    # --engine full peaks at about twice a default check (fastgrad.checking._resolve)
+    peak = _validate.DOUBLE_BYTES_PER_PARAM if doubled else _validate.CHECK_BYTES_PER_PARAM
+    work = _validate.work_memory(P, units, n_rows, peak)
     need = inputs + data + work
     short = _validate.memory_shortfall(need)
     if short is None:

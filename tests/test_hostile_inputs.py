@@ -361,6 +361,9 @@ CLI_TOO_LARGE = {
     "sizes-product-overflow": (["--sizes", "3037000500,3037000500"], None, ["sizes[0]", "EB"]),
     # one copy of the parameters (722 kB) fits, the check (4.6 MB at its measured peak) does not
     "sizes-check-memory": (["--sizes", "300,300"], 2_000_000, ["--sizes 300,300", "4.6 MB", "2.0 MB"]),
+    # the same check with --engine full peaks at about twice that: 72 bytes a parameter, not 36
+    "sizes-full-engine-memory": (["--sizes", "300,300", "--engine", "full"], 6_000_000,
+                                 ["--sizes 300,300", "7.8 MB", "6.0 MB"]),
     "batch-1e9": (["--sizes", "4,3", "--batch", "1e9"], None, ["--batch", "1,000,000,000 rows", "GB"]),
     "batch-1e9-int": (["--sizes", "4,3", "--batch", "1000000000"], 16 * GB, ["--batch", "104.0 GB", "16.0 GB"]),
     "batch-1e20": (["--sizes", "4,3", "--batch", str(10**20)], None, ["--batch", "EB"]),
