@@ -4,11 +4,11 @@ A sampled check covers every tensor: its corner entries and a seeded
 random draw of the rest. An MLP's bias entries are drawn among the units
 whose weights the draw already took: a unit's numerical derivatives share
 one loss-change series, whose cost is the check's, so a bias costs nothing
-more there (every bias in every sample paid every unit's series: 28 s of a
-10^8-parameter net's sample of 1000). :class:`RotatingSampler` walks a fixed random permutation of every
-layer's units, so that successive checks (a training loop's) visit every
-entry; :class:`EntryRotation` does the same by single entries, for a model
-without units.
+more there (every bias in every sample paid every unit's series: 28 s of
+a 10^8-parameter net's sample of 1000). :class:`RotatingSampler` walks a
+fixed random permutation of every layer's units, so that successive
+checks (a training loop's) visit every entry; :class:`EntryRotation` does
+the same by single entries, for a model without units.
 """
 
 from __future__ import annotations
