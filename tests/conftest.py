@@ -73,3 +73,31 @@ def make_case(rng):
         return net, params, X, Y
 
     return _make
+
+
+class FakeClock:
+    """Monitor's clock, advanced only by the test: training steps and checks take exactly what they are told."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def monitor_clock(monkeypatch):
+    """A :class:`FakeClock` as fastgrad.Monitor's clock, on which every check costs 10 ms; the test adds the steps."""
+    import fastgrad
+
+    clock = FakeClock()
+    real_check = fastgrad.monitor.check
+
+    def check_costing_10ms(*args, **kwargs):
+        result = real_check(*args, **kwargs)
+        clock.now += 0.010
+        return result
+
+    monkeypatch.setattr(fastgrad.monitor, "_clock", clock)
+    monkeypatch.setattr(fastgrad.monitor, "check", check_costing_10ms)
+    return clock

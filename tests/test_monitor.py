@@ -203,29 +203,10 @@ def test_a_failed_periodic_check_still_raises(case):
 # --- coverage, the budget's warning and min_every, on a clock the test drives -----------------------------------
 
 
-class FakeClock:
-    """Monitor's clock, advanced only by the test: training steps and checks take exactly what they are told."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
-def timed(monkeypatch):
+def timed(monitor_clock):
     """Return ``run(mon, steps, params, X, Y, grads)``: steps of 1 ms training, checks of 10 ms, on a fake clock."""
-    clock = FakeClock()
-    real_check = fastgrad.monitor.check
-
-    def check_costing_10ms(*args, **kwargs):
-        result = real_check(*args, **kwargs)
-        clock.now += 0.010
-        return result
-
-    monkeypatch.setattr(fastgrad.monitor, "_clock", clock)
-    monkeypatch.setattr(fastgrad.monitor, "check", check_costing_10ms)
+    clock = monitor_clock
 
     def run(mon, steps, params, X, Y, grads):
         results = []

@@ -15,29 +15,10 @@ pytest.importorskip("matplotlib")
 BUG_AT = 23  # the training step from which dW2 is 1.001 times too large
 
 
-class FakeClock:
-    """Monitor's clock, advanced only by the test (as in tests/test_monitor.py)."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
-def trained(monkeypatch):
+def trained(monitor_clock):
     """A Monitor over 40 steps of 1 ms training, checks of 10 ms (fake clock), a bug from step BUG_AT on."""
-    clock = FakeClock()
-    real_check = fastgrad.monitor.check
-
-    def check_costing_10ms(*args, **kwargs):
-        result = real_check(*args, **kwargs)
-        clock.now += 0.010
-        return result
-
-    monkeypatch.setattr(fastgrad.monitor, "_clock", clock)
-    monkeypatch.setattr(fastgrad.monitor, "check", check_costing_10ms)
+    clock = monitor_clock
     rng = np.random.default_rng(4)
     sizes = [7, 9, 6, 3]
     net = fastgrad.MLP(sizes, hidden="tanh", output="sigmoid", loss="mse")
