@@ -167,26 +167,23 @@ def _wanted_units(net: MLP, want: np.ndarray | None, layer: int, every: bool = F
     return units, per_unit[units]
 
 
-class _SparseRows:
-    """Which rows of a layer's ``W`` (and its bias, row ``fan_in``) hold a wanted entry of given units.
+def _rows_wanted(net: MLP, want: np.ndarray, layer: int, chunk: np.ndarray) -> np.ndarray:
+    """Rows of ``layer``'s ``W`` (row ``fan_in``: its bias) with a wanted entry among the units of ``chunk``.
 
-    From the wanted entries' positions, found once per layer: a sample's
-    few entries per unit, without reading ``want`` at every row of every unit.
+    ``chunk`` is a run of the layer's wanted units, in order (a slice of
+    :func:`_wanted_units`): the units between its first and last are in it
+    or have no wanted entry, so the columns between them are read whole, a
+    slice of ``want`` and no index. A sample of a 10^8-parameter net wants
+    one entry of a unit's 8,193, and the kernel's reads of ``want`` at every
+    row of every unit cost more than the sample's series.
     """
-
-    def __init__(self, net: MLP, want: np.ndarray, layer: int) -> None:
-        fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
-        w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
-        flat = np.flatnonzero(want[w_off:b_off])
-        biases = np.flatnonzero(want[b_off:b_off + fan_out])
-        self.rows = np.concatenate([flat // fan_out, np.full(biases.size, fan_in)])
-        self.units = np.concatenate([flat % fan_out, biases])
-        self.n_rows = fan_in + 1
-
-    def rows_of(self, units: np.ndarray) -> np.ndarray:
-        mask = np.zeros(self.n_rows, dtype=np.bool_)
-        mask[self.rows[np.isin(self.units, units)]] = True
-        return mask
+    fan_in, fan_out = net.sizes[layer], net.sizes[layer + 1]
+    w_off, b_off = int(net.offsets[2 * layer]), int(net.offsets[2 * layer + 1])
+    columns = slice(int(chunk[0]), int(chunk[-1]) + 1)
+    rows = np.empty(fan_in + 1, dtype=np.bool_)
+    np.any(want[w_off:b_off].reshape(fan_in, fan_out)[:, columns], axis=1, out=rows[:fan_in])
+    rows[fan_in] = want[b_off:b_off + fan_out][columns].any()
+    return rows
 
 
 #: The kernels' integer codes by :attr:`fastgrad.capabilities.Route.kernel_mode`: a difference method's name, or
@@ -302,7 +299,7 @@ def _incremental(
     done = 0
     for layer in range(net.n_layers):
         units, counts = _wanted_units(net, want, layer, every=total == P)
-        sparse = _SparseRows(net, want, layer) if want is not None and total < P else None
+        sparse = want if want is not None and total < P else None  # (the kernel is told the rows it wants)
         series_cost, assembly_cost = unit_cost_parts(net, layer, N)
         block = _unit_blocks(units.size, series_cost + assembly_cost, threads)
         rows = net.sizes[layer] + 1
@@ -339,7 +336,7 @@ def _incremental(
                                      layer, chunk, E1, E3, E1abs, lim, steps, float(eps), bool(scaled), code,
                                      want_arg, budget, rows_lo, rows_hi, out, absum, trunc, kink, status,
                                      work=assembly_cost * chunk.size * (rows_hi - rows_lo) / rows,
-                                     rows_wanted=None if sparse is None else sparse.rows_of(chunk))
+                                     rows_wanted=None if sparse is None else _rows_wanted(net, sparse, layer, chunk))
                 if progress is not None and len(pieces) > 1 and rows_hi < rows:
                     progress(done, total)
             if method == "unit" and budget:

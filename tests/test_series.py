@@ -186,6 +186,10 @@ def test_subset_and_blocking_do_not_change_a_single_bit(monkeypatch):
     tiny = numerical_flat(net, theta, X, Y, 1e-8, "incremental", progress=lambda d, t: calls.append((d, t)))
     assert np.array_equal(tiny, whole)
     assert len(calls) > net.n_layers and calls[-1] == (net.n_params, net.n_params)
+    # a subset in small blocks: each block's rows with a wanted entry are read off the columns between its units
+    for subset in (idx, np.arange(net.offsets[1], net.offsets[2]), np.array([0, net.n_params - 1])):
+        small = numerical_flat(net, theta, X, Y, 1e-8, "incremental", indices=subset)
+        assert np.array_equal(small[subset], whole[subset]) and np.isnan(small).sum() == net.n_params - subset.size
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
 
