@@ -24,8 +24,12 @@ from ._jit import jit
 from .codes import B_OFF, COMPLEX, FAN_IN, FAN_OUT, RICHARDSON, U_OFF, UNIT_DELTAS, W_OFF
 from .incremental import sample_change_checked
 from .loss import loss_scale
+from .row_products import ROW_TILE, finite_unit_tiles, row_products
 from .series import max_width
 from .steps import step_size
+
+#: Row tiles per task of :func:`_assemble_rows` (a task's scratch rows are allocated once).
+CHUNK_TILES = 8
 
 #: Pending entries per call of :func:`_assemble_pending` (each costs a few
 #: suffix passes per out-of-range sample): short calls let Ctrl-C land.
@@ -175,8 +179,6 @@ def _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim,
     B = units.shape[0]
     scale = loss_scale(loss_code, N)
     every = want.shape[0] == 0
-    given_steps = steps.shape[0] > 0
-    representable = method != COMPLEX
     c3 = _series_weight(method)
     lim_min = np.empty(B, dtype=np.float64)
     for b in range(B):
@@ -184,53 +186,111 @@ def _assemble_rows(theta, layout, loss_code, X, A, l, units, E1, E3, E1abs, lim,
         for n in range(N):
             low = min(low, lim[n, b])
         lim_min[b] = low
-    for i in prange(rows_lo, rows_hi):
-        if rows_wanted.shape[0] > 0 and not rows_wanted[i]:  # a sample: no wanted entry of these units here
-            continue
-        a = np.empty(N, dtype=np.float64)
-        _row_inputs(X, A, layout, l, i, a)
-        a_max = 0.0
-        for n in range(N):
-            a_max = max(a_max, abs(a[n]))
-        acc1 = np.zeros(B, dtype=np.float64)
-        acc3 = np.zeros(B, dtype=np.float64)
-        acc_abs = np.zeros(B, dtype=np.float64)
-        for n in range(N):
-            an = a[n]
-            if an == 0.0:
-                continue
-            an3 = an if method == UNIT_DELTAS else an * an * an
+    rows = _rows_to_assemble(rows_wanted, rows_lo, rows_hi)
+    finite = finite_unit_tiles(E1, E3, E1abs, budget)
+    # the units one after the other (a whole layer or a block of it): a row's entries are one slice of theta
+    run = units[B - 1] - units[0] == B - 1 if B > 0 else False
+    n_tiles = (rows.shape[0] + ROW_TILE - 1) // ROW_TILE
+    for chunk in prange((n_tiles + CHUNK_TILES - 1) // CHUNK_TILES):
+        # the tile's rows' inputs, cubes and sizes, one row per line (rows past ``count``: zeros, never stored)
+        a = np.zeros((ROW_TILE, N), dtype=np.float64)
+        a3 = np.zeros((ROW_TILE, N), dtype=np.float64)
+        a_abs = np.zeros((ROW_TILE, N), dtype=np.float64)
+        a_max = np.zeros(ROW_TILE, dtype=np.float64)
+        acc1 = np.empty((ROW_TILE, B), dtype=np.float64)
+        acc3 = np.empty((ROW_TILE, B), dtype=np.float64)
+        acc_abs = np.zeros((ROW_TILE, B), dtype=np.float64)
+        value = np.empty(B, dtype=np.float64)
+        trunc = np.empty(B, dtype=np.float64)
+        whole = np.empty(B, dtype=np.bool_)
+        for t in range(chunk * CHUNK_TILES, min(n_tiles, (chunk + 1) * CHUNK_TILES)):
+            first = t * ROW_TILE
+            count = min(ROW_TILE, rows.shape[0] - first)
+            for r in range(ROW_TILE):
+                if r < count:
+                    _row_inputs(X, A, layout, l, rows[first + r], a[r])
+                else:
+                    a[r, :] = 0.0
+                a_max[r] = 0.0
+                for n in range(N):
+                    an = a[r, n]
+                    a3[r, n] = an if method == UNIT_DELTAS else an * an * an
+                    a_abs[r, n] = abs(an)
+                    a_max[r] = max(a_max[r], abs(an))
+            row_products(a, a, E1, finite, acc1)
+            row_products(a3, a, E3, finite, acc3)
             if budget:
-                abs_an = abs(an)
+                row_products(a_abs, a, E1abs, finite, acc_abs)
+            for r in range(count):
+                i = rows[first + r]
+                base = _param_index(layout, l, i, 0)  # (a row's entries are base + unit)
+                _row_values(theta, steps, eps, scaled, method, c3, base, units, run, a_max[r], lim_min,
+                            acc1[r], acc3[r], value, trunc, whole)
                 for b in range(B):
-                    acc1[b] += an * E1[n, b]
-                    acc3[b] += an3 * E3[n, b]
-                    acc_abs[b] += abs_an * E1abs[n, b]
-            else:
-                for b in range(B):
-                    acc1[b] += an * E1[n, b]
-                    acc3[b] += an3 * E3[n, b]
-        for b in range(B):
-            p = _param_index(layout, l, i, units[b])
-            if not (every or want[p]):
-                continue
-            h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
-            h2 = h * h
-            # (both defined before the branch: a variable assigned only inside a branch of a prange body came out
-            # 0 in every entry from a freshly compiled parallel kernel, Numba 0.68, while the serial twin was right)
-            value = 0.0
-            trunc = 0.0
-            whole = method == UNIT_DELTAS or h * a_max <= lim_min[b] or (method == COMPLEX and lim_min[b] > 0.0)
-            if whole:
-                value = acc1[b] + c3 * h2 * acc3[b]
-                trunc = abs(h2 * acc3[b]) if method != RICHARDSON else 0.0
-                # h^2 a^3 e3 summed before the h^2 can overflow (|a| > 5e102): sample by sample instead
-                whole = method == UNIT_DELTAS or (math.isfinite(value) and math.isfinite(trunc))
-            if not whole:
-                pending_out[i - rows_lo, b] = 1
-                continue
-            _store(p, scale * value, scale * acc_abs[b], scale * trunc, False, STATUS_OK, budget,
-                   out, absum_out, trunc_out, kink_out, status_out)
+                    p = base + units[0] + b if run else base + units[b]
+                    if not (every or want[p]):
+                        continue
+                    if not whole[b]:
+                        pending_out[i - rows_lo, b] = 1
+                        continue
+                    _store(p, scale * value[b], scale * acc_abs[r, b], scale * trunc[b], False, STATUS_OK, budget,
+                           out, absum_out, trunc_out, kink_out, status_out)
+
+
+@jit(inline=True)
+def _row_values(theta, steps, eps, scaled, method, c3, base, units, run, a_max, lim_min, acc1, acc3,
+                value_out, trunc_out, whole_out):
+    """One row's unscaled values, truncations and whether each is whole (in the series' range, finite).
+
+    ``value = acc1 + c h^2 acc3`` and ``trunc = |h^2 acc3|`` (0 for
+    Richardson) for every unit ``b`` (entry ``base + units[b]``); an entry
+    is whole where every sample's step ``h |a|`` is within the series'
+    range (or the method never leaves it) and both are finite (``h^2 a^3
+    e3`` summed before the ``h^2`` can overflow where ``|a| > 5e102``: the
+    sample-by-sample sum takes those). No branch on the data: a loop the
+    compiler vectorises, as much as the products' epilogue costs otherwise.
+    """
+    given_steps = steps.shape[0] > 0
+    representable = method != COMPLEX
+    complex_step = method == COMPLEX
+    series_only = method == UNIT_DELTAS
+    c_trunc = 0.0 if method == RICHARDSON else 1.0
+    start = units[0]
+    for b in range(units.shape[0]):
+        p = base + start + b if run else base + units[b]
+        w = theta[p]
+        # (step_size's rule, as selects: the loop stays branch-free)
+        size = abs(w)
+        h = eps * (size if size > 1.0 else 1.0) if scaled else eps
+        exact = (w + h) - w
+        h = exact if representable and exact > 0.0 else h
+        h = steps[p] if given_steps else h
+        h2 = h * h
+        v = acc1[b] + c3 * h2 * acc3[b]
+        tr = c_trunc * abs(h2 * acc3[b])
+        value_out[b] = v
+        trunc_out[b] = tr
+        reach = lim_min[b]
+        in_range = (h * a_max <= reach) | (complex_step & (reach > 0.0))
+        whole_out[b] = series_only | (in_range & (abs(v) < math.inf) & (abs(tr) < math.inf))
+
+
+@jit()
+def _rows_to_assemble(rows_wanted, rows_lo, rows_hi):
+    """The rows ``rows_lo..rows_hi-1``, or only those ``rows_wanted`` marks when it is not empty."""
+    if rows_wanted.shape[0] == 0:
+        return np.arange(rows_lo, rows_hi)
+    count = 0
+    for i in range(rows_lo, rows_hi):
+        if rows_wanted[i]:
+            count += 1
+    rows = np.empty(count, dtype=np.int64)
+    count = 0
+    for i in range(rows_lo, rows_hi):
+        if rows_wanted[i]:
+            rows[count] = i
+            count += 1
+    return rows
 
 
 @jit(parallel=True)
@@ -398,6 +458,8 @@ def assemble_unit_params(
     rows_arg = _EVERY_ROW if rows_wanted is None else rows_wanted
     rows_kernel(theta, layout, loss_code, X, base.A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
                 rows_arg, budget, rows_lo, rows_hi, out, absum_out, trunc_out, kink_out, status_out, pending)
+    if not pending.any():  # (nearly always: np.nonzero of the block costs as much as a small net's assembly)
+        return
     rows, cols = np.nonzero(pending)
     for lo in range(0, rows.shape[0], PENDING_CALL):
         _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps,
