@@ -69,6 +69,13 @@ def test_tiny_sweep_writes_json_with_every_row(tmp_path, capsys):
     if not numba.config.DISABLE_JIT:  # plain-Python times: no cost model
         assert all(r["cost_model_seconds"] > 0 for r in inc)
         assert "cost model (incremental central, 1 thr" in out and "predicted" in out and "measured" in out
+        assert "np.dot GFLOP/s" in out and "memory bandwidth" in out and "cost model per phase" in out
+        for r in inc:  # every phase predicted and measured, and the prediction is the phases' sum
+            assert set(r["phases"]) == set(bench.PHASES) | {"total"}
+            assert all(c["predicted"] > 0 and c["measured"] >= 0 for c in r["phases"].values())
+            assert r["phases"]["total"]["predicted"] == pytest.approx(r["cost_model_seconds"])
+        rates = doc["cost_model"]["1"][0]
+        assert rates["dot_flops"]["forward"] > 0 and rates["memory_bytes"] > 0 and rates["threads"] == 1
     assert [c["engine"] for c in doc["first_calls"]] == list(ENGINES)
     # the table and its footer
     assert "params/s" in out and "fwd-pass eq." in out and "vs naive" in out
@@ -202,21 +209,6 @@ def test_wrong_peer_fails_the_bench(capsys, monkeypatch):
 
 def test_parse_sizes():
     assert bench.parse_sizes("4,784-32-16-10") == ((784, 4, 10), (784, 32, 16, 10))
-
-
-def test_cost_model_terms():
-    """One forward pass, plus per unit the series and the assembly (3 multiply-adds per parameter and sample)."""
-    net = fastgrad.MLP([784, 128, 10])
-    work = bench.incremental_work(net, 64)
-    forward = 2.0 * 64 * (784 * 128 + 128 * 10)
-    assert work["forward"] == forward
-    assert work["assembly"] == 6.0 * 64 * net.n_params
-    assert work["assembly"] <= work["units"] <= 1.1 * work["assembly"]  # no series beyond layer l+1
-    deep = fastgrad.MLP([784, 256, 256, 256, 10])
-    deep_work = bench.incremental_work(deep, 64)
-    assert deep_work["units"] > 50 * deep_work["forward"]  # README: about 216 F of series
-    model = bench.CostModel(threads=1, fixed_seconds=1e-3, rate=1e9, calibration="784-64-10")
-    assert bench.predict_incremental_seconds(net, 64, model) == pytest.approx(1e-3 + work["total"] / 1e9)
 
 
 @pytest.mark.parametrize("sizes", [[784, 40, 10], [784, 400, 10], [100, 50, 50, 10]])

@@ -34,7 +34,9 @@ The modules:
 - :mod:`.measure`: timing a call, checking its results, the table's row;
 - :mod:`.peers` and one module per peer (:mod:`.peer_naive`, :mod:`.peer_torch`,
   :mod:`.peer_scipy`, :mod:`.peer_jax`);
-- :mod:`.cost_model`: the incremental engine's cost model, calibrated in the run;
+- :mod:`.phases`: the default engine's full check run phase by phase, each timed;
+- :mod:`.rates`: the machine's rates (np.dot, memory bandwidth, L1 loop, launch), measured in the run;
+- :mod:`.cost_model`: each phase's counted flops and bytes over those rates: predicted vs measured;
 - :mod:`.sweep`: fastgrad's rows, compilation times, the loop over the nets;
 - :mod:`.report`: growth exponents, the text table, the JSON document;
 - :mod:`.plot`: the ``--plot`` figure (matplotlib, imported only then);
@@ -47,7 +49,16 @@ it when the ``bench`` subcommand is parsed.
 from __future__ import annotations
 
 from .cases import Case, forward_seconds, make_case, numpy_loss, spread_indices
-from .cost_model import CostModel, calibrate_cost_model, forward_flops, incremental_work, predict_incremental_seconds
+from .cost_model import (
+    Prediction,
+    Work,
+    comparison,
+    forward_flops,
+    measure_and_predict,
+    phase_work,
+    predict,
+    total_flops,
+)
 from .machine import blas_threads, machine_info, openblas_thread_functions, peer_threads
 from .measure import Row, Timing, time_calls
 from .options import (
@@ -69,18 +80,21 @@ from .options import (
 from .peer_naive import naive_numerical
 from .peer_torch import torch_loss
 from .peers import PEER_LABELS, PROJECTION_ONLY, peer_module
+from .phases import PHASES, incremental_calls, time_phases
 from .plot import require_matplotlib, write_plot
-from .report import SLOPE_MIN_PARAMS, fit_slope, footer_lines, growth_exponents, table_lines
+from .rates import MachineRates, dot_shapes, measure_rates, median_rates
+from .report import SLOPE_MIN_PARAMS, fit_slope, footer_lines, growth_exponents, phase_lines, table_lines
 from .runner import run
 from .sweep import FASTGRAD_RTOL, measure_first_calls
 
 __all__ = [
     "DEFAULT_HIDDEN", "ENGINE_NAMES", "FASTGRAD_RTOL", "FULL_PRESET", "METHODS", "PEERS", "PEER_EPS", "PEER_LABELS",
-    "PROJECTION_ONLY", "QUICK_HIDDEN", "QUICK_PRESET", "SLOPE_MIN_PARAMS",
-    "BenchUsageError", "Case", "CostModel", "Options", "Preset", "Row", "Timing",
-    "add_arguments", "blas_threads", "calibrate_cost_model", "fit_slope", "footer_lines", "forward_flops",
-    "forward_seconds", "growth_exponents", "incremental_work", "machine_info", "make_case", "measure_first_calls",
-    "naive_numerical", "numpy_loss", "openblas_thread_functions", "parse_sizes", "peer_module", "peer_threads",
-    "predict_incremental_seconds", "require_matplotlib", "resolve_options", "run", "spread_indices", "table_lines",
-    "time_calls", "torch_loss", "write_plot",
+    "PHASES", "PROJECTION_ONLY", "QUICK_HIDDEN", "QUICK_PRESET", "SLOPE_MIN_PARAMS",
+    "BenchUsageError", "Case", "MachineRates", "Options", "Prediction", "Preset", "Row", "Timing", "Work",
+    "add_arguments", "blas_threads", "comparison", "dot_shapes", "fit_slope", "footer_lines", "forward_flops",
+    "forward_seconds", "growth_exponents", "incremental_calls", "machine_info", "make_case", "measure_and_predict",
+    "measure_first_calls", "measure_rates", "median_rates", "naive_numerical", "numpy_loss",
+    "openblas_thread_functions", "parse_sizes", "peer_module", "peer_threads", "phase_lines", "phase_work",
+    "predict", "require_matplotlib", "resolve_options", "run", "spread_indices", "table_lines", "time_calls",
+    "time_phases", "torch_loss", "total_flops", "write_plot",
 ]

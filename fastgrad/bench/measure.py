@@ -52,7 +52,9 @@ class Row:
     projection_only: bool = False
     check: str = ""  # how correctness was checked
     speedups: dict[str, float] = field(default_factory=dict)
-    cost_model_seconds: float | None = None
+    cost_model_seconds: float | None = None  # the cost model's prediction of the full check (:mod:`.cost_model`)
+    #: Per phase (and "total"): predicted and measured seconds and their ratio, from the cost model's run
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +78,8 @@ class Row:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (non-finite numbers become None)."""
-        d = {k: _finite_or_none(v) for k, v in self.__dict__.items() if k not in ("speedups", "notes")}
+        d = {k: _finite_or_none(v) for k, v in self.__dict__.items() if k not in ("speedups", "notes", "phases")}
+        d["phases"] = {k: {kk: _finite_or_none(vv) for kk, vv in v.items()} for k, v in self.phases.items()}
         d["speedups"] = {k: _finite_or_none(v) for k, v in self.speedups.items()}
         d["notes"] = list(self.notes)
         d["params_per_second"] = _finite_or_none(self.params_per_second)

@@ -11,10 +11,11 @@ from typing import IO, Any
 
 import fastgrad
 
-from .cost_model import CostModel
 from .machine import machine_info
 from .measure import Row
 from .options import ENGINE_NAMES, METHODS, PEER_EPS, PEERS, BenchUsageError, Options
+from .phases import PHASES
+from .rates import MachineRates, median_rates
 
 #: Sizes below this many parameters are left out of the growth exponent (fixed costs dominate them).
 SLOPE_MIN_PARAMS = 1e3
@@ -165,7 +166,8 @@ def table_lines(rows: Sequence[Row]) -> list[str]:
     return _format_table(head, body, left)
 
 
-def footer_lines(rows: Sequence[Row], models: dict[int, CostModel], first_calls: Sequence[dict[str, Any]]) -> list[str]:
+def footer_lines(rows: Sequence[Row], models: dict[int, list[MachineRates]],
+                 first_calls: Sequence[dict[str, Any]]) -> list[str]:
     """Return the footer: steps, growth exponents, thread speedups, compile times and the cost model's predictions.
 
     Parameters
@@ -173,7 +175,7 @@ def footer_lines(rows: Sequence[Row], models: dict[int, CostModel], first_calls:
     rows : sequence of Row
         The run's rows.
     models : dict
-        Thread count to the cost model calibrated for it.
+        Thread count to the machine rates the cost model used (one per net).
     first_calls : sequence of dict
         What :func:`fastgrad.bench.sweep.measure_first_calls` measured.
 
@@ -209,20 +211,63 @@ def footer_lines(rows: Sequence[Row], models: dict[int, CostModel], first_calls:
                      "compilation or on-disk cache load) vs warm median: " + "; ".join(
                          f"{c['engine']} {c['method']} {_seconds(c['first_call_seconds'])} s vs "
                          f"{c['warm_median_seconds'] * 1e3:.2g} ms" for c in first_calls))
-    for threads, model in sorted(models.items()):
+    for threads, taken in sorted(models.items()):
         preds = [(r, predicted) for r in rows
                  if (predicted := r.cost_model_seconds) is not None and r.threads == threads]
-        if not preds:
+        if not preds or not taken:
             continue
         big, big_predicted = max(preds, key=lambda pair: pair[0].n_params)
         ratios = [r.seconds / predicted for r, predicted in preds]
         lines.append(
-            f"cost model (incremental central, {threads} thr; {model.rate / 1e9:.3g} GFLOP/s by the model's count "
-            f"and {model.fixed_seconds * 1e3:.2g} ms per call, both from {model.calibration}): "
-            f"predicted {_seconds(big_predicted)} s, "
-            f"measured {_seconds(big.seconds)} s for {big.net}; measured/predicted "
-            f"{min(ratios):.2g}..{max(ratios):.2g} over {len(preds)} sizes")
+            f"cost model (incremental central, {threads} thr; each phase's counted flops and bytes over "
+            f"{rates_text(median_rates(taken))}): predicted {_seconds(big_predicted)} s, measured "
+            f"{_seconds(big.seconds)} s for {big.net}; measured/predicted {min(ratios):.2g}..{max(ratios):.2g} "
+            f"over {len(preds)} sizes")
+    lines += phase_lines(rows)
     return lines
+
+
+def rates_text(rates: MachineRates) -> str:
+    """The measured rates a prediction used, in words (medians over the nets when several)."""
+    dot = ", ".join(f"{phase} {v / 1e9:.3g}" for phase, v in rates.dot_flops.items())
+    return (f"this machine's rates measured in the run: np.dot GFLOP/s on the phases' shapes ({dot}; one BLAS "
+            f"thread), memory bandwidth {rates.memory_bytes / 1e9:.3g} GB/s, L1 multiply-add loop "
+            f"{rates.cache_bytes / 1e9:.3g} GB/s at {rates.threads} thr ({rates.scaling:.2f}× one thread's), "
+            f"scalar chain {rates.chain_flops / 1e9:.3g} GFLOP/s, parallel launch {rates.launch_seconds * 1e6:.2g} µs, "
+            f"fixed Python {rates.python_seconds * 1e3:.2g} ms")
+
+
+def phase_lines(rows: Sequence[Row]) -> list[str]:
+    """Return the cost model's table: per net and thread count, each phase's measured / predicted milliseconds.
+
+    Parameters
+    ----------
+    rows : sequence of Row
+        The run's rows; those with :attr:`Row.phases` are shown.
+
+    Returns
+    -------
+    list of str
+        A title, the table (cells ``measured/predicted ms (ratio)``), and the range of the total's ratio.
+    """
+    modelled = sorted((r for r in rows if r.phases), key=lambda r: (r.n_params, r.threads))
+    if not modelled:
+        return []
+    head = ["net", "thr"] + [*PHASES, "total"]
+    body = []
+    for r in modelled:
+        cells = [r.net, str(r.threads)]
+        for phase in (*PHASES, "total"):
+            c = r.phases.get(phase, {})
+            m, p, ratio = c.get("measured"), c.get("predicted"), c.get("ratio")
+            cells.append("" if m is None or p is None else
+                         f"{m * 1e3:.3g}/{p * 1e3:.3g}" + (f" ({ratio:.2g})" if ratio is not None else ""))
+        body.append(cells)
+    ratios = [r.phases["total"]["ratio"] for r in modelled if r.phases.get("total", {}).get("ratio") is not None]
+    title = ("cost model per phase (phases timed one by one, medians of interleaved rounds; "
+             "measured/predicted ms (measured/predicted)):")
+    tail = [f"total measured/predicted {min(ratios):.2g}..{max(ratios):.2g} over {len(ratios)} runs"] if ratios else []
+    return [title, *_format_table(head, body, {0}), *tail]
 
 
 #: The legend printed under the table.
@@ -263,7 +308,8 @@ def command_line(argv: Sequence[str] | None) -> str:
 
 
 def json_document(opts: Options, argv: Sequence[str] | None, peers_run: Sequence[str], rows: Sequence[Row],
-                  models: dict[int, CostModel], first_calls: Sequence[dict[str, Any]], peer_errors: Sequence[str],
+                  models: dict[int, list[MachineRates]], first_calls: Sequence[dict[str, Any]],
+                  peer_errors: Sequence[str],
                   wall: float) -> dict[str, Any]:
     """Return everything a run measured, with the machine and the command, as a JSON-ready dict.
 
@@ -278,7 +324,7 @@ def json_document(opts: Options, argv: Sequence[str] | None, peers_run: Sequence
     rows : sequence of Row
         The run's rows.
     models : dict
-        Thread count to calibrated cost model.
+        Thread count to the machine rates the cost model used (one per net).
     first_calls : sequence of dict
         Compilation measurements.
     peer_errors : sequence of str
@@ -307,10 +353,7 @@ def json_document(opts: Options, argv: Sequence[str] | None, peers_run: Sequence
         "growth_exponents": growth_exponents(rows),
         "first_calls": list(first_calls),
         "peer_errors": list(peer_errors),
-        "cost_model": {
-            str(t): {"fixed_seconds": m.fixed_seconds, "flops_per_second": m.rate, "calibration_nets": m.calibration}
-            for t, m in models.items()
-        },
+        "cost_model": {str(t): [m.to_dict() for m in taken] for t, taken in models.items()},
         "rows": [r.to_dict() for r in rows],
     }
 

@@ -24,11 +24,12 @@ from .._kernels.numgrad import differences_cost
 from ..checking import default_eps
 from ..model import MLP
 from .cases import Case, forward_seconds, make_case, spread_indices
-from .cost_model import CostModel, calibrate_cost_model, predict_incremental_seconds
+from .cost_model import comparison, measure_and_predict
 from .machine import peer_threads
 from .measure import PASSES_PER_PARAM, Row, subset_size, time_calls, tolerance_check
 from .options import Options
 from .peers import peer_row
+from .rates import MachineRates
 
 #: Max |numerical - backprop| / max |backprop| allowed, per (engine, method) of fastgrad.
 FASTGRAD_RTOL = {
@@ -169,7 +170,7 @@ class SweepResult:
     """What a sweep measured."""
 
     rows: list[Row]
-    models: dict[int, CostModel]  # thread count -> the cost model calibrated for it
+    models: dict[int, list[MachineRates]]  # thread count -> the machine rates the cost model used, per net
     first_calls: list[dict[str, Any]]
     peer_errors: list[str]  # peers that failed on a net, skipped there
 
@@ -207,15 +208,11 @@ def sweep(opts: Options, modules: dict[str, Any], out: IO[str], progress: Any = 
         progress.label = f"bench {'compile':<18} {'first calls':<26}"
         progress(0, total)
     first_calls = measure_first_calls(opts)
-    models: dict[int, CostModel] = {}
+    models: dict[int, list[MachineRates]] = {}
+    modelled = "incremental" in opts.engines and "central" in opts.methods and not numba.config.DISABLE_JIT
     if numba.config.DISABLE_JIT:
         print("NUMBA_DISABLE_JIT is set: the kernels run as plain Python, so these times say nothing about "
               "fastgrad's speed (cost model skipped)", file=out, flush=True)
-    elif "incremental" in opts.engines and "central" in opts.methods:
-        for t in opts.threads:
-            model = calibrate_cost_model(t, opts.batch, opts.repeats, opts.seed)
-            if model is not None:
-                models[t] = model
 
     rows: list[Row] = []
     peer_errors: list[str] = []
@@ -233,8 +230,12 @@ def sweep(opts: Options, modules: dict[str, Any], out: IO[str], progress: Any = 
         for engine, method, t in fastgrad_steps:
             advance(case, f"{engine} {method} {t} thr")
             row = fastgrad_row(case, engine, method, t, opts)
-            if engine == "incremental" and method == "central" and t in models:
-                row.cost_model_seconds = predict_incremental_seconds(case.net, opts.batch, models[t])
+            if modelled and engine == "incremental" and method == "central":
+                # the phases timed one by one, and predicted from the machine's rates measured between them
+                prediction, measured = measure_and_predict(case.net, case.params, case.X, case.Y, t, opts.repeats)
+                row.cost_model_seconds = prediction.total
+                row.phases = comparison(prediction, measured)
+                models.setdefault(t, []).append(prediction.rates)
             rows.append(row)
             done += case.net.n_params
     for case in built:
