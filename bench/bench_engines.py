@@ -16,6 +16,9 @@ Groups (``benchmark.group``, one per network size):
   ``DEEP_MODE``), beside the naive loop; and in ``bench_blas.py`` what
   ``np.dot`` reaches on the deep net's shapes.
 
+Every group also times ``np.dot`` on its nets' layer products (role
+"blas", one BLAS thread, GFLOP/s from ``extra_info["flops"]``).
+
 Every benchmark asserts what it timed: fastgrad's numerical gradient
 against backprop, the peers against fastgrad or backprop, so a fast wrong
 answer cannot look good. Peers too slow to run in full are timed on a
@@ -461,3 +464,34 @@ def test_deep_unit_engine(benchmark, max_threads):
     assert max_rel_error(grads, exact) <= 1e-9  # agrees with the per-parameter engine
     _info(benchmark, net, X, params, label="fastgrad engine='unit'", engine="unit", threads=max_threads,
           role="peer", extra={"max_rel_error_vs_backprop": err})
+
+
+# ------------------------------------------------------ np.dot, every group
+#: Each group's np.dot reference: the forward pass's products of its nets, no activation, one BLAS thread.
+DOT_CASES = [(REF_GROUP, REFERENCE), (LARGE_GROUP, LARGE), (DEEP_GROUP, DEEP)] + [
+    (SCALING_GROUP, dict(sizes=[784, h, 10], n_samples=64)) for h in SCALING_H]
+
+
+def _layer_dots(params, X):
+    a = X
+    for W in params[::2]:
+        a = np.dot(a, W)
+    return a
+
+
+@pytest.mark.parametrize("group,case", DOT_CASES, ids=lambda c: "-".join(map(str, c["sizes"])) if isinstance(
+    c, dict) else c.split()[0])
+def test_numpy_dot_reference(benchmark, group, case):
+    """What a blocked BLAS product reaches on the group's layer shapes (GFLOP/s: ``flops`` / median)."""
+    net, params, X, _ = make_case(**case)
+    benchmark.group = group
+    with _peer_threads():
+        out = benchmark(_layer_dots, params, X)
+        n_blas = blas_threads()
+    rows = X[:2]
+    for W in params[::2]:  # the first rows again, by elementwise sums (no BLAS)
+        rows = (rows[:, :, None] * W[None, :, :]).sum(axis=1)
+    np.testing.assert_allclose(out[:2], rows, rtol=1e-9, atol=1e-9)
+    shapes = ", ".join(f"({X.shape[0]},{a})@({a},{b})" for a, b in zip(net.sizes[:-1], net.sizes[1:]))
+    _info(benchmark, net, X, params, label="np.dot, the layers' products", engine="np.dot", threads=1, role="blas",
+          extra={"blas_threads": n_blas, "flops": forward_flops(net, X.shape[0]), "shapes": shapes})

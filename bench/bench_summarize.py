@@ -107,3 +107,32 @@ def test_interleaved_scaling_reports_the_throughput_reference_when_present():
     del info["throughput_reference_ratio"]  # results recorded before it existed still print
     text = summarize({"benchmarks": [_bench("threads (interleaved)", "t", 3.0, rounds=1, **info)]})
     assert "**1.95×**" in text and "throughput" not in text
+
+
+def test_interleaved_scaling_reports_the_per_round_relative_speedup():
+    rel = {"median": 0.93, "min": 0.71, "max": 1.2, "rounds": 9, "enough_rounds": True, "per_round": [0.93] * 9}
+    info = {"label": "thread scaling, ref", "role": "scaling", "n_params": 101770, "threads": 2,
+            "medians_seconds": {"fastgrad_1": 0.008, "fastgrad_all": 0.005}, "fastgrad_ratio": 1.6,
+            "reference_ratio": 1.95, "efficiency_vs_reference": 1.6 / 1.95,
+            "throughput_reference_ratio": 1.25, "efficiency_vs_throughput_reference": 1.28, "relative_speedup": rel}
+    text = summarize({"benchmarks": [_bench("threads (interleaved)", "t", 3.0, rounds=1, **info)]})
+    assert "median 0.93, range 0.71–1.20 over 9 rounds" in text and "fewer rounds" not in text
+    rel.update(rounds=2, enough_rounds=False)
+    text = summarize({"benchmarks": [_bench("threads (interleaved)", "t", 3.0, rounds=1, **info)]})
+    assert "over 2 rounds** (fewer rounds than the 8 the figure needs)" in text
+
+
+def test_cost_model_table():
+    phases = {"forward": {"predicted": 0.001, "measured": 0.0015, "ratio": 1.5},
+              "total": {"predicted": 0.004, "measured": 0.005, "ratio": 1.25}}
+    rates = {"threads": 1, "dot_flops": {"forward": 4.5e10, "assembly": 4.4e10}, "memory_bytes": 2e10,
+             "cache_bytes": 2e11, "chain_flops": 2.5e9, "launch_seconds": 1.5e-6}
+    info = {"label": "cost model, 784-2-10", "role": "cost_model", "sizes": "784-2-10", "n_params": 1600,
+            "threads": 1, "phases": phases, "rates": rates}
+    data = {"benchmarks": [_bench("cost model (quick sweep nets)", "m", 2.0, rounds=1, **info)]}
+    assert rows_of(data) == []  # the experiment's own time is not a result
+    text = summarize(data)
+    assert "| 784-2-10 | 1,600 | 1 | 1.5 / 1 (1.50) | 5 / 4 (1.25) |" in text
+    assert "Total measured ÷ predicted: 1.25–1.25 over 1 runs" in text
+    assert "np.dot GFLOP/s on the phases' shapes (forward 45, assembly 44)" in text
+    assert "memory bandwidth 20 GB/s" in text

@@ -16,9 +16,13 @@ row records its work (``flops``: counted; ``flops_estimate``: fastgrad's
 cost model, marked ~), and the error against backprop. Under each table:
 the all-threads/1-thread speedup of rows timed both ways and, where a row
 was timed at several sizes (the scaling group), the least-squares slope of
-log time against log P over the sizes with P >= 1e3. Last, the interleaved
+log time against log P over the sizes with P >= 1e3. Then the interleaved
 thread-scaling benchmarks (``bench_threads.py``): fastgrad's ratio beside a
-reference kernel's, measured in the same rounds.
+reference kernel's, measured in the same rounds, and the per-round ratio of
+fastgrad's speedup to the throughput reference's (median and range). Last,
+the cost model (``bench_cost_model.py``): per net and thread count, each
+phase's measured and predicted time, and the measured rates it used (np.dot
+GFLOP/s, memory bandwidth).
 
 Needs the standard library and ``fastgrad.bench`` (the growth exponent's fit);
 ``summarize(data)`` returns the text for a loaded JSON.
@@ -44,7 +48,7 @@ def rows_of(data: dict) -> list[dict]:
     for b in data.get("benchmarks", []):
         stats, info = b.get("stats") or {}, b.get("extra_info") or {}
         median = _num(stats.get("median"))
-        if median is None or info.get("role") == "scaling":  # untimed; or see interleaved_scaling
+        if median is None or info.get("role") in ("scaling", "cost_model"):  # untimed; or reported apart
             continue
         scale = _num(info.get("scale_to_full")) or 1.0
         rows.append({
@@ -127,7 +131,7 @@ def _group_table(rows: list[dict]) -> list[str]:
         head += ["fastgrad faster (1 thr)", "fastgrad faster (all thr)"]
     head += ["fwd-pass equiv.", "GFLOP/s", "max rel err vs backprop", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    order = {"forward": 0, "fastgrad": 1, "peer": 2}
+    order = {"forward": 0, "blas": 0, "fastgrad": 1, "peer": 2}
     for r in sorted(rows, key=lambda r: (r["P"] or 0, order.get(r["role"], 2), r["label"],
                                          _thread_count(r["threads"]) or 0)):
         cells = [_int(r["P"]), r["label"],
@@ -136,7 +140,7 @@ def _group_table(rows: list[dict]) -> list[str]:
             same = {t: s for (p, t), s in fast.items() if p == r["P"]}
             one = same.get(1)
             many = same.get(max(same)) if same and max(same) > 1 else None
-            if r["role"] in ("fastgrad", "forward"):
+            if r["role"] in ("fastgrad", "forward", "blas"):  # (a product, not a check: no speedup)
                 cells += ["—", "—"]
             else:
                 cells += [_times(r["full"] / one) if one else "", _times(r["full"] / many) if many else ""]
@@ -202,11 +206,59 @@ def interleaved_scaling(data: dict) -> list[str]:
             + (f"; throughput reference (vectorised, in L1) **{info['throughput_reference_ratio']:.2f}×**, "
                f"efficiency relative to it {info['efficiency_vs_throughput_reference']:.0%}"
                if _num(info.get("throughput_reference_ratio")) is not None else "")
+            + _relative_text(info.get("relative_speedup"))
         )
     if lines:
         lines.insert(0, "## threads (interleaved: 1 and all threads, fastgrad and two reference kernels, each round)")
         lines.insert(1, "")
     return lines
+
+
+def _relative_text(rel) -> str:
+    """Issue 18's figure: per round, fastgrad's speedup / the throughput reference's; median and range."""
+    if not isinstance(rel, dict) or _num(rel.get("median")) is None:
+        return ""
+    few = "" if rel.get("enough_rounds", True) else " (fewer rounds than the 8 the figure needs)"
+    return (f"; **per round, fastgrad's speedup / the throughput reference's: median {rel['median']:.2f}, "
+            f"range {rel['min']:.2f}–{rel['max']:.2f} over {rel['rounds']} rounds**{few}")
+
+
+def cost_model_lines(data: dict) -> list[str]:
+    """The cost model's benchmarks (``bench_cost_model.py``): per phase, measured / predicted, and the rates used."""
+    found = [b.get("extra_info") or {} for b in data.get("benchmarks", [])]
+    found = [i for i in found if i.get("role") == "cost_model" and isinstance(i.get("phases"), dict)]
+    if not found:
+        return []
+    phases = list(found[0]["phases"])
+    lines = ["## cost model (each phase: measured / predicted ms, and measured ÷ predicted)", "",
+             "| net | P | threads | " + " | ".join(phases) + " |", "|" + "---|" * (3 + len(phases))]
+    ratios = []
+    for info in sorted(found, key=lambda i: (i.get("n_params") or 0, i.get("threads") or 0)):
+        cells = [str(info.get("sizes", "")), _int(info.get("n_params")), str(info.get("threads", ""))]
+        for phase in phases:
+            c = info["phases"].get(phase) or {}
+            m, p, r = _num(c.get("measured")), _num(c.get("predicted")), _num(c.get("ratio"))
+            cells.append("" if m is None or p is None else f"{m * 1e3:.3g} / {p * 1e3:.3g}"
+                         + (f" ({r:.2f})" if r is not None else ""))
+        total = _num((info["phases"].get("total") or {}).get("ratio"))
+        if total is not None:
+            ratios.append(total)
+        lines.append("| " + " | ".join(cells) + " |")
+    if ratios:
+        lines += ["", f"Total measured ÷ predicted: {min(ratios):.2f}–{max(ratios):.2f} over {len(ratios)} runs "
+                  "(goal 0.5–2)."]
+    lines += [""] + [_rates_line(info) for info in found if isinstance(info.get("rates"), dict)][:1]
+    return lines
+
+
+def _rates_line(info: dict) -> str:
+    """The measured rates of the first run (each run measured its own; the JSON has them all)."""
+    r = info["rates"]
+    dot = ", ".join(f"{k} {v / 1e9:.3g}" for k, v in (r.get("dot_flops") or {}).items())
+    return (f"Rates measured in the run (first net, {r.get('threads')} thr): np.dot GFLOP/s on the phases' shapes "
+            f"({dot}), memory bandwidth {r.get('memory_bytes', 0) / 1e9:.3g} GB/s, L1 multiply-add loop "
+            f"{r.get('cache_bytes', 0) / 1e9:.3g} GB/s, scalar chain {r.get('chain_flops', 0) / 1e9:.3g} GFLOP/s, "
+            f"parallel launch {r.get('launch_seconds', 0) * 1e6:.2g} µs.")
 
 
 def _machine(data: dict) -> list[str]:
@@ -234,7 +286,8 @@ def summarize(data: dict) -> str:
     rows = rows_of(data)
     out = ["# fastgrad benchmarks", ""] + _machine(data) + [""]
     scaling = interleaved_scaling(data)
-    if not rows and not scaling:
+    model = cost_model_lines(data)
+    if not rows and not scaling and not model:
         out.append("No timed benchmarks in this file (was it written with --benchmark-disable?).")
         return "\n".join(out) + "\n"
     groups: dict = {}
@@ -246,6 +299,8 @@ def summarize(data: dict) -> str:
         out += ([""] + extra if extra else []) + [""]
     if scaling:
         out += scaling + [""]
+    if model:
+        out += model + [""]
     return "\n".join(out)
 
 
