@@ -53,12 +53,23 @@ Where the counts come from (N samples; ``s_0 .. s_L`` the layer sizes;
     from memory, and the copies' pages touched first.
 ``overhead``
     the fixed Python cost of a call (``python_seconds``: a 1-1-1 net's whole
-    check, less nothing: its kernels do next to no work).
+    check, whose kernels do next to no work).
+
+Why three bounds and not ``np.dot``'s rate alone: fastgrad's loops are
+unblocked (every multiply-add loads and stores its accumulator, in a fixed
+order, for bitwise reproducibility), so they are bound by the first-level
+cache's loads and stores; ``np.dot``'s blocked products, on the same
+shapes, run 3-4 times faster here. The roofline keeps ``np.dot``'s bound
+(``vector_flops / dot_rate``), which would count where it is the largest;
+on the sweep's nets it never is.
 
 The scalar counts (``*_FLOPS``) are read off the loops for the sigmoid and
 squared-error nets of the sweep (:func:`fastgrad.bench.make_case`): each
 arithmetic operation, comparison and ``abs`` counts one; a division counts
-``DIVIDE_FLOPS``, its latency in multiply-adds.
+``DIVIDE_FLOPS``, its latency in multiply-adds. ``LOOP_ENTRY_FLOPS`` (the
+cost of entering a vectorised loop) is the one count not visible in the
+source: it is what LLVM adds in front of such a loop (trip count, overlap
+check), estimated, not measured.
 """
 
 from __future__ import annotations

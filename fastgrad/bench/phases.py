@@ -214,5 +214,8 @@ def time_phases(net: MLP, params: list[np.ndarray], X: np.ndarray, Y: np.ndarray
         for _ in range(max(1, rounds)):
             if between is not None:
                 between()
+                # untimed: the threads of whatever ran in between (a parallel kernel's, which spin for a
+                # while after it) would slow the round's first call alone, and so inflate ``overhead``
+                fastgrad.numerical_gradient(net, params, X, Y)
             samples.append(one_round(net, params, X, Y, calls, eps)[0])
     return {k: float(statistics.median(s[k] for s in samples)) for k in samples[0]}
