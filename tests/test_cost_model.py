@@ -14,12 +14,12 @@ import pytest
 
 import fastgrad
 from fastgrad import bench
-from fastgrad._kernels.forward import SAMPLE_TILE
+from fastgrad._kernels.forward import BATCH_TILE, TILE_UNITS
 from fastgrad.bench import cost_model, phases
 from fastgrad.checking import default_eps
 
 #: A deep tiny net: every kind of series loop (a later layer, the output) and several layers of assembly.
-SIZES = [3, 4, 5, 2]
+SIZES = [3, 9, 17, 2]  # layers wider than a register tile (8 units) and narrower
 N = 6
 
 
@@ -32,14 +32,23 @@ def _rates(**overrides):
 
 
 def test_forward_count_is_the_loops():
-    """One multiply-add per sample, input and unit; W read once per tile of samples."""
+    """One multiply-add per sample, input and unit (tiles of 8 units; the rest scalar); W read once per task."""
     net = fastgrad.MLP(SIZES)
-    macs = sum(1 for _ in range(N) for a, b in zip(SIZES[:-1], SIZES[1:]) for _ in range(a) for _ in range(b))
+    tiled = left = 0
+    for _n in range(N):
+        for a, b in zip(SIZES[:-1], SIZES[1:]):
+            for _i in range(a):
+                for j in range(b):
+                    if j < b - b % TILE_UNITS:
+                        tiled += 1
+                    else:
+                        left += 1
     work = bench.phase_work(net, N, 1)["forward"]
-    assert work.vector_flops == 2 * macs == bench.forward_flops(net, N)
-    assert work.cache_bytes == 24 * macs
+    assert work.vector_flops == 2 * tiled
+    assert 2 * (tiled + left) == bench.forward_flops(net, N)
+    assert work.cache_bytes == 3 * tiled  # a quarter of a weight's load, an eighth of an input's
     U = sum(SIZES[1:])
-    assert work.memory_bytes == 8 * net.n_params * math.ceil(N / SAMPLE_TILE) + 8 * N * SIZES[0] + 16 * N * U
+    assert work.memory_bytes == 8 * net.n_params * math.ceil(N / BATCH_TILE) + 8 * N * SIZES[0] + 16 * N * U
     assert work.exps == N * U
 
 
@@ -79,8 +88,11 @@ def test_assembly_count_is_the_loops_and_calls_cover_every_entry_once():
         assert (seen == 1).all()  # every parameter assembled once
         assert all((s == 1).all() for s in sampled.values())  # every unit's every sample: one series
     work = bench.phase_work(net, N, 1)["assembly"]
-    assert work.vector_flops == 4 * N * net.n_params  # acc1 and acc3: two multiply-adds per entry and sample
-    assert work.cache_bytes == 48 * N * net.n_params
+    # acc1 and acc3: two multiply-adds per entry and sample, in tiles of 8 units (the units left over: scalar)
+    tiled = sum(2 * N * (a + 1) * (b - b % TILE_UNITS) for a, b in zip(SIZES[:-1], SIZES[1:]))
+    assert tiled > 0
+    assert work.vector_flops == 2 * tiled
+    assert work.cache_bytes == 3 * tiled
 
 
 def test_phases_compute_the_check():

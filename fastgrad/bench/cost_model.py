@@ -19,13 +19,15 @@ Where the counts come from (N samples; ``s_0 .. s_L`` the layer sizes;
 ``s_l`` inputs to ``s_{l+1}`` units):
 
 ``forward`` (``forward.forward_layers``)
-    per sample and input, the input's test and entering ``add_scaled``
-    (``INPUT_SAMPLE_FLOPS``); per sample, input and unit, one ``z += a w``:
-    ``N sum_l s_l s_{l+1}`` multiply-adds, each loading ``z`` and ``w`` and
-    storing ``z`` (24 bytes through L1); ``W`` is read from memory once per
-    tile of ``SAMPLE_TILE`` samples (``8 P ceil(N / 8)`` bytes), ``X`` once
-    and ``Z``, ``A`` written once; one activation (an ``exp`` for sigmoid,
-    tanh, softplus, elu, gelu, silu) and ``ACT_FLOPS`` more per unit and sample.
+    ``N sum_l s_l s_{l+1}`` multiply-adds in register tiles of 4 samples by
+    8 units (:func:`fastgrad._kernels.forward.dense_rows`): per multiply-add
+    a quarter of a weight's load and an eighth of an input's, 3 bytes
+    through L1; a layer's units left over from tiles of eight are a scalar
+    chain each (2 dependent flops per multiply-add); ``W`` is read from
+    memory once per task of ``BATCH_TILE`` samples (``8 P ceil(N / 16)``
+    bytes), ``X`` once and ``Z``, ``A`` written once; one activation (an
+    ``exp`` for sigmoid, tanh, softplus, elu, gelu, silu) and ``ACT_FLOPS``
+    more per unit and sample.
 ``base_state`` (``incremental.base_state``)
     per unit and sample the activation's Taylor coefficients (an ``exp``,
     ``TAYLOR_FLOPS``), reading ``Z``, ``A`` and writing four ``C``: 48 bytes.
@@ -39,13 +41,14 @@ Where the counts come from (N samples; ``s_0 .. s_L`` the layer sizes;
     output; an output unit: its closed form, ``OUTPUT_FLOPS``. Eight
     scratch rows allocated per task.
 ``assembly`` (``assemble._assemble_rows``), per row ``i`` of ``W_l`` and the bias
-    the row's inputs (``N`` strided reads, a cache line each from ``X``),
-    and per sample ``ROW_SAMPLE_FLOPS`` (``a^3``, the zero test, entering the
-    vectorised loop over units) and per unit two multiply-adds
-    (``acc1 += a e1``, ``acc3 += a^3 e3``), each loading its accumulator and
-    ``e`` and storing the accumulator (24 bytes); per entry the step and the
-    value (``ENTRY_FLOPS``) and one 8-byte store, the result's first touch
-    (a page fault per 4 KiB: ``page_seconds``); four allocations per row.
+    the row's inputs (``N`` strided reads, a cache line each from ``X``)
+    packed with their cubes and sizes (``ROW_SAMPLE_FLOPS`` per sample); per
+    entry and sample two multiply-adds (``sum a e1``, ``sum a^3 e3``) in
+    register tiles of 4 rows by 8 units (:mod:`fastgrad._kernels.row_products`),
+    3 bytes through L1 each, the units left over from tiles of eight a
+    scalar chain each; per entry the step and the value (``ENTRY_FLOPS``)
+    and one 8-byte store, the result's first touch (a page fault per 4 KiB:
+    ``page_seconds``); ten scratch arrays per task of 32 rows.
 ``validate`` (``_validate.flat_copy``, ``_validate.batch``)
     the parameters and the batch copied into fresh memory and scanned for
     NaN/inf in one pass (``copy.copy_count_nonfinite``): per element a
@@ -55,21 +58,17 @@ Where the counts come from (N samples; ``s_0 .. s_L`` the layer sizes;
     the fixed Python cost of a call (``python_seconds``: a 1-1-1 net's whole
     check, whose kernels do next to no work).
 
-Why three bounds and not ``np.dot``'s rate alone: fastgrad's loops are
-unblocked (every multiply-add loads and stores its accumulator, in a fixed
-order, for bitwise reproducibility), so they are bound by the first-level
-cache's loads and stores; ``np.dot``'s blocked products, on the same
-shapes, run 3-4 times faster here. The roofline keeps ``np.dot``'s bound
-(``vector_flops / dot_rate``), which would count where it is the largest;
-on the sweep's nets it never is.
+Why three bounds and not ``np.dot``'s rate alone: the products keep their
+sums in registers (bound by the multiply and add units, as ``np.dot``'s
+blocked products are, so ``vector_flops / dot_rate``), but the series'
+loops are unblocked (every multiply-add loads and stores its
+accumulator), bound by the first-level cache's loads and stores, and the
+small products of a thin layer by memory.
 
 The scalar counts (``*_FLOPS``) are read off the loops for the sigmoid and
 squared-error nets of the sweep (:func:`fastgrad.bench.make_case`): each
 arithmetic operation, comparison and ``abs`` counts one; a division counts
-``DIVIDE_FLOPS``, its latency in multiply-adds. ``LOOP_ENTRY_FLOPS`` (the
-cost of entering a vectorised loop) is the one count not visible in the
-source: it is what LLVM adds in front of such a loop (trip count, overlap
-check), estimated, not measured.
+``DIVIDE_FLOPS``, its latency in multiply-adds.
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernels.forward import SAMPLE_TILE
+from .._kernels.forward import BATCH_TILE
 from .._threading import PARALLEL_MIN_SIZE, PARALLEL_MIN_WORK
 from ..model import MLP
 from .phases import PHASES, Call, incremental_calls, time_phases
@@ -98,21 +97,22 @@ UNIT_FLOPS = 9.0 + 6.0 + DIVIDE_FLOPS + 3.0
 OUTPUT_FLOPS = 6.0 + DIVIDE_FLOPS + 9.0 + 7.0 + 7.0
 #: The unit's own range before the series (``change_limit``: a ``min`` and a division).
 OWN_FLOPS = 1.0 + DIVIDE_FLOPS
-#: Entering a vectorised inner loop: its trip count, the run-time check that its arrays do not overlap
-#: (which vectorising needs), the array view's bounds: 6 dependent operations or so, paid per entry.
-LOOP_ENTRY_FLOPS = 6.0
-#: Per sample and input of the forward pass: the input's load and zero test, and entering ``add_scaled``.
-INPUT_SAMPLE_FLOPS = 1.0 + LOOP_ENTRY_FLOPS
-#: Per row and sample of the assembly: the zero test, ``a^3`` (2), and entering the loop over units.
-ROW_SAMPLE_FLOPS = 1.0 + 2.0 + LOOP_ENTRY_FLOPS
+#: Bytes through L1 per multiply-add of a 4 x 8 register tile: a quarter of an 8-byte load of one operand, an
+#: eighth of the other's.
+TILE_BYTES = 8.0 / 4 + 8.0 / 8
+#: Units of a register tile (:data:`fastgrad._kernels.forward.TILE_UNITS`); the rest of a layer is scalar.
+TILE_UNITS = 8
+#: Per row and sample of the assembly: the input's cube (2), its size and the row's largest (2), the stores (1).
+ROW_SAMPLE_FLOPS = 5.0
 #: Per entry of the assembly: the step (``step_size``: ``max(1, |w|)``, a product, the representable step, 5),
 #: the range test (3), the value and its truncation (5), the index (3).
 ENTRY_FLOPS = 16.0
 #: Per element copied by the validation: its finiteness test and the count (2), the loop (1).
 COPY_FLOPS = 3.0
-#: Scratch rows ``unit_series`` allocates per task; arrays ``_assemble_rows`` allocates per row.
+#: Scratch rows ``unit_series`` allocates per task; arrays ``_assemble_rows`` allocates per row (ten per task of
+#: 32 rows).
 SERIES_ALLOCS = 8
-ROW_ALLOCS = 4
+ROW_ALLOCS = 10.0 / 32.0
 #: A page of fresh memory (its first write faults it in).
 PAGE_BYTES = 4096.0
 
@@ -146,13 +146,15 @@ def _units(net: MLP) -> int:
 
 
 def _forward_work(net: MLP, N: int) -> Work:
-    macs = forward_flops(net, N) / 2.0
+    s = net.sizes
+    tiled = N * sum(a * (b - b % TILE_UNITS) for a, b in zip(s[:-1], s[1:]))  # multiply-adds in register tiles
+    left = N * sum(a * (b % TILE_UNITS) for a, b in zip(s[:-1], s[1:]))  # the units left over: scalar chains
     U = _units(net)
-    memory = 8.0 * net.n_params * math.ceil(N / SAMPLE_TILE) + 8.0 * N * net.sizes[0] + 16.0 * N * U
-    elements = net.n_params + N * net.sizes[0] + 2 * N * U  # forward_batch is called directly: serial when small
+    memory = 8.0 * net.n_params * math.ceil(N / BATCH_TILE) + 8.0 * N * s[0] + 16.0 * N * U
+    elements = net.n_params + N * s[0] + 2 * N * U  # forward_batch is called directly: serial when small
     parallel = elements >= PARALLEL_MIN_SIZE
-    scalar = ACT_FLOPS * N * U + INPUT_SAMPLE_FLOPS * N * sum(net.sizes[:-1])
-    return Work(2.0 * macs, 24.0 * macs, memory, scalar, N * U, 0, 0.0, int(parallel), int(not parallel))
+    scalar = ACT_FLOPS * N * U + 2.0 * left
+    return Work(2.0 * tiled, TILE_BYTES * tiled, memory, scalar, N * U, 0, 0.0, int(parallel), int(not parallel))
 
 
 def _base_state_work(net: MLP, N: int) -> Work:
@@ -188,13 +190,15 @@ def _call_work(net: MLP, call: Call, N: int) -> Work:
         return dispatch + Work(2.0 * macs * count, cache * count, 32.0 * count, scalar * count,
                                allocations=SERIES_ALLOCS * call.size * call.parts)
     rows, B = call.hi - call.lo, call.size
-    macs = 2.0 * N * rows * B
+    tiled = 2.0 * N * rows * (B - B % TILE_UNITS)  # two products' multiply-adds in register tiles
+    left = 2.0 * N * rows * (B % TILE_UNITS)  # the units left over from tiles of eight: scalar chains
     memory = 64.0 * N * rows if call.layer == 0 else 8.0 * N * rows  # a cache line per X[n, i]; A's rows are near
     memory += 8.0 * rows * B + 32.0 * N * B  # the entries; E1, E3 (and E1abs, lim read for lim_min) once
     # the result vector is fresh memory: the assembly's stores are its first touch
     pages = 8.0 * rows * B / PAGE_BYTES
-    return dispatch + Work(2.0 * macs, 24.0 * macs, memory, ROW_SAMPLE_FLOPS * N * rows + ENTRY_FLOPS * rows * B,
-                           pages=pages, allocations=ROW_ALLOCS * rows + 1)
+    scalar = ROW_SAMPLE_FLOPS * N * rows + ENTRY_FLOPS * rows * B + 2.0 * left
+    return dispatch + Work(2.0 * tiled, TILE_BYTES * tiled, memory, scalar, pages=pages,
+                           allocations=ROW_ALLOCS * rows + 1)
 
 
 def phase_work(net: MLP, n_samples: int, threads: int) -> dict[str, Work]:
