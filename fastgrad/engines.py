@@ -39,6 +39,7 @@ from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
 from ._kernels.series import unit_abs_series, unit_deltas, unit_series
+from ._kernels.series_lanes import unit_series_lanes
 from ._kernels.state import BaseState
 from ._kernels.steps import parameter_steps_into
 from ._threading import launch
@@ -322,6 +323,9 @@ def _incremental(
                     if budget:
                         launch(unit_abs_series, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo,
                                n_hi, split, E1abs)
+                elif layer == net.n_layers - 2:  # the last hidden layer: a sample's units as lanes
+                    launch(unit_series_lanes, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo,
+                           n_hi, E1, E3, E1abs, lim)
                 else:
                     launch(unit_series, work, theta, net.layout, net.loss_code, st.base, layer, chunk, n_lo, n_hi,
                            split, E1, E3, E1abs, lim)

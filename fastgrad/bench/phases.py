@@ -9,7 +9,8 @@
 - ``base_state``: :func:`fastgrad._kernels.incremental.base_state` (every
   unit's Taylor coefficients), once, through
   :class:`fastgrad.engines.IncrementalState`;
-- ``series``: :func:`fastgrad._kernels.series.unit_series`, per layer and
+- ``series``: :func:`fastgrad._kernels.series.unit_series` (the last hidden layer:
+  :func:`fastgrad._kernels.series_lanes.unit_series_lanes`), per layer and
   block of units (and piece of samples), as :func:`incremental_calls` lists;
 - ``assembly``: :func:`fastgrad._kernels.assemble.assemble_unit_params`
   (whose ``_assemble_rows`` does the rows' multiply-adds), per layer, block
@@ -42,6 +43,7 @@ from .._config import threads_context
 from .._kernels.assemble import assemble_unit_params
 from .._kernels.forward import empty_activations, forward_batch
 from .._kernels.series import unit_series
+from .._kernels.series_lanes import unit_series_lanes
 from .._kernels.state import BaseState
 from .._threading import launch
 from ..checking import default_eps
@@ -122,9 +124,16 @@ def run_base_state(net: MLP, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, A: np.
 
 def run_series(net: MLP, theta: np.ndarray, base: BaseState, call: Call, units: np.ndarray,
                E: Sequence[np.ndarray]) -> None:
-    """One ``unit_series`` call, as :func:`fastgrad.engines._incremental` makes it (``E``: E1, E3, E1abs, lim)."""
-    launch(unit_series, call.work, theta, net.layout, net.loss_code, base, call.layer, units, call.lo, call.hi,
-           call.parts, E[0], E[1], E[2], E[3])
+    """One series call, as :func:`fastgrad.engines._incremental` makes it (``E``: E1, E3, E1abs, lim).
+
+    The last hidden layer's units go as lanes (:func:`unit_series_lanes`), the others one pair at a time.
+    """
+    if call.layer == net.n_layers - 2:
+        launch(unit_series_lanes, call.work, theta, net.layout, net.loss_code, base, call.layer, units, call.lo,
+               call.hi, E[0], E[1], E[2], E[3])
+    else:
+        launch(unit_series, call.work, theta, net.layout, net.loss_code, base, call.layer, units, call.lo, call.hi,
+               call.parts, E[0], E[1], E[2], E[3])
 
 
 def run_assembly(net: MLP, theta: np.ndarray, X: np.ndarray, base: BaseState, call: Call, units: np.ndarray,

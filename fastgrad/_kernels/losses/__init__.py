@@ -11,8 +11,8 @@ kernels ``scale(n_samples)`` (sum of sample terms -> ``E``),
 ``sample_value`` and ``sample_magnitude`` (one sample's term and the size of
 the numbers it is computed from), ``output_deltas`` (backprop's ``dE/dz`` at
 the output), ``output_change`` and ``unit_change`` (the incremental
-engine's cancellation-free loss changes), ``abs_term``, ``output_series``
-and ``unit_series`` (its series), and ``complex_sample_value`` and
+engine's cancellation-free loss changes), ``abs_term``, ``output_series``,
+``output_series_lanes`` and ``unit_series`` (its series), and ``complex_sample_value`` and
 ``split_sample_value`` (the complex step), and ``abs_terms`` (``abs_term`` in
 NumPy over a batch). ``scale`` and ``output_deltas`` take the code, which
 tells a module's losses apart.
@@ -66,6 +66,11 @@ abs_term = _make("abs_term(code, base, n, off, k, act)",
 #: ``(e1, e3, e1_abs, lim)`` of sample ``n`` from the output pre-activations' change series.
 output_series = _make("output_series(code, base, n, off, K, act, s1, s2, s3, s_abs)",
                       lambda m: "return {m}.output_series(base, n, off, K, act, s1, s2, s3, s_abs)")
+#: :func:`output_series` of one sample for many units of the last hidden layer at once, one lane each
+#: (:mod:`fastgrad._kernels.series_lanes`).
+output_series_lanes = _make(
+    "output_series_lanes(code, base, n, off, K, act, WT, g, e1, e3, e1_abs, lim, scratch)",
+    lambda m: "{m}.output_series_lanes(base, n, off, K, act, WT, g, e1, e3, e1_abs, lim, scratch)\nreturn")
 #: The same when only output unit ``j`` moves.
 unit_series = _make("unit_series(code, base, n, off, K, j, act, s1, s2, s3, sa)",
                     lambda m: "return {m}.unit_series(base, n, off, K, j, act, s1, s2, s3, sa)")
@@ -82,5 +87,6 @@ SOURCE = _dispatchers.source
 __all__ = ["ABS_TERMS", "CODES", "MODULES", "OUTPUTS",
            "OWN_REDUCTION", "QUADRATIC_CODES", "SOURCE", "abs_term", "complex_sample_term",
            "loss_scale",
-           "output_change", "output_deltas", "output_series", "reads_activations", "sample_magnitude",
+           "output_change", "output_deltas", "output_series", "output_series_lanes", "reads_activations",
+           "sample_magnitude",
            "sample_term", "split_sample_term", "unit_change", "unit_series"]

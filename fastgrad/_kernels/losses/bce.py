@@ -188,6 +188,34 @@ def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
 
 
 @jit(inline=True)
+def output_series_lanes(base, n, off, K, act, WT, g, e1, e3, e1_abs, lim, scratch):
+    """:func:`output_series` of sample ``n`` for many units at once, one lane each (see ``series_lanes``).
+
+    Lane ``b``'s logit series is ``g[0..2, b] * WT[:, b]`` (its absolute twin
+    ``g[3, b] * |WT[:, b]|``); ``e1``, ``e3``, ``e1_abs`` (zeroed) and ``lim``
+    (infinite) are accumulated lane by lane in :func:`output_series`' order,
+    the same outputs skipped, so each lane's result is bitwise that one's.
+    """
+    for k in range(K):
+        g1, c2, c3 = _series_coefficients(base, n, off, k)
+        term = abs_term(base, n, off, k, act)
+        w = WT[k]
+        for b in range(w.shape[0]):
+            u1 = g[0, b] * w[b]
+            u2 = g[1, b] * w[b]
+            u3 = g[2, b] * w[b]
+            sa = g[3, b] * abs(w[b])
+            bound = abs(u1) + abs(u2) + abs(u3)
+            if bound == 0.0 and sa == 0.0:
+                continue
+            if bound > 0.0:
+                lim[b] = min(lim[b], SERIES_MAX / bound)
+            e1[b] += g1 * u1
+            e3[b] += g1 * u3 + 2.0 * c2 * u1 * u2 + c3 * u1 * u1 * u1
+            e1_abs[b] += term * sa
+
+
+@jit(inline=True)
 def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only logit ``j`` moves, by ``s``: closed form (the caller limits ``s``)."""
     g1, c2, c3 = _series_coefficients(base, n, off, j)

@@ -240,6 +240,47 @@ def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
 
 
 @jit(inline=True)
+def output_series_lanes(base, n, off, K, act, WT, g, e1, e3, e1_abs, lim, scratch):
+    """:func:`output_series` of sample ``n`` for many units at once, one lane each (see ``series_lanes``).
+
+    Lane ``b``'s logit series is ``g[0..2, b] * WT[:, b]`` (its absolute twin
+    ``g[3, b] * |WT[:, b]|``); the sums run lane by lane in
+    :func:`output_series`' order (``scratch``: six rows of the lanes' width),
+    so each lane's ``e1``, ``e3``, ``e1_abs`` and ``lim`` are bitwise that one's.
+    """
+    Z, A, C, R, Y, ysum = base
+    B = g.shape[1]
+    S1, S2, S3, lin1, lin3, big = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
+    for b in range(B):
+        S1[b] = 0.0
+        S2[b] = 0.0
+        S3[b] = 0.0
+        lin1[b] = 0.0
+        lin3[b] = 0.0
+        big[b] = 0.0
+    for k in range(K):
+        p = A[n, off + k]
+        y = Y[n, k]
+        term = abs_term(base, n, off, k, act)
+        w = WT[k]
+        for b in range(B):
+            u1 = g[0, b] * w[b]
+            u2 = g[1, b] * w[b]
+            u3 = g[2, b] * w[b]
+            big[b] = max(big[b], abs(u1) + abs(u2) + abs(u3))
+            S1[b] += p * u1
+            S2[b] += p * (u2 + 0.5 * u1 * u1)
+            S3[b] += p * (u3 + u1 * u2 + u1 * u1 * u1 / 6.0)
+            lin1[b] += y * u1
+            lin3[b] += y * u3
+            e1_abs[b] += term * (g[3, b] * abs(w[b]))
+    for b in range(B):
+        lim[b] = 0.5 * SERIES_MAX / big[b] if big[b] > 0.0 else np.inf
+        e1[b] = ysum[n] * S1[b] - lin1[b]
+        e3[b] = ysum[n] * (S3[b] - S1[b] * S2[b] + S1[b] * S1[b] * S1[b] / 3.0) - lin3[b]
+
+
+@jit(inline=True)
 def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only logit ``j`` moves, by ``s`` (``s1..s3``, ``sa``: scratch rows)."""
     Z, A, C, R, Y, ysum = base

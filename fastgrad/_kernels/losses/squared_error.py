@@ -141,6 +141,36 @@ def output_series(base, n, off, K, act, s1, s2, s3, s_abs):
 
 
 @jit(inline=True)
+def output_series_lanes(base, n, off, K, act, WT, g, e1, e3, e1_abs, lim, scratch):
+    """:func:`output_series` of sample ``n`` for many units at once, one lane each (see ``series_lanes``).
+
+    Lane ``b``'s output series is ``g[0..2, b] * WT[:, b]`` (its absolute
+    twin ``g[3, b] * |WT[:, b]|``); ``e1``, ``e3``, ``e1_abs`` (zeroed) and
+    ``lim`` (infinite) are accumulated lane by lane with :func:`output_series`'
+    operations in its order, so each lane's result is bitwise that one.
+    """
+    Z, A, C, R, Y, ysum = base
+    for k in range(K):
+        v = off + k
+        z = Z[n, v]
+        c1 = C[0, n, v]
+        c2 = C[1, n, v]
+        c3 = C[2, n, v]
+        r2 = 2.0 * R[n, k]
+        term = abs_term(base, n, off, k, act)
+        w = WT[k]
+        for b in range(w.shape[0]):
+            s1 = g[0, b] * w[b]
+            s2 = g[1, b] * w[b]
+            s3 = g[2, b] * w[b]
+            lim[b] = min(lim[b], change_limit(act, z, abs(s1) + abs(s2) + abs(s3)))
+            x1, x2, x3 = compose(c1, c2, c3, s1, s2, s3)
+            e1[b] -= r2 * x1
+            e3[b] += 2.0 * x1 * x2 - r2 * x3
+            e1_abs[b] += term * (g[3, b] * abs(w[b]))
+
+
+@jit(inline=True)
 def unit_series(base, n, off, K, j, act, s1, s2, s3, sa):
     """:func:`output_series` when only output unit ``j`` moves, by ``s`` (no scratch needed): closed form."""
     Z, A, C, R, Y, ysum = base
