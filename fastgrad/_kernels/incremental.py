@@ -19,7 +19,7 @@ from numba import prange
 from ._jit import jit
 from .activations import N_COEF, activate, layer_change, step_changes, taylor
 from .codes import ACT, FAN_OUT, SOFTMAX, U_OFF, W_OFF
-from .dense import add_scaled_pair, set_scaled
+from .dense import add_rows_pair, set_scaled
 from .forward import forward_layers
 from .loss import sample_loss
 from .losses import output_change, unit_change
@@ -87,6 +87,7 @@ def _suffix_change(theta, layout, loss_code, base, n, l, dz_p, dz_m, da_p, da_m)
     Z, C = base.Z, base.C
     last = layout.shape[0] - 1
     crossed = False
+    rows = np.empty(dz_p.shape[0], dtype=np.int64)  # the inputs of a layer that add anything
     while l < last:
         count = layout[l, FAN_OUT]
         crossed |= layer_change(layout[l, ACT], Z, C, n, layout[l, U_OFF], count, dz_p, da_p)
@@ -97,13 +98,12 @@ def _suffix_change(theta, layout, loss_code, base, n, l, dz_p, dz_m, da_p, da_m)
         for k in range(fan_out):
             dz_p[k] = 0.0
             dz_m[k] = 0.0
+        used = 0  # inputs whose two changes are both 0 add nothing: left out; the others in order, 8 a pass
         for i in range(count):
-            gp = da_p[i]
-            gm = da_m[i]
-            if gp == 0.0 and gm == 0.0:
-                continue
-            w = theta[w_off + i * fan_out:w_off + (i + 1) * fan_out]
-            add_scaled_pair(dz_p, dz_m, gp, gm, w)
+            if not (da_p[i] == 0.0 and da_m[i] == 0.0):
+                rows[used] = i
+                used += 1
+        add_rows_pair(dz_p, dz_m, da_p, da_m, rows, used, theta, w_off, fan_out)
     change, crossed_out = output_change(loss_code, base, n, layout[last, U_OFF], layout[last, FAN_OUT],
                                         layout[last, ACT], dz_p, dz_m, da_p, da_m)
     return change, crossed or crossed_out

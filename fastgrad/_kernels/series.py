@@ -39,7 +39,7 @@ from .codes import (
     U_OFF,
     W_OFF,
 )
-from .dense import add_scaled_abs, add_scaled_series, set_scaled, set_scaled_abs
+from .dense import add_rows_abs, add_rows_series, set_scaled, set_scaled_abs
 from .incremental import sample_change_checked
 from .losses import abs_term, output_series
 from .losses import unit_series as unit_series_out
@@ -66,6 +66,31 @@ def _task_samples(task, parts, n_lo, n_hi):
     c = task - b * parts
     span = n_hi - n_lo
     return b, n_lo + (span * c) // parts, n_lo + (span * (c + 1)) // parts
+
+
+@jit(inline=True)
+def _compose_layer(C, Z, n, off, H, act, act_slack, s1, s2, s3, sa, d1, d2, d3, da, lim):
+    """The activation changes ``d1..d3`` (:func:`compose`) and ``da`` of units ``off..off+H`` of sample ``n``.
+
+    Returns ``lim`` lowered to every unit's :func:`change_limit` (in unit
+    order, as a running minimum). One loop per output row, over contiguous
+    slices: each is a simple loop that Numba vectorizes (one loop writing
+    four rows is not: too many possible overlaps for LLVM to check), and
+    each value is the same expression as in one fused loop, so the same bits.
+    """
+    c1, c2, c3, z = C[0, n, off:off + H], C[1, n, off:off + H], C[2, n, off:off + H], Z[n, off:off + H]
+    for k in range(H):
+        lim = min(lim, change_limit(act, z[k], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
+    t1, t2, t3, ta = d1[:H], d2[:H], d3[:H], da[:H]
+    for k in range(H):
+        t1[k] = compose(c1[k], c2[k], c3[k], s1[k], s2[k], s3[k])[0]
+    for k in range(H):
+        t2[k] = compose(c1[k], c2[k], c3[k], s1[k], s2[k], s3[k])[1]
+    for k in range(H):
+        t3[k] = compose(c1[k], c2[k], c3[k], s1[k], s2[k], s3[k])[2]
+    for k in range(H):
+        ta[k] = (abs(c1[k]) + act_slack) * sa[k]
+    return lim
 
 
 @jit(parallel=True)
@@ -129,6 +154,7 @@ def unit_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1_
         d2 = np.empty(width, dtype=np.float64)
         d3 = np.empty(width, dtype=np.float64)
         da = np.empty(width, dtype=np.float64)
+        rows = np.empty(width, dtype=np.int64)  # the inputs of a layer that add anything
         for n in range(lo, hi):
             lim = min(1.0, change_limit(code, Z[n, u], 1.0))
             if l == last:
@@ -149,12 +175,8 @@ def unit_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1_
                 while m < last:
                     act = layout[m, ACT]
                     act_slack = slack(act)
-                    off = layout[m, U_OFF]
-                    for k in range(H):
-                        v = off + k
-                        lim = min(lim, change_limit(act, Z[n, v], abs(s1[k]) + abs(s2[k]) + abs(s3[k])))
-                        d1[k], d2[k], d3[k] = compose(C[0, n, v], C[1, n, v], C[2, n, v], s1[k], s2[k], s3[k])
-                        da[k] = (abs(C[0, n, v]) + act_slack) * sa[k]
+                    lim = _compose_layer(C, Z, n, layout[m, U_OFF], H, act, act_slack, s1, s2, s3, sa,
+                                         d1, d2, d3, da, lim)
                     m += 1
                     H_next = layout[m, FAN_OUT]
                     w_off = layout[m, W_OFF]
@@ -163,15 +185,14 @@ def unit_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts, E1_
                         s2[q] = 0.0
                         s3[q] = 0.0
                         sa[q] = 0.0
+                    # inputs whose d2, d3 and absolute twin are all 0 (a dead relu) add nothing: left out, as
+                    # they always were; the others are added in order, 8 rows a pass (bitwise as one by one)
+                    count = 0
                     for k in range(H):
-                        a1 = d1[k]
-                        a2 = d2[k]
-                        a3 = d3[k]
-                        aa = da[k]
-                        if aa == 0.0 and a2 == 0.0 and a3 == 0.0:
-                            continue
-                        w = theta[w_off + k * H_next:w_off + (k + 1) * H_next]
-                        add_scaled_series(s1, s2, s3, sa, a1, a2, a3, aa, w)
+                        if not (da[k] == 0.0 and d2[k] == 0.0 and d3[k] == 0.0):
+                            rows[count] = k
+                            count += 1
+                    add_rows_series(s1, s2, s3, sa, d1, d2, d3, da, rows, count, theta, w_off, H_next)
                     H = H_next
                 e1, e3, e1_abs, lim_out_n = output_series(loss_code, base, n, out_off, K,
                                                           layout[last, ACT], s1, s2, s3, sa)
@@ -199,6 +220,7 @@ def unit_abs_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts,
     for task in prange(units.shape[0] * parts):
         sa = np.empty(width, dtype=np.float64)  # the chain's row, and its activations' row
         da = np.empty(width, dtype=np.float64)
+        rows = np.empty(width, dtype=np.int64)  # the inputs of a layer that add anything
         b, lo, hi = _task_samples(task, parts, n_lo, n_hi)
         j = units[b]
         u = layout[l, U_OFF] + j
@@ -213,19 +235,20 @@ def unit_abs_series(theta, layout, loss_code, base, l, units, n_lo, n_hi, parts,
             while m < last:
                 act = layout[m, ACT]
                 act_slack = slack(act)
-                off = layout[m, U_OFF]
+                c1 = C[0, n, layout[m, U_OFF]:layout[m, U_OFF] + H]  # (a slice: a loop Numba vectorizes)
                 for k in range(H):
-                    da[k] = (abs(C[0, n, off + k]) + act_slack) * sa[k]
+                    da[k] = (abs(c1[k]) + act_slack) * sa[k]
                 m += 1
                 H_next = layout[m, FAN_OUT]
                 w_off = layout[m, W_OFF]
                 for q in range(H_next):
                     sa[q] = 0.0
+                count = 0
                 for k in range(H):
-                    aa = da[k]
-                    if aa == 0.0:
-                        continue
-                    add_scaled_abs(sa, aa, theta[w_off + k * H_next:w_off + (k + 1) * H_next])
+                    if not da[k] == 0.0:  # (as ever, a zero input is left out; NaN is not)
+                        rows[count] = k
+                        count += 1
+                add_rows_abs(sa, da, rows, count, theta, w_off, H_next)
                 H = H_next
             total = 0.0
             for k in range(layout[last, FAN_OUT]):

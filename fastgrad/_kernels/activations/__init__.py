@@ -125,10 +125,12 @@ def layer_change(code, Z, C, n, u_off, count, dz, da):
         for k in range(count):
             big = max(big, abs(dz[k]))
         if big <= SERIES_MAX:
+            # slices, not C[., n, u_off + k]: a signed index's wraparound check keeps LLVM from vectorizing
+            c1, c2 = C[0, n, u_off:u_off + count], C[1, n, u_off:u_off + count]
+            c3, c4 = C[2, n, u_off:u_off + count], C[3, n, u_off:u_off + count]
             for k in range(count):
-                u = u_off + k
                 d = dz[k]
-                da[k] = d * (C[0, n, u] + d * (C[1, n, u] + d * (C[2, n, u] + d * C[3, n, u])))
+                da[k] = d * (c1[k] + d * (c2[k] + d * (c3[k] + d * c4[k])))
             return False
     crossed = False
     kinked = has_kink(code)
