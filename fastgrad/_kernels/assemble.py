@@ -243,36 +243,27 @@ def _row_values(theta, steps, eps, scaled, method, c3, base, units, run, a_max, 
     """One row's unscaled values, truncations and whether each is whole (in the series' range, finite).
 
     ``value = acc1 + c h^2 acc3`` and ``trunc = |h^2 acc3|`` (0 for
-    Richardson) for every unit ``b`` (entry ``base + units[b]``); an entry
-    is whole where every sample's step ``h |a|`` is within the series'
-    range (or the method never leaves it) and both are finite (``h^2 a^3
-    e3`` summed before the ``h^2`` can overflow where ``|a| > 5e102``: the
-    sample-by-sample sum takes those). No branch on the data: a loop the
-    compiler vectorises, as much as the products' epilogue costs otherwise.
+    Richardson) for every unit ``b`` (entry ``base + units[b]``, or
+    ``base + units[0] + b`` when the units are a ``run``); an entry is whole
+    where every sample's step ``h |a|`` is within the series' range (or the
+    method never leaves it) and both are finite (``h^2 a^3 e3`` summed
+    before the ``h^2`` can overflow where ``|a| > 5e102``: the
+    sample-by-sample sum takes those).
     """
     given_steps = steps.shape[0] > 0
     representable = method != COMPLEX
-    complex_step = method == COMPLEX
-    series_only = method == UNIT_DELTAS
-    c_trunc = 0.0 if method == RICHARDSON else 1.0
     start = units[0]
     for b in range(units.shape[0]):
         p = base + start + b if run else base + units[b]
-        w = theta[p]
-        # (step_size's rule, as selects: the loop stays branch-free)
-        size = abs(w)
-        h = eps * (size if size > 1.0 else 1.0) if scaled else eps
-        exact = (w + h) - w
-        h = exact if representable and exact > 0.0 else h
-        h = steps[p] if given_steps else h
+        h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
         h2 = h * h
         v = acc1[b] + c3 * h2 * acc3[b]
-        tr = c_trunc * abs(h2 * acc3[b])
+        tr = abs(h2 * acc3[b]) if method != RICHARDSON else 0.0
         value_out[b] = v
         trunc_out[b] = tr
         reach = lim_min[b]
-        in_range = (h * a_max <= reach) | (complex_step & (reach > 0.0))
-        whole_out[b] = series_only | (in_range & (abs(v) < math.inf) & (abs(tr) < math.inf))
+        in_range = h * a_max <= reach or (method == COMPLEX and reach > 0.0)
+        whole_out[b] = method == UNIT_DELTAS or (in_range and math.isfinite(v) and math.isfinite(tr))
 
 
 @jit()
