@@ -83,9 +83,10 @@ def test_last_layer_numpy_forward(benchmark, depth):
     benchmark.group = _group(depth)
     with peer_threads(1):
         loss = benchmark(numpy_loss, params, X, Y)
+        n_blas = blas_threads()
     assert abs(loss - net.loss(params, X, Y)) <= 1e-12 * abs(loss)
     _info(benchmark, net, X, label="one NumPy forward pass (the unit)", role="forward", threads=1,
-          extra={"flops": forward_flops(net, X.shape[0]), "blas_threads": blas_threads()})
+          extra={"flops": forward_flops(net, X.shape[0]), "blas_threads": n_blas})
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
@@ -120,6 +121,7 @@ def test_first_layer_numpy_forward(benchmark):
     benchmark.group = FIRST_GROUP
     with peer_threads(1):
         benchmark(numpy_loss, params, X, Y)
+        n_blas = blas_threads()
     _info(benchmark, net, X, label="one NumPy forward pass (the unit)", role="forward", threads=1,
-          extra={"flops": forward_flops(net, X.shape[0]), "blas_threads": blas_threads()})
+          extra={"flops": forward_flops(net, X.shape[0]), "blas_threads": n_blas})
 
