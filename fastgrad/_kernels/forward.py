@@ -7,7 +7,7 @@ from ._jit import jit
 from .activations import activate
 from .codes import ACT, FAN_OUT, SOFTMAX, U_OFF
 from .dense import layer_geometry
-from .simd import add4, broadcast4, load4, mul4, store4
+from .tiles import TILE_COLUMNS, tile_1x8, tile_4x8
 
 #: Samples that share one pass over a weight row where passes are tiled (the full engine, the complex step).
 SAMPLE_TILE = 8
@@ -18,64 +18,9 @@ BATCH_TILE = 16
 #: Inputs per block of a layer's products: a block's weight panel, ``TILE_UNITS`` units wide, is 16 KB and
 #: stays in L1 while every tile of samples runs over it (the running sums wait in ``Z`` between blocks).
 INPUT_BLOCK = 256
-#: Units of a register tile (two vec4 lanes), and its samples.
-TILE_UNITS = 8
+#: Units of a register tile (:mod:`.tiles`), and its samples.
+TILE_UNITS = TILE_COLUMNS
 TILE_SAMPLES = 4
-
-
-@jit(inline=True)
-def _tile_4x8(theta, x0, x1, x2, x3, col, i_lo, i_hi, fan_out, w_off, j, z0, z1, z2, z3, zj):
-    """Add inputs ``i_lo..i_hi-1`` of four samples (rows ``x0..x3``) to their units ``j..j+7`` (``z0..z3[zj:]``).
-
-    The 32 running sums stay in eight vec4 registers for the whole block;
-    each is the scalar loop's sum, term by term, in the same order.
-    """
-    c00 = load4(z0, zj)
-    c01 = load4(z0, zj + 4)
-    c10 = load4(z1, zj)
-    c11 = load4(z1, zj + 4)
-    c20 = load4(z2, zj)
-    c21 = load4(z2, zj + 4)
-    c30 = load4(z3, zj)
-    c31 = load4(z3, zj + 4)
-    for i in range(i_lo, i_hi):
-        w = w_off + i * fan_out + j
-        w0 = load4(theta, w)
-        w1 = load4(theta, w + 4)
-        a = broadcast4(x0, col + i)
-        c00 = add4(c00, mul4(a, w0))
-        c01 = add4(c01, mul4(a, w1))
-        a = broadcast4(x1, col + i)
-        c10 = add4(c10, mul4(a, w0))
-        c11 = add4(c11, mul4(a, w1))
-        a = broadcast4(x2, col + i)
-        c20 = add4(c20, mul4(a, w0))
-        c21 = add4(c21, mul4(a, w1))
-        a = broadcast4(x3, col + i)
-        c30 = add4(c30, mul4(a, w0))
-        c31 = add4(c31, mul4(a, w1))
-    store4(z0, zj, c00)
-    store4(z0, zj + 4, c01)
-    store4(z1, zj, c10)
-    store4(z1, zj + 4, c11)
-    store4(z2, zj, c20)
-    store4(z2, zj + 4, c21)
-    store4(z3, zj, c30)
-    store4(z3, zj + 4, c31)
-
-
-@jit(inline=True)
-def _tile_1x8(theta, x, col, i_lo, i_hi, fan_out, w_off, j, z, zj):
-    """:func:`_tile_4x8` for one sample (the samples left over from tiles of four)."""
-    c0 = load4(z, zj)
-    c1 = load4(z, zj + 4)
-    for i in range(i_lo, i_hi):
-        w = w_off + i * fan_out + j
-        a = broadcast4(x, col + i)
-        c0 = add4(c0, mul4(a, load4(theta, w)))
-        c1 = add4(c1, mul4(a, load4(theta, w + 4)))
-    store4(z, zj, c0)
-    store4(z, zj + 4, c1)
 
 
 @jit(inline=True)
@@ -100,10 +45,10 @@ def dense_rows(theta, layout, l, src, lo, hi, Z_out):
         i_hi = min(fan_in, i_lo + INPUT_BLOCK)
         for j in range(0, wide, TILE_UNITS):
             for n in range(lo, quads, TILE_SAMPLES):
-                _tile_4x8(theta, src[n], src[n + 1], src[n + 2], src[n + 3], col, i_lo, i_hi, fan_out, w_off, j,
-                          Z_out[n], Z_out[n + 1], Z_out[n + 2], Z_out[n + 3], u_off + j)
+                tile_4x8(theta, w_off + j, fan_out, i_lo, i_hi, src[n], src[n + 1], src[n + 2], src[n + 3], col,
+                         Z_out[n], Z_out[n + 1], Z_out[n + 2], Z_out[n + 3], u_off + j)
             for n in range(quads, hi):
-                _tile_1x8(theta, src[n], col, i_lo, i_hi, fan_out, w_off, j, Z_out[n], u_off + j)
+                tile_1x8(theta, w_off + j, fan_out, i_lo, i_hi, src[n], col, Z_out[n], u_off + j)
         for j in range(wide, fan_out):  # the units left over from tiles of eight
             for n in range(lo, hi):
                 acc = Z_out[n, u_off + j]

@@ -7,7 +7,7 @@ backprop's weight gradient, which is most of a check's work on a
 one-hidden-layer net. Summed one row at a time, each ``+=`` goes to memory
 and the loop runs at the speed of its stores; here a tile of
 :data:`ROW_TILE` rows by :data:`UNIT_TILE` units keeps its sums in vec4
-registers (:mod:`.simd`) across all the samples.
+registers (:mod:`.tiles`) across all the samples.
 
 Each sum is ``0 + p_r0 e_0b + p_r1 e_1b + ...``, samples in order, the row's
 exact zeros skipped: the order of the scalar loop this replaces, so the
@@ -24,12 +24,12 @@ import math
 import numpy as np
 
 from ._jit import jit
-from .simd import add4, broadcast4, load4, mul4, splat4, store4
+from .tiles import TILE_COLUMNS, tile_4x8
 
 #: Rows of a register tile (the rows of ``W`` that share one pass over the units' coefficients).
 ROW_TILE = 4
-#: Units of a register tile: two vec4 lanes.
-UNIT_TILE = 8
+#: Units of a register tile (:mod:`.tiles`).
+UNIT_TILE = TILE_COLUMNS
 
 
 @jit()
@@ -46,48 +46,6 @@ def finite_unit_tiles(E1, E3, E1abs, budget):
                     and (not budget or math.isfinite(E1abs[n, b]))):
                 out[b // UNIT_TILE] = False
     return out
-
-
-@jit(inline=True)
-def _tile(P, E, b, out):
-    """``out[r, b:b+8] = sum_n P[r, n] * E[n, b:b+8]`` for the ``ROW_TILE`` rows, every term added, in order."""
-    zero = splat4(0.0)
-    c00 = zero
-    c01 = zero
-    c10 = zero
-    c11 = zero
-    c20 = zero
-    c21 = zero
-    c30 = zero
-    c31 = zero
-    p0 = P[0]
-    p1 = P[1]
-    p2 = P[2]
-    p3 = P[3]
-    for n in range(E.shape[0]):
-        e = E[n]
-        e0 = load4(e, b)
-        e1 = load4(e, b + 4)
-        p = broadcast4(p0, n)
-        c00 = add4(c00, mul4(p, e0))
-        c01 = add4(c01, mul4(p, e1))
-        p = broadcast4(p1, n)
-        c10 = add4(c10, mul4(p, e0))
-        c11 = add4(c11, mul4(p, e1))
-        p = broadcast4(p2, n)
-        c20 = add4(c20, mul4(p, e0))
-        c21 = add4(c21, mul4(p, e1))
-        p = broadcast4(p3, n)
-        c30 = add4(c30, mul4(p, e0))
-        c31 = add4(c31, mul4(p, e1))
-    store4(out[0], b, c00)
-    store4(out[0], b + 4, c01)
-    store4(out[1], b, c10)
-    store4(out[1], b + 4, c11)
-    store4(out[2], b, c20)
-    store4(out[2], b + 4, c21)
-    store4(out[3], b, c30)
-    store4(out[3], b + 4, c31)
 
 
 @jit(inline=True)
@@ -124,11 +82,13 @@ def row_products(P, a, E, finite, out):
     out : ndarray of float64, shape (ROW_TILE, B)
         Written.
     """
-    B = E.shape[1]
+    N, B = E.shape
     wide = B - B % UNIT_TILE
+    flat = E.reshape(N * B)
     for b in range(0, wide, UNIT_TILE):
         if finite[b // UNIT_TILE]:
-            _tile(P, E, b, out)
+            out[:, b:b + UNIT_TILE] = 0.0
+            tile_4x8(flat, b, B, 0, N, P[0], P[1], P[2], P[3], 0, out[0], out[1], out[2], out[3], b)
         else:
             _skipping(P, a, E, b, b + UNIT_TILE, out)
     _skipping(P, a, E, wide, B, out)
