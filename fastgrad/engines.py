@@ -38,6 +38,7 @@ from ._kernels.assemble import (
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
+from ._kernels.row_products import UNIT_TILE
 from ._kernels.series import unit_abs_series, unit_deltas, unit_series
 from ._kernels.series_lanes import unit_series_lanes
 from ._kernels.state import BaseState
@@ -101,12 +102,14 @@ def _unit_blocks(n_units: int, cost: float, threads: int) -> int:
     BLOCK_FLOPS of work and CHUNKS_PER_THREAD units per thread, unless that
     makes a call longer than CALL_FLOPS_PER_THREAD per thread; then as many
     as fit, but at least ``threads`` (their samples are split further, see
-    :func:`_pieces`).
+    :func:`_pieces`); whole register tiles of the assembly when more than one.
     """
     block = max(threads * CHUNKS_PER_THREAD, int(BLOCK_FLOPS // cost))
     limit = CALL_FLOPS_PER_THREAD * threads
     if block * cost > limit:
         block = max(threads, int(limit // cost))
+    if block > UNIT_TILE:  # whole register tiles: a block's units left over from tiles of 8 take the scalar loop
+        block -= block % UNIT_TILE
     return max(1, min(block, n_units))
 
 
