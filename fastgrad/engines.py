@@ -38,11 +38,11 @@ from ._kernels.assemble import (
 from ._kernels.forward import n_units
 from ._kernels.incremental import base_state
 from ._kernels.numgrad import differences_cost, full_differences
-from ._kernels.row_products import UNIT_TILE
 from ._kernels.series import unit_abs_series, unit_deltas, unit_series
 from ._kernels.series_lanes import unit_series_lanes
 from ._kernels.state import BaseState
 from ._kernels.steps import parameter_steps_into
+from ._kernels.tiles import TILE_COLUMNS
 from ._threading import launch
 from .capabilities import ENGINES as ENGINES  # (re-exported: callers knew the engines from here)
 from .capabilities import UNIT_MODE, kernel_codes, route
@@ -108,8 +108,8 @@ def _unit_blocks(n_units: int, cost: float, threads: int) -> int:
     limit = CALL_FLOPS_PER_THREAD * threads
     if block * cost > limit:
         block = max(threads, int(limit // cost))
-    if block > UNIT_TILE:  # whole register tiles: a block's units left over from tiles of 8 take the scalar loop
-        block -= block % UNIT_TILE
+    if block > TILE_COLUMNS:  # whole register tiles: a block's units left over from tiles of 8 take the scalar loop
+        block -= block % TILE_COLUMNS
     return max(1, min(block, n_units))
 
 

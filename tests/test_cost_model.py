@@ -14,7 +14,8 @@ import pytest
 
 import fastgrad
 from fastgrad import bench
-from fastgrad._kernels.forward import BATCH_TILE, TILE_UNITS
+from fastgrad._kernels.forward import BATCH_TILE
+from fastgrad._kernels.tiles import TILE_COLUMNS
 from fastgrad.bench import cost_model, phases
 from fastgrad.checking import default_eps
 
@@ -39,7 +40,7 @@ def test_forward_count_is_the_loops():
         for a, b in zip(SIZES[:-1], SIZES[1:]):
             for _i in range(a):
                 for j in range(b):
-                    if j < b - b % TILE_UNITS:
+                    if j < b - b % TILE_COLUMNS:
                         tiled += 1
                     else:
                         left += 1
@@ -89,7 +90,7 @@ def test_assembly_count_is_the_loops_and_calls_cover_every_entry_once():
         assert all((s == 1).all() for s in sampled.values())  # every unit's every sample: one series
     work = bench.phase_work(net, N, 1)["assembly"]
     # acc1 and acc3: two multiply-adds per entry and sample, in tiles of 8 units (the units left over: scalar)
-    tiled = sum(2 * N * (a + 1) * (b - b % TILE_UNITS) for a, b in zip(SIZES[:-1], SIZES[1:]))
+    tiled = sum(2 * N * (a + 1) * (b - b % TILE_COLUMNS) for a, b in zip(SIZES[:-1], SIZES[1:]))
     assert tiled > 0
     assert work.vector_flops == 2 * tiled
     assert work.cache_bytes == 3 * tiled

@@ -18,8 +18,9 @@ import pytest
 import fastgrad
 from fastgrad._config import threads_context
 from fastgrad._kernels import forward as fw
-from fastgrad._kernels.row_products import ROW_TILE, UNIT_TILE, finite_unit_tiles, row_products
-from fastgrad._kernels.simd import add4, broadcast4, load4, mul4, splat4, store4
+from fastgrad._kernels.row_products import ROW_TILE, finite_unit_tiles, row_products
+from fastgrad._kernels.simd import add4, broadcast4, load4, mul4, store4
+from fastgrad._kernels.tiles import TILE_COLUMNS
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
 
@@ -126,11 +127,11 @@ def test_row_products_are_the_scalar_loop_bit_for_bit(B, N):
 
 @pytest.mark.nojit
 def test_finite_unit_tiles_marks_the_tile_of_each_non_finite_coefficient():
-    E1 = np.zeros((3, 2 * UNIT_TILE + 3))
+    E1 = np.zeros((3, 2 * TILE_COLUMNS + 3))
     E3 = np.zeros_like(E1)
     E1abs = np.zeros_like(E1)
-    E3[2, UNIT_TILE + 1] = np.nan
-    E1abs[0, 2 * UNIT_TILE + 2] = np.inf
+    E3[2, TILE_COLUMNS + 1] = np.nan
+    E1abs[0, 2 * TILE_COLUMNS + 2] = np.inf
     assert finite_unit_tiles(E1, E3, E1abs, False).tolist() == [True, False, True]
     assert finite_unit_tiles(E1, E3, E1abs, True).tolist() == [True, False, False]
 
@@ -143,7 +144,7 @@ def test_vec4_operations_are_one_ieee_operation_per_lane():
     def ops(x, y, out, i):
         u = load4(x, i)
         v = load4(y, i)
-        store4(out, 0, add4(mul4(u, v), splat4(x[0])))
+        store4(out, 0, add4(mul4(u, v), broadcast4(x, 0)))
         store4(out, 4, mul4(broadcast4(y, 1), u))
 
     rng = np.random.default_rng(0)

@@ -15,11 +15,10 @@ SAMPLE_TILE = 8
 BATCH_TILE = 16
 
 
-#: Inputs per block of a layer's products: a block's weight panel, ``TILE_UNITS`` units wide, is 16 KB and
+#: Inputs per block of a layer's products: a block's weight panel, ``TILE_COLUMNS`` units wide, is 16 KB and
 #: stays in L1 while every tile of samples runs over it (the running sums wait in ``Z`` between blocks).
 INPUT_BLOCK = 256
-#: Units of a register tile (:mod:`.tiles`), and its samples.
-TILE_UNITS = TILE_COLUMNS
+#: Samples of a register tile (:mod:`.tiles`: four rows of factors, ``TILE_COLUMNS`` units).
 TILE_SAMPLES = 4
 
 
@@ -39,11 +38,11 @@ def dense_rows(theta, layout, l, src, lo, hi, Z_out):
     for n in range(lo, hi):
         for j in range(fan_out):
             Z_out[n, u_off + j] = theta[b_off + j]
-    wide = fan_out - fan_out % TILE_UNITS
+    wide = fan_out - fan_out % TILE_COLUMNS
     quads = hi - (hi - lo) % TILE_SAMPLES
     for i_lo in range(0, fan_in, INPUT_BLOCK):
         i_hi = min(fan_in, i_lo + INPUT_BLOCK)
-        for j in range(0, wide, TILE_UNITS):
+        for j in range(0, wide, TILE_COLUMNS):
             for n in range(lo, quads, TILE_SAMPLES):
                 tile_4x8(theta, w_off + j, fan_out, i_lo, i_hi, src[n], src[n + 1], src[n + 2], src[n + 3], col,
                          Z_out[n], Z_out[n + 1], Z_out[n + 2], Z_out[n + 3], u_off + j)

@@ -6,7 +6,7 @@ samples such as ``sum_n a_ni e1_nb``: a matrix product of the shape of
 backprop's weight gradient, which is most of a check's work on a
 one-hidden-layer net. Summed one row at a time, each ``+=`` goes to memory
 and the loop runs at the speed of its stores; here a tile of
-:data:`ROW_TILE` rows by :data:`UNIT_TILE` units keeps its sums in vec4
+:data:`ROW_TILE` rows by :data:`TILE_COLUMNS` units keeps its sums in vec4
 registers (:mod:`.tiles`) across all the samples.
 
 Each sum is ``0 + p_r0 e_0b + p_r1 e_1b + ...``, samples in order, the row's
@@ -28,23 +28,21 @@ from .tiles import TILE_COLUMNS, tile_4x8
 
 #: Rows of a register tile (the rows of ``W`` that share one pass over the units' coefficients).
 ROW_TILE = 4
-#: Units of a register tile (:mod:`.tiles`).
-UNIT_TILE = TILE_COLUMNS
 
 
 @jit()
 def finite_unit_tiles(E1, E3, E1abs, budget):
-    """Per tile of :data:`UNIT_TILE` units (the last one partial): True where every coefficient it reads is finite.
+    """Per tile of :data:`TILE_COLUMNS` units (the last one partial): True where every coefficient it reads is finite.
 
     ``E1abs`` is read only with ``budget`` (the assembly reads it only then).
     """
     N, B = E1.shape
-    out = np.ones((B + UNIT_TILE - 1) // UNIT_TILE, dtype=np.bool_)
+    out = np.ones((B + TILE_COLUMNS - 1) // TILE_COLUMNS, dtype=np.bool_)
     for n in range(N):
         for b in range(B):
             if not (math.isfinite(E1[n, b]) and math.isfinite(E3[n, b])
                     and (not budget or math.isfinite(E1abs[n, b]))):
-                out[b // UNIT_TILE] = False
+                out[b // TILE_COLUMNS] = False
     return out
 
 
@@ -83,12 +81,12 @@ def row_products(P, a, E, finite, out):
         Written.
     """
     N, B = E.shape
-    wide = B - B % UNIT_TILE
+    wide = B - B % TILE_COLUMNS
     flat = E.reshape(N * B)
-    for b in range(0, wide, UNIT_TILE):
-        if finite[b // UNIT_TILE]:
-            out[:, b:b + UNIT_TILE] = 0.0
+    for b in range(0, wide, TILE_COLUMNS):
+        if finite[b // TILE_COLUMNS]:
+            out[:, b:b + TILE_COLUMNS] = 0.0
             tile_4x8(flat, b, B, 0, N, P[0], P[1], P[2], P[3], 0, out[0], out[1], out[2], out[3], b)
         else:
-            _skipping(P, a, E, b, b + UNIT_TILE, out)
+            _skipping(P, a, E, b, b + TILE_COLUMNS, out)
     _skipping(P, a, E, wide, B, out)

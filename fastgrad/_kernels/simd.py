@@ -1,4 +1,4 @@
-"""Four doubles as one value, for register-tiled kernels (``load4``, ``broadcast4``, ``add4``, ``mul4``, ...).
+"""Four doubles as one value, for register-tiled kernels (``load4``, ``store4``, ``broadcast4``, ``add4``, ``mul4``).
 
 A dense layer's products run at the speed of their loads and stores unless
 their running sums stay in registers across the summed index, and Numba
@@ -57,11 +57,6 @@ def store4(a, i, v):
     a[i:i + LANES] = v
 
 
-def splat4(x):
-    """Four copies of the float ``x``."""
-    return np.full(LANES, x, dtype=np.float64)
-
-
 def broadcast4(a, i):
     """Four copies of ``a[i]`` (a contiguous 1-D float64 array; no negative index)."""
     return np.full(LANES, a[i], dtype=np.float64)
@@ -79,10 +74,20 @@ def mul4(x, y):
 
 # ---------------------------------------------------------------- the compiled versions
 
+def _element(context, builder, array_type, array, index):
+    """Address of ``array[index]`` (1-D, contiguous; no negative-index test)."""
+    return builder.gep(context.make_array(array_type)(context, builder, array).data, [index])
+
+
 def _pointer(context, builder, array_type, array, index):
-    """Address of ``array[index]`` (1-D, contiguous) as a ``<4 x double>*``."""
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
+    """Address of ``array[index]`` as a ``<4 x double>*``."""
+    return builder.bitcast(_element(context, builder, array_type, array, index), _VECTOR.as_pointer())
+
+
+def _splat(builder, value):
+    """``value`` in every lane."""
+    lane0 = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(lane0, lane0, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
 
 
 @intrinsic
@@ -101,22 +106,11 @@ def _store4(typingctx, a, i, v):
 
 
 @intrinsic
-def _splat4(typingctx, x):
-    def codegen(context, builder, sig, args):
-        lane0 = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(lane0, lane0, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
-    return vec4(types.float64), codegen
-
-
-@intrinsic
 def _broadcast4(typingctx, a, i):
     # (a plain a[i] in a kernel costs a negative-index test per load: three integer operations beside every
     # multiply-add of a tile)
     def codegen(context, builder, sig, args):
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        value = builder.load(builder.gep(data, [args[1]]), align=8)
-        lane0 = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(lane0, lane0, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+        return _splat(builder, builder.load(_element(context, builder, sig.args[0], args[0], args[1]), align=8))
     return vec4(a, i), codegen
 
 
@@ -149,13 +143,6 @@ def _load4_impl(a, i):
 def _store4_impl(a, i, v):
     if _is_contiguous_float_vector(a) and isinstance(i, types.Integer) and v == vec4:
         return lambda a, i, v: _store4(a, i, v)
-    return None
-
-
-@overload(splat4, inline="always")
-def _splat4_impl(x):
-    if isinstance(x, types.Float):
-        return lambda x: _splat4(float(x))
     return None
 
 

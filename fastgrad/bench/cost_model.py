@@ -80,6 +80,7 @@ from typing import Any
 import numpy as np
 
 from .._kernels.forward import BATCH_TILE
+from .._kernels.tiles import TILE_COLUMNS
 from .._threading import PARALLEL_MIN_SIZE, PARALLEL_MIN_WORK
 from ..model import MLP
 from .phases import PHASES, Call, incremental_calls, time_phases
@@ -100,8 +101,6 @@ OWN_FLOPS = 1.0 + DIVIDE_FLOPS
 #: Bytes through L1 per multiply-add of a 4 x 8 register tile: a quarter of an 8-byte load of one operand, an
 #: eighth of the other's.
 TILE_BYTES = 8.0 / 4 + 8.0 / 8
-#: Units of a register tile (:data:`fastgrad._kernels.forward.TILE_UNITS`); the rest of a layer is scalar.
-TILE_UNITS = 8
 #: Per row and sample of the assembly: the input's cube (2), its size and the row's largest (2), the stores (1).
 ROW_SAMPLE_FLOPS = 5.0
 #: Per entry of the assembly: the step (``step_size``: ``max(1, |w|)``, a product, the representable step, 5),
@@ -147,8 +146,8 @@ def _units(net: MLP) -> int:
 
 def _forward_work(net: MLP, N: int) -> Work:
     s = net.sizes
-    tiled = N * sum(a * (b - b % TILE_UNITS) for a, b in zip(s[:-1], s[1:]))  # multiply-adds in register tiles
-    left = N * sum(a * (b % TILE_UNITS) for a, b in zip(s[:-1], s[1:]))  # the units left over: scalar chains
+    tiled = N * sum(a * (b - b % TILE_COLUMNS) for a, b in zip(s[:-1], s[1:]))  # multiply-adds in register tiles
+    left = N * sum(a * (b % TILE_COLUMNS) for a, b in zip(s[:-1], s[1:]))  # the units left over: scalar chains
     U = _units(net)
     memory = 8.0 * net.n_params * math.ceil(N / BATCH_TILE) + 8.0 * N * s[0] + 16.0 * N * U
     elements = net.n_params + N * s[0] + 2 * N * U  # forward_batch is called directly: serial when small
@@ -190,8 +189,8 @@ def _call_work(net: MLP, call: Call, N: int) -> Work:
         return dispatch + Work(2.0 * macs * count, cache * count, 32.0 * count, scalar * count,
                                allocations=SERIES_ALLOCS * call.size * call.parts)
     rows, B = call.hi - call.lo, call.size
-    tiled = 2.0 * N * rows * (B - B % TILE_UNITS)  # two products' multiply-adds in register tiles
-    left = 2.0 * N * rows * (B % TILE_UNITS)  # the units left over from tiles of eight: scalar chains
+    tiled = 2.0 * N * rows * (B - B % TILE_COLUMNS)  # two products' multiply-adds in register tiles
+    left = 2.0 * N * rows * (B % TILE_COLUMNS)  # the units left over from tiles of eight: scalar chains
     memory = 64.0 * N * rows if call.layer == 0 else 8.0 * N * rows  # a cache line per X[n, i]; A's rows are near
     memory += 8.0 * rows * B + 32.0 * N * B  # the entries; E1, E3 (and E1abs, lim read for lim_min) once
     # the result vector is fresh memory: the assembly's stores are its first touch
