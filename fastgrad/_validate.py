@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._kernels.copy import copy_count_nonfinite, count_nonfinite
+from ._scratch import take
 from .protocol import is_model
 
 
@@ -63,7 +64,8 @@ def raise_non_finite(arr: np.ndarray, argument: str, tensor: str | None = None) 
 
 
 def as_float_array(
-    value: Any, argument: str, tensor: str | None = None, copy: bool = True, finite: bool = True
+    value: Any, argument: str, tensor: str | None = None, copy: bool = True, finite: bool = True,
+    keep_as: str | None = None,
 ) -> np.ndarray:
     """Return a C-contiguous float64 array of a real numeric array (a new copy by default).
 
@@ -82,6 +84,9 @@ def as_float_array(
     finite : bool
         Check that every entry is finite. Only callers that check the copy
         they make (:func:`flat_copy`) turn this off.
+    keep_as : str, optional
+        Make the copy in the kept scratch buffer of that name
+        (:func:`fastgrad._scratch.take`), for a caller that lets it go nowhere.
 
     Raises
     ------
@@ -104,7 +109,7 @@ def as_float_array(
         )
     if arr.dtype == np.float64 and arr.flags.c_contiguous:
         if copy and finite:
-            out = np.empty(arr.shape, dtype=np.float64)
+            out = take(keep_as, arr.shape) if keep_as else np.empty(arr.shape, dtype=np.float64)
             bad = _copy_count_nonfinite(arr.reshape(-1), out.reshape(-1))
         elif copy:
             out = arr.copy()
@@ -173,9 +178,9 @@ def flat_copy(
     return flat
 
 
-def batch(X: Any, Y: Any | None, n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Validate a minibatch ``X`` (N, n_in) and targets ``Y`` (N, n_out)."""
-    Xa = as_float_array(X, "X")
+def batch(X: Any, Y: Any | None, n_in: int, n_out: int, keep: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a minibatch ``X`` (N, n_in) and targets ``Y`` (N, n_out); ``keep``: copies in kept scratch."""
+    Xa = as_float_array(X, "X", keep_as="inputs.X" if keep else None)
     if Xa.ndim != 2:
         raise ValueError(f"X must be 2-D (N, {n_in}) with one row per sample, got shape {Xa.shape}")
     if Xa.shape[0] == 0:
@@ -184,7 +189,7 @@ def batch(X: Any, Y: Any | None, n_in: int, n_out: int) -> tuple[np.ndarray, np.
         raise ValueError(f"X has {Xa.shape[1]} columns, expected {n_in} (sizes[0])")
     if Y is None:
         return Xa, None
-    Ya = as_float_array(Y, "Y")
+    Ya = as_float_array(Y, "Y", keep_as="inputs.Y" if keep else None)
     if Ya.ndim != 2:
         raise ValueError(f"Y must be 2-D (N, {n_out}) with one row per sample, got shape {Ya.shape}")
     if Ya.shape[0] != Xa.shape[0]:

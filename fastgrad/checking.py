@@ -19,13 +19,14 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import _validate, sharding
+from . import _scratch, _validate, sharding
 from ._config import DEFAULT_ATOL, DEFAULT_ENGINE, DEFAULT_RTOL, DEFAULT_SAFETY, threads_context
 from ._kernels.verdict import FAILED, KINK, LARGE_STEP, N_COUNTS, NONFINITE, UNCHECKED, UNRESOLVED
 from .budget import judge, user_unit_roundoff
 from .capabilities import CHECK_METHODS, METHODS, MLP_KIND, default_eps, resolve
 from .compute import LATER, CheckInputs, Computed, Prepared, compute, numerical_values
 from .diagnose import diagnose_tensor, position_hint
+from .model import MLP
 from .protocol import Model, hook, require_model
 from .result import INCONCLUSIVE_REASONS, CheckResult, TensorSummary
 from .sampling import sample_mask
@@ -38,9 +39,13 @@ ProgressFn = Callable[[int, int], Any]
 
 def _prepare(
     net: Any, params: Any, X: Any, Y: Any, eps: Any, method: Any, engine: Any, threads: Any, progress: Any,
-    methods: tuple[str, ...] = METHODS, workers: Any = None,
+    methods: tuple[str, ...] = METHODS, workers: Any = None, keep_inputs: bool = False,
 ) -> Prepared:
-    """Validate the arguments every checker takes; resolve engine and method through the capability table."""
+    """Validate the arguments every checker takes; resolve engine and method through the capability table.
+
+    ``keep_inputs``: the caller lets nothing of ``theta`` and ``X`` leave it, so an MLP checked in this
+    process copies them into kept scratch (:mod:`fastgrad._scratch`); other models get them as arguments.
+    """
     model = require_model(net)
     route = resolve(engine, method, model.kind, methods)
     if eps is None:
@@ -50,8 +55,12 @@ def _prepare(
     n_threads = _validate.thread_count(threads, numba.config.NUMBA_NUM_THREADS)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a callable(done, total) or None, got {type(progress).__name__}")
-    theta = model.flatten(params)
-    Xa, Ya = model.batch(X, Y)
+    if keep_inputs and isinstance(model, MLP) and workers is None:
+        theta = model.flatten(params, keep=True)
+        Xa, Ya = model.batch(X, Y, keep=True)
+    else:
+        theta = model.flatten(params)
+        Xa, Ya = model.batch(X, Y)
     assert Ya is not None  # (Y is required: entry_arguments said so)
     workers = sharding.validate(workers)
     if workers is not None and model.kind != MLP_KIND:
@@ -136,9 +145,12 @@ def numerical_gradient(
         Float64 arrays shaped like ``params``.
     """
     _validate.entry_arguments(net, X, Y, seed, _validate.NUMERICAL_BYTES_PER_PARAM, "numerical_gradient")
-    prepared = _prepare(net, params, X, Y, eps, method, engine, threads, progress, workers=workers)
-    with threads_context(prepared.threads):
-        values = numerical_values(net, prepared, sample, seed, progress)
+    with _scratch.scope():
+        # only the values leave this call: an MLP's copies of params and X can be kept scratch (see _scratch)
+        prepared = _prepare(net, params, X, Y, eps, method, engine, threads, progress, workers=workers,
+                            keep_inputs=True)
+        with threads_context(prepared.threads):
+            values = numerical_values(net, prepared, sample, seed, progress)
     return hook(net, "shaped_like")(net.unflatten(values), params)
 
 
@@ -435,7 +447,7 @@ def check(
     started = time.perf_counter()
     inputs = _resolve(net, params, X, Y, grads, eps, rtol, atol, method, engine, threads, progress, safety, sample,
                       seed, entries, workers)
-    with threads_context(inputs.prepared.threads):
+    with threads_context(inputs.prepared.threads), _scratch.scope():
         computed = compute(net, inputs, grads, progress, seed)
         judged = _judge(net, inputs, computed)
     return _build_result(net, params, inputs, computed, judged, started)

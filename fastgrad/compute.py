@@ -261,7 +261,7 @@ def _mlp_values(net: MLP, p: Prepared, indices_of: Callable[[], np.ndarray | Non
                 progress: ProgressFn | None) -> np.ndarray:
     """Compute an MLP's numerical gradient alone (no budget), flat."""
     with ahead.computing(f"values/{p.route.engine}/{p.route.method}"):
-        Z, A = net._forward(p.theta, p.X)
+        Z, A = net._forward(p.theta, p.X, keep=True)  # (used here only)
         _mlp_loss(net, Z, A, p.Y, p.X, p.theta)
         if p.workers is not None:
             values = sharded_details(net, p.theta, p.X, p.Y, p.eps, p.route.engine, p.route.method, indices_of(),

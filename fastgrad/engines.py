@@ -43,6 +43,7 @@ from ._kernels.series_lanes import unit_series_lanes
 from ._kernels.state import BaseState
 from ._kernels.steps import parameter_steps_into
 from ._kernels.tiles import TILE_COLUMNS
+from ._scratch import take
 from ._threading import launch
 from .capabilities import ENGINES as ENGINES  # (re-exported: callers knew the engines from here)
 from .capabilities import UNIT_MODE, kernel_codes, route
@@ -148,12 +149,14 @@ class IncrementalState:
     ``ysum`` (see :func:`fastgrad._kernels.incremental.base_state`).
     """
 
-    def __init__(self, net: MLP, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, A: np.ndarray) -> None:
+    def __init__(self, net: MLP, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, A: np.ndarray,
+                 keep: bool = False) -> None:
         N = X.shape[0]
         self.Z, self.A = Z, A
-        self.C = np.empty((N_COEF,) + Z.shape, dtype=np.float64)
-        self.R = np.empty_like(Y)
-        self.ysum = np.empty(N, dtype=np.float64)
+        new = take if keep else lambda name, shape: np.empty(shape)  # (keep: kept scratch, see ._scratch)
+        self.C = new("engines.C", (N_COEF,) + Z.shape)
+        self.R = new("engines.R", Y.shape)
+        self.ysum = new("engines.ysum", N)
         base_state(net.layout, Z, A, Y, self.C, self.R, self.ysum)
         #: The same, as the one argument the incremental kernels take.
         self.base = BaseState(Z, A, self.C, self.R, Y, self.ysum)
@@ -296,7 +299,7 @@ def _incremental(
     trunc = np.zeros(size)
     kink = np.zeros(size, dtype=np.int8)
     status = np.zeros(size, dtype=np.int8)
-    st = IncrementalState(net, X, Y, Z, A)
+    st = IncrementalState(net, X, Y, Z, A, keep=True)  # (its arrays and the blocks' below never leave here)
     N = X.shape[0]
     threads = numba.get_num_threads()
     code = METHOD_CODES[method]
@@ -309,11 +312,11 @@ def _incremental(
         rows = net.sizes[layer] + 1
         for start in range(0, units.size, block):
             chunk = units[start:start + block]
-            E1 = np.empty((N, chunk.size), dtype=np.float64)
-            E3 = np.empty_like(E1)
-            E1abs = np.empty_like(E1)
-            lim = np.empty_like(E1)
-            crossed = np.empty((N, chunk.size), dtype=np.int8)
+            E1 = take("engines.E1", (N, chunk.size))
+            E3 = take("engines.E3", (N, chunk.size))
+            E1abs = take("engines.E1abs", (N, chunk.size))
+            lim = take("engines.lim", (N, chunk.size))
+            crossed = take("engines.crossed", (N, chunk.size), np.int8)
             # fewer units than threads: split each unit's samples between threads too
             parts = -(-threads // chunk.size)
             samples = _pieces(N, series_cost * chunk.size, threads)

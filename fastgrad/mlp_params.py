@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate
+from ._scratch import take
 
 #: ``weight_layout=``: (fan_in, fan_out) as the kernels have it, or (fan_out, fan_in).
 WEIGHT_LAYOUTS = ("in_out", "out_in")
@@ -102,10 +103,14 @@ class ParamFormat:
             return arr.reshape(self.flat_shapes[t])
         return arr.T if self.transposed else arr
 
-    def flat_copy(self, values: Any, argument: str) -> np.ndarray:
-        """Validate ``values`` and copy them into one new flat float64 vector (NaN/inf named in the user's layout)."""
+    def flat_copy(self, values: Any, argument: str, keep_as: str | None = None) -> np.ndarray:
+        """Validate ``values`` and copy them into one new flat float64 vector (NaN/inf named in the user's layout).
+
+        ``keep_as``: into the kept scratch buffer of that name (:func:`fastgrad._scratch.take`) instead.
+        """
         tensors = self.validate(values, argument, finite=False)
-        flat = np.empty(sum(self.sizes), dtype=np.float64)
+        size = sum(self.sizes)
+        flat = take(keep_as, size) if keep_as else np.empty(size, dtype=np.float64)
         start = 0
         for t, (arr, name) in enumerate(zip(tensors, self.names)):
             stop = start + self.sizes[t]

@@ -12,8 +12,9 @@ from . import _validate
 from ._kernels import activations, codes, losses
 from ._kernels.activations import leaky_relu
 from ._kernels.backprop import backprop_batch
-from ._kernels.forward import empty_activations, forward_batch
+from ._kernels.forward import empty_activations, forward_batch, n_units
 from ._kernels.loss import loss_from_activations
+from ._scratch import take
 from .capabilities import MLP_KIND, supported
 from .conventions import REDUCTIONS, Conventions
 from .mlp_params import WEIGHT_LAYOUTS, ParamFormat
@@ -199,10 +200,13 @@ class MLP(ModelBase):
             params += [np.ascontiguousarray(W.T) if self.format.transposed else W, b.astype(np.float64)]
         return params
 
-    def flatten(self, params: Any, argument: str = "params") -> np.ndarray:
-        """Validate ``params`` (a list or a dict: :mod:`fastgrad.mlp_params`); return one new flat float64 vector."""
+    def flatten(self, params: Any, argument: str = "params", keep: bool = False) -> np.ndarray:
+        """Validate ``params`` (a list or a dict: :mod:`fastgrad.mlp_params`); return one new flat float64 vector.
+
+        ``keep``: in kept scratch instead (:mod:`fastgrad._scratch`), for a caller that lets it go nowhere.
+        """
         # a copy: the caller's arrays are read, never returned
-        return self.format.flat_copy(params, argument)
+        return self.format.flat_copy(params, argument, keep_as="inputs.theta" if keep else None)
 
     def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
         """Split a flat vector into arrays shaped like the parameters (``param_shapes``).
@@ -217,11 +221,14 @@ class MLP(ModelBase):
         t = int(np.searchsorted(self.offsets, flat_index, side="right")) - 1
         return self.tensor_names[t], self.format.user_index(t, int(flat_index - self.offsets[t]))
 
-    def batch(self, X: Any, Y: Any | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Validate ``X`` (N, D) and ``Y`` (N, K), or class labels (N,) for cross_entropy; return float64 copies."""
+    def batch(self, X: Any, Y: Any | None = None, keep: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate ``X`` (N, D) and ``Y`` (N, K), or class labels (N,) for cross_entropy; return float64 copies.
+
+        ``keep``: in kept scratch (:mod:`fastgrad._scratch`), for a caller that lets them go nowhere.
+        """
         if Y is not None and self.loss_name == "cross_entropy":
             Y = _validate.class_labels(Y, self.sizes[-1])
-        return _validate.batch(X, Y, self.sizes[0], self.sizes[-1])
+        return _validate.batch(X, Y, self.sizes[0], self.sizes[-1], keep=keep)
 
     # ------------------------------------------------------- the user's side
     def tensors(self, values: Any, argument: str = "params") -> list[Any]:
@@ -237,8 +244,13 @@ class MLP(ModelBase):
         return self.format.shaped_like(arrays, like)
 
     # --------------------------------------------------------------- compute
-    def _forward(self, theta: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        Z, A = empty_activations(self.layout, X.shape[0])
+    def _forward(self, theta: np.ndarray, X: np.ndarray, keep: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Pre-activations and activations (``keep``: in kept scratch, :mod:`fastgrad._scratch`)."""
+        if keep:
+            shape = (X.shape[0], n_units(self.layout))
+            Z, A = take("forward.Z", shape), take("forward.A", shape)
+        else:
+            Z, A = empty_activations(self.layout, X.shape[0])
         forward_batch(theta, self.layout, X, Z, A)
         return Z, A
 

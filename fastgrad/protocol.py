@@ -139,9 +139,25 @@ class ModelBase:
         return None
 
 
+#: Every member :class:`Model` asks for.
+_MEMBERS = tuple(sorted({n for n in vars(Model) if not n.startswith("_")} | set(Model.__annotations__)))
+#: Per class that passed: the members its instances must carry themselves (not class attributes).
+_INSTANCE_MEMBERS: dict[type, tuple[str, ...]] = {}
+
+
 def is_model(obj: Any) -> bool:
-    """Whether ``obj`` satisfies :class:`Model` (has every member; signatures are not inspected)."""
-    return isinstance(obj, Model)
+    """Whether ``obj`` satisfies :class:`Model` (has every member; signatures are not inspected).
+
+    The same test as ``isinstance(obj, Model)``, which costs 14 us a call (every check makes several):
+    a class seen once is remembered with the members its instances must have themselves.
+    """
+    rest = _INSTANCE_MEMBERS.get(type(obj))
+    if rest is not None:
+        return all(hasattr(obj, name) for name in rest)
+    if not isinstance(obj, Model):
+        return False
+    _INSTANCE_MEMBERS[type(obj)] = tuple(n for n in _MEMBERS if not hasattr(type(obj), n))
+    return True
 
 
 def require_model(obj: Any, argument: str = "net") -> Model:

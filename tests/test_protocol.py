@@ -137,3 +137,15 @@ def test_a_function_models_numerical_gradient_sample_and_monitor():
         assert result is not None and result.passed
     assert mon.steps_to_cover() == 4
     assert sum(r.n_checked for r in mon.history) == model.n_params
+
+
+def test_is_model_is_isinstance_of_the_protocol_also_for_a_class_seen_before():
+    """is_model remembers a class's members; an instance missing one of its own is still refused."""
+    net = fastgrad.MLP([3, 2, 1])
+    assert is_model(net) and isinstance(net, Model)
+    broken = fastgrad.MLP([3, 2, 1])
+    del broken.tensor_names  # an instance attribute of an MLP
+    assert not isinstance(broken, Model)
+    assert not is_model(broken)
+    assert is_model(fastgrad.MLP([3, 2, 1]))
+    assert not is_model(object()) and not is_model(np.zeros(3))

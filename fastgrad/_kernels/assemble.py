@@ -19,11 +19,13 @@ from functools import partial
 import numpy as np
 from numba import prange
 
+from .._scratch import take
 from .._threading import launch
 from ._jit import jit
 from .codes import B_OFF, COMPLEX, FAN_IN, FAN_OUT, RICHARDSON, U_OFF, UNIT_DELTAS, W_OFF
 from .incremental import sample_change_checked
 from .loss import loss_scale
+from .pending_fit import NO_FIT, fit_pending, fitted
 from .row_products import ROW_TILE, finite_unit_tiles, row_products
 from .series import max_width
 from .steps import step_size
@@ -34,6 +36,8 @@ CHUNK_TILES = 8
 #: Pending entries per call of :func:`_assemble_pending` (each costs a few
 #: suffix passes per out-of-range sample): short calls let Ctrl-C land.
 PENDING_CALL = 256
+#: The same where the block's samples were fitted (:mod:`.pending_fit`): an entry costs ~1 us, not ~100.
+FITTED_CALL = 8192
 
 
 #: Entry status codes written by :func:`assemble_unit_params` (``status_out``).
@@ -99,6 +103,15 @@ def _direct_value(theta, layout, loss_code, base, n, l, j, h, an, method, noise,
         elif not finite:
             status = STATUS_ESTIMATE_NONFINITE
         step *= 2.0
+    return _combine(d, method, status, rounding, crossed, noise)
+
+
+@jit()
+def _combine(d, method, status, rounding, crossed, noise):
+    """``(value, truncation, crossed, status)`` from one sample's central differences ``d`` at ``h, 2h (, 4h)``.
+
+    See :func:`_direct_value`; ``rounding`` bounds the error of ``d`` itself.
+    """
     if method == RICHARDSON:
         r1 = (4.0 * d[0] - d[1]) / 3.0
         if status != STATUS_OK:
@@ -118,6 +131,23 @@ def _direct_value(theta, layout, loss_code, base, n, l, j, h, an, method, noise,
     if status != STATUS_OK:
         return d[0], rounding, crossed, status
     return d[0], abs(d[0] - d[1]) / 3.0 + rounding, crossed, status
+
+
+@jit(inline=True)
+def _fitted_value(coef, degree, err, reach, h, an, method, noise, d):
+    """One sample's :func:`_direct_value` from its fit (:mod:`.pending_fit`); ``ok`` False: beyond the fit's reach."""
+    count = 3 if method == RICHARDSON else 2
+    step = h
+    for k in range(count):
+        r = step * an / reach
+        u = r * r
+        if not u <= 1.0 + 1e-12:  # (the reach covers every step but for its rounding)
+            return 0.0, 0.0, False
+        d[k] = an * fitted(coef, degree, min(u, 1.0))
+        step *= 2.0
+    # each d carries at most |a| err; Richardson's value (4 d0 - d1) / 3 at most 5/3 of that
+    value, trunc, _, _ = _combine(d, method, STATUS_OK, 2.0 * abs(an) * err, False, noise)
+    return value, trunc, True
 
 
 @jit(inline=True)
@@ -286,11 +316,14 @@ def _rows_to_assemble(rows_wanted, rows_lo, rows_hi):
 
 @jit(parallel=True)
 def _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps, eps,
-                      scaled, method, budget, rows, cols, out, absum_out, trunc_out, kink_out, status_out):
+                      scaled, method, budget, rows, cols, out, absum_out, trunc_out, kink_out, status_out,
+                      fit_reach, fit_coef, fit_degree, fit_err):
     """The entries ``(rows[e], units[cols[e]])``, summed sample by sample (arguments as :func:`assemble_unit_params`).
 
     A sample whose step is within the series' range adds its series terms;
-    any other adds the direct path's value (:func:`_direct_value`); the
+    any other adds its fit's value where :func:`.pending_fit.fit_samples`
+    made one (``fit_err >= 0``; the ``fit_*`` arrays may be empty: no fits),
+    else the direct path's value (:func:`_direct_value`); the
     complex step never leaves the series (an imaginary step moves no real
     part), and a pre-activation exactly on a kink (range 0) is flagged.
     One thread per entry, samples in order: bitwise the same for any thread
@@ -302,6 +335,7 @@ def _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs
     given_steps = steps.shape[0] > 0
     representable = method != COMPLEX
     c3 = _series_weight(method)
+    any_fit = fit_err.shape[0] > 0
     for e in prange(rows.shape[0]):
         i = rows[e]
         b = cols[e]
@@ -310,6 +344,7 @@ def _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs
         a = np.empty(N, dtype=np.float64)
         _row_inputs(X, base.A, layout, l, i, a)
         scratch = np.empty((4, width), dtype=np.float64)
+        d = np.empty(3, dtype=np.float64)
         h = steps[p] if given_steps else step_size(theta[p], eps, scaled, representable)
         h2 = h * h
         kink = False
@@ -338,6 +373,13 @@ def _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs
                 kink = kink or lim[n, b] == 0.0
             else:
                 noise = 4.0 * (layout.shape[0] + 2) * 2.0**-53 * abs(an) * E1abs[n, b] if budget else 0.0
+                if any_fit and fit_err[n, b] >= 0.0:
+                    v, v_trunc, ok = _fitted_value(fit_coef[n, b], fit_degree[n, b], fit_err[n, b], fit_reach[n, b],
+                                                   h, an, method, noise, d)
+                    if ok:
+                        value += v
+                        direct_trunc += v_trunc
+                        continue
                 v, v_trunc, crossed, v_status = _direct_value(
                     theta, layout, loss_code, base, n, l, j, h, an, method, noise, scratch
                 )
@@ -444,7 +486,8 @@ def assemble_unit_params(
     no kink is crossed; a pre-activation exactly on a kink (range 0) is
     flagged instead. Bitwise the same for any thread count.
     """
-    pending = np.zeros((rows_hi - rows_lo, units.shape[0]), dtype=np.int8)
+    pending = take("assemble.pending", (rows_hi - rows_lo, units.shape[0]), np.int8)
+    pending[...] = 0
     rows_kernel = _assemble_rows if work is None else partial(launch, _assemble_rows, work)
     rows_arg = _EVERY_ROW if rows_wanted is None else rows_wanted
     rows_kernel(theta, layout, loss_code, X, base.A, l, units, E1, E3, E1abs, lim, steps, eps, scaled, method, want,
@@ -452,8 +495,13 @@ def assemble_unit_params(
     if not pending.any():  # (nearly always: np.nonzero of the block costs as much as a small net's assembly)
         return
     rows, cols = np.nonzero(pending)
-    for lo in range(0, rows.shape[0], PENDING_CALL):
+    rows = (rows + rows_lo).astype(np.int64)
+    cols = cols.astype(np.int64)
+    fit = fit_pending(theta, layout, loss_code, X, base, l, units, E1, E1abs, lim, steps, eps, scaled, method,
+                       rows, cols)
+    call = PENDING_CALL if fit is NO_FIT else FITTED_CALL
+    for lo in range(0, rows.shape[0], call):
         _assemble_pending(theta, layout, loss_code, X, base, l, units, E1, E3, E1abs, lim, steps,
-                          eps, scaled, method, budget, (rows[lo:lo + PENDING_CALL] + rows_lo).astype(np.int64),
-                          cols[lo:lo + PENDING_CALL].astype(np.int64), out, absum_out, trunc_out, kink_out,
-                          status_out)
+                          eps, scaled, method, budget, rows[lo:lo + call], cols[lo:lo + call],
+                          out, absum_out, trunc_out, kink_out, status_out, *fit)
+
