@@ -147,3 +147,60 @@ def test_a_check_with_large_steps_passes_a_right_gradient_and_fails_a_wrong_one(
     result = fastgrad.check(net, params, X, Y, wrong, eps=eps, method=method)
     assert not result.passed
     assert np.argwhere(result.failed[0]).tolist() == [[5, 2]]
+
+
+SMOOTH = ["sigmoid", "tanh", "softplus", "gelu", "silu"]
+OUTPUTS = [("sigmoid", "mse"), ("identity", "sse"), ("softmax", "cross_entropy"), ("sigmoid", "bce"),
+           ("tanh", "half_sse")]
+
+
+def _random_case(k):
+    """Case ``k`` of the sweep: depth 1-3, fan-in 16-40 (units with enough pending rows to be fitted)."""
+    rng = np.random.default_rng(1000 + k)
+    depth = int(rng.integers(1, 4))
+    sizes = [int(rng.integers(16, 41))] + [int(rng.integers(3, 9)) for _ in range(depth)]
+    hidden = SMOOTH[k % len(SMOOTH)]
+    output, loss = OUTPUTS[(k // len(SMOOTH)) % len(OUTPUTS)]
+    if depth == 1 and loss == "cross_entropy":
+        sizes[-1] = max(sizes[-1], 2)
+    x_scale = [1.0, 1e2, 1e4][k % 3]
+    eps = [None, 1e-5, 1e-4, 1e-3, 1e-2][(k // 3) % 5]
+    net, params, X, Y = _case(sizes, hidden, output, loss, n=int(rng.integers(2, 12)), seed=k, x_scale=x_scale)
+    params = [p * float(rng.choice([1.0, 4.0])) for p in params]  # some saturated units
+    return net, params, X, Y, eps
+
+
+@pytest.mark.parametrize("k", range(60))
+def test_fits_change_no_verdict_on_random_nets(k, fits, monkeypatch):
+    """Random smooth nets at large steps and unnormalised features: the same verdicts with and without the fits.
+
+    A right gradient, and one with a single entry off by 1e-6 of itself: every entry's status (passed,
+    failed, inconclusive) is the direct path's, and the values agree to rounding.
+    """
+    net, params, X, Y, eps = _random_case(k)
+    right = net.backprop(params, X, Y)
+    wrong = [g.copy() for g in right]
+    flat = wrong[0].reshape(-1)
+    flat[int(np.argmax(np.abs(flat)))] *= 1.0 + 1e-6
+    with_fits = [fastgrad.check(net, params, X, Y, g, eps=eps) for g in (right, wrong)]
+    fitted = fits["fitted"]
+    _without_fits(monkeypatch)
+    direct = [fastgrad.check(net, params, X, Y, g, eps=eps) for g in (right, wrong)]
+    for a, b in zip(with_fits, direct):
+        assert a.passed == b.passed
+        for x, y in zip(a.failed, b.failed):
+            np.testing.assert_array_equal(x, y)
+        scale = max(float(np.max(np.abs(v))) for v in b.numerical)
+        for x, y in zip(a.numerical, b.numerical):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-12 * scale)
+    _SWEEP_FITTED.append(fitted)  # (which cases fit depends on the draw; the sweep as a whole must use them)
+
+
+_SWEEP_FITTED: list[int] = []
+
+
+def test_the_sweep_used_fits():
+    """Run after the sweep (pytest keeps file order): some of its sampled cases went through fits."""
+    if len(_SWEEP_FITTED) < 60:
+        pytest.skip("the whole sweep did not run in this session")
+    assert sum(f > 0 for f in _SWEEP_FITTED) >= 20, _SWEEP_FITTED

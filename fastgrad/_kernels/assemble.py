@@ -7,10 +7,11 @@ weighted sum over samples of unit ``j``'s coefficients (see that module).
 Where every sample's step is within the series' range (nearly always), one
 pass over the samples gives every parameter of a row of ``W_l``
 (:func:`_assemble_rows`). The rest ("pending" entries: a large step, a kink
-within reach, a non-finite coefficient) are summed sample by sample, each
-out-of-range sample by the direct path of :mod:`.incremental`
-(:func:`_assemble_pending`), a second kernel that is compiled only when a
-check first needs it: the direct path is most of the engine's compile time.
+within reach, a non-finite coefficient) are summed sample by sample
+(:func:`_assemble_pending`, compiled only when a check first needs it),
+each out-of-range sample by its unit's fitted sample function
+(:mod:`.pending_fit`) where one vouches for it, else by the direct path of
+:mod:`.incremental`.
 """
 
 import math
@@ -32,12 +33,9 @@ from .steps import step_size
 
 #: Row tiles per task of :func:`_assemble_rows` (a task's scratch rows are allocated once).
 CHUNK_TILES = 8
-
-#: Pending entries per call of :func:`_assemble_pending` (each costs a few
-#: suffix passes per out-of-range sample): short calls let Ctrl-C land.
-PENDING_CALL = 256
-#: The same where the block's samples were fitted (:mod:`.pending_fit`): an entry costs ~1 us, not ~100.
-FITTED_CALL = 8192
+#: Pending entries per call of :func:`_assemble_pending`, so that Ctrl-C lands between calls: an entry's direct
+#: path costs ~100 us; FITTED_CALL where its block was fitted (:mod:`.pending_fit`: ~1 us an entry).
+PENDING_CALL, FITTED_CALL = 256, 8192
 
 
 #: Entry status codes written by :func:`assemble_unit_params` (``status_out``).
@@ -108,10 +106,7 @@ def _direct_value(theta, layout, loss_code, base, n, l, j, h, an, method, noise,
 
 @jit()
 def _combine(d, method, status, rounding, crossed, noise):
-    """``(value, truncation, crossed, status)`` from one sample's central differences ``d`` at ``h, 2h (, 4h)``.
-
-    See :func:`_direct_value`; ``rounding`` bounds the error of ``d`` itself.
-    """
+    """:func:`_direct_value`'s result from the central differences ``d`` at ``h, 2h (, 4h)`` (error ``rounding``)."""
     if method == RICHARDSON:
         r1 = (4.0 * d[0] - d[1]) / 3.0
         if status != STATUS_OK:
@@ -471,20 +466,16 @@ def assemble_unit_params(
         chosen by the arrays' size.
     rows_wanted : ndarray of bool, shape (fan_in + 1,), optional
         The rows with a wanted entry among ``units`` (None: every row is
-        read; ``want`` decides). A sample of a 10^8-parameter net wants one
-        entry of a unit's 8,193: the rows' reads of ``want`` to find it cost
-        more than the sample's series.
+        read; ``want`` decides): for sparse samples of huge nets.
 
     Notes
     -----
-    Row ``i`` of ``W_l`` (and the bias, as row ``fan_in``) is handled by one
-    thread: ``sum_n e1 a + c h^2 sum_n e3 a^3`` (c = 1 central, 0
-    Richardson, -1 complex step), samples in order, when every sample's step
-    ``h |a_ni|`` is within the series' range; otherwise the samples are
-    summed one by one, each out-of-range one by the direct path. The complex
-    step never leaves the series: an imaginary step moves no real part, so
-    no kink is crossed; a pre-activation exactly on a kink (range 0) is
-    flagged instead. Bitwise the same for any thread count.
+    ``sum_n e1 a + c h^2 sum_n e3 a^3`` (c = 1 central, 0 Richardson, -1
+    complex step), samples in order, where every sample's step ``h |a_ni|``
+    is within the series' range; else sample by sample (the module's text).
+    The complex step never leaves the series (an imaginary step moves no
+    real part); a pre-activation on a kink (range 0) is flagged instead.
+    Bitwise the same for any thread count.
     """
     pending = take("assemble.pending", (rows_hi - rows_lo, units.shape[0]), np.int8)
     pending[...] = 0
