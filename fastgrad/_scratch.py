@@ -26,6 +26,7 @@ freed with their thread (:class:`threading.local`).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -66,7 +67,7 @@ def take(name: str, shape: Any, dtype: Any = np.float64) -> np.ndarray:
     dtype = np.dtype(dtype)
     if _pool.depth != 1:
         return np.empty(shape, dtype=dtype)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape) if isinstance(shape, tuple) else int(shape)
     nbytes = count * dtype.itemsize
     buffers = _pool.buffers
     buf = buffers.get(name)
