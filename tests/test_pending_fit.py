@@ -204,3 +204,27 @@ def test_the_sweep_used_fits():
     if len(_SWEEP_FITTED) < 60:
         pytest.skip("the whole sweep did not run in this session")
     assert sum(f > 0 for f in _SWEEP_FITTED) >= 20, _SWEEP_FITTED
+
+
+def test_a_sampled_or_sharded_entry_is_bitwise_its_full_check_value(fits):
+    """A unit's fits do not depend on which of its entries a call computes: samples, shards, blocks."""
+    net, params, X, Y = _case([60, 20, 4], n=10, x_scale=3.0)
+    full = fastgrad.numerical_gradient(net, params, X, Y, eps=1e-4)
+    assert fits["fitted"] > 0
+    sampled = fastgrad.numerical_gradient(net, params, X, Y, eps=1e-4, sample=0.05, seed=3)
+    mapped = fastgrad.numerical_gradient(net, params, X, Y, eps=1e-4, workers=map)
+    for f, s, m in zip(full, sampled, mapped):
+        taken = ~np.isnan(s)
+        np.testing.assert_array_equal(s[taken], f[taken])
+        np.testing.assert_array_equal(m, f)
+
+
+def test_the_reference_net_at_the_tutorials_step_is_bitwise_the_same_on_1_and_2_threads(fits):
+    """784-128-10 at eps = 1e-4: blocks and row pieces differ with the thread count, the values do not."""
+    from fastgrad.bench import make_case
+
+    net, params, X, Y = make_case([784, 128, 10], 64)
+    one = _flat(fastgrad.numerical_gradient(net, params, X, Y, eps=1e-4, threads=1))
+    two = _flat(fastgrad.numerical_gradient(net, params, X, Y, eps=1e-4, threads=2))
+    assert fits["fitted"] > 0
+    np.testing.assert_array_equal(one, two)

@@ -13,7 +13,7 @@ Yet every entry of unit ``j`` shares sample ``n``'s function
 
 and an entry's difference quotient at step ``h`` is ``a_ni psi_nj(h a_ni)``.
 So :func:`fit_samples` interpolates ``psi_nj`` once per (sample, unit) on
-the steps the unit's pending entries need, ``|t| <= reach_nj``: a Chebyshev
+the steps any of the unit's entries can need, ``|t| <= reach_nj``: a Chebyshev
 interpolant in ``u = (t / reach)^2`` on :data:`FIT_NODES` points, each one
 evaluation by the direct path. A fit is used only where it is exact to
 rounding: every node finite, no kink in the unit's layer or after it, no plain
@@ -47,19 +47,22 @@ FIT_NODES = 8
 #: A fit is converged when its last two Chebyshev coefficients are within this many roundoffs (per layer
 #: after the unit) of its largest value: the values' own noise.
 FIT_TOL = 64.0
-#: A unit is fitted when it has at least this many pending entries (each fit costs FIT_NODES
-#: evaluations per sample; the direct path costs 2-3 per entry and sample).
+#: A layer's units are fitted when they have at least this many entries (rows): each fit costs FIT_NODES + 1
+#: evaluations per sample, the direct path 2-3 per entry and sample. A layer's rule, not a call's count of
+#: pending entries, so that an entry's value does not depend on which others a call computes.
 FIT_MIN_ENTRIES = 2 * FIT_NODES
 
 
 @jit()
-def pending_reach(theta, layout, X, A, l, units, steps, eps, scaled, method, rows, cols, reach_out):
-    """The steps each (sample, unit) needs: ``reach[n, b] = k * max h * max_i |a_ni|`` over the pending entries.
+def pending_reach(theta, layout, X, A, l, units, steps, eps, scaled, method, cols, reach_out):
+    """The steps each (sample, unit) can need: ``reach[n, b] = k * max_i h_ib * max_i |a_ni|``.
 
     ``k`` is 2 (central: the truncation estimate steps ``2h``) or 4
-    (Richardson); ``max h`` is over unit ``b``'s pending entries, ``max_i``
-    over every row of the layer (the bias row's input is 1). 0 for a unit
-    with fewer than :data:`FIT_MIN_ENTRIES` pending entries (not fitted).
+    (Richardson); both maxima are over every row ``i`` of the layer (the
+    bias row's input is 1), so that a unit's fits, and every value made from
+    them, are the same whichever of its entries a call assembles (thread
+    count, blocks, shards, samples). 0 for a unit with no pending entry
+    among ``cols`` (not fitted: nothing here would use it).
     """
     B = units.shape[0]
     N = reach_out.shape[0]
@@ -67,22 +70,23 @@ def pending_reach(theta, layout, X, A, l, units, steps, eps, scaled, method, row
     prev = layout[l - 1, U_OFF] if l > 0 else 0
     given_steps = steps.shape[0] > 0
     h_max = np.zeros(B, dtype=np.float64)
-    count = np.zeros(B, dtype=np.int64)
-    for e in range(rows.shape[0]):
-        b = cols[e]
-        i = rows[e]
+    for e in range(cols.shape[0]):
+        h_max[cols[e]] = -1.0  # (a unit with a pending entry)
+    for b in range(B):
+        if h_max[b] == 0.0:
+            continue
         j = units[b]
-        p = layout[l, B_OFF] + j if i == fan_in else layout[l, W_OFF] + i * layout[l, FAN_OUT] + j
-        h = steps[p] if given_steps else step_size(theta[p], eps, scaled, True)
-        h_max[b] = max(h_max[b], h)
-        count[b] += 1
+        for i in range(fan_in + 1):
+            p = layout[l, B_OFF] + j if i == fan_in else layout[l, W_OFF] + i * layout[l, FAN_OUT] + j
+            h = steps[p] if given_steps else step_size(theta[p], eps, scaled, True)
+            h_max[b] = max(h_max[b], h)
     factor = 4.0 if method == RICHARDSON else 2.0
     for n in range(N):
         a_max = 1.0  # (the bias row)
         for i in range(fan_in):
             a_max = max(a_max, abs(X[n, i] if l == 0 else A[n, prev + i]))
         for b in range(B):
-            reach_out[n, b] = factor * h_max[b] * a_max if count[b] >= FIT_MIN_ENTRIES else 0.0
+            reach_out[n, b] = factor * h_max[b] * a_max if h_max[b] > 0.0 else 0.0
 
 
 @jit(inline=True)
@@ -192,10 +196,10 @@ def fit_pending(theta, layout, loss_code, X, base, l, units, E1, E1abs, lim, ste
     Arguments as :func:`.assemble.assemble_unit_params`. Only the central
     difference and Richardson leave the series (the complex step never does).
     """
-    if method not in (CENTRAL, RICHARDSON) or rows.shape[0] < FIT_MIN_ENTRIES:
+    if method not in (CENTRAL, RICHARDSON) or layout[l, FAN_IN] + 1 < FIT_MIN_ENTRIES or rows.shape[0] == 0:
         return NO_FIT
     reach = take("fit.reach", E1.shape)
-    pending_reach(theta, layout, X, base.A, l, units, steps, eps, scaled, method, rows, cols, reach)
+    pending_reach(theta, layout, X, base.A, l, units, steps, eps, scaled, method, cols, reach)
     if not (reach > lim).any():
         return NO_FIT
     coef = take("fit.coef", E1.shape + (FIT_NODES,))
