@@ -76,6 +76,7 @@ def test_fitted_large_steps_match_the_exact_central_difference(sizes, hidden, ou
 
 
 @needs_mpmath
+@pytest.mark.nojit
 def test_every_accepted_fit_is_within_its_error_bound_of_the_exact_sample_function():
     """The kernel's twin: psi(t) = (E_n(z + t) - E_n(z - t)) / 2t in mpmath, at points between the nodes."""
     from fastgrad._kernels.series import unit_series
