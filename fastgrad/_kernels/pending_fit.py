@@ -14,13 +14,14 @@ Yet every entry of unit ``j`` shares sample ``n``'s function
 and an entry's difference quotient at step ``h`` is ``a_ni psi_nj(h a_ni)``.
 So :func:`fit_samples` interpolates ``psi_nj`` once per (sample, unit) on
 the steps any of the unit's entries can need, ``|t| <= reach_nj``: a Chebyshev
-interpolant in ``u = (t / reach)^2`` on :data:`FIT_NODES` points, each one
-evaluation by the direct path. A fit is used only where it is exact to
+interpolant in ``u = (t / reach)^2`` on :data:`FIRST_NODES` points, or
+:data:`FIT_NODES` where those do not converge, each one evaluation by the
+direct path. A fit is used only where it is exact to
 rounding: every node finite, no kink in the unit's layer or after it, no plain
 difference of losses; its last two coefficients within :data:`FIT_TOL` of
 the largest value (converged); and its value at ``t = 0`` equal, within
 the same bound, to the series' ``e1`` (``psi(0)``, computed another way),
-and at the end of the reach to a ninth evaluation there.
+and at the end of the reach to one more evaluation there.
 Elsewhere the sample stays on the direct path. The interpolant's error
 bound joins the entry's truncation estimate.
 
@@ -44,10 +45,13 @@ from .steps import step_size
 #: Interpolation points per fit (degree FIT_NODES - 1 in ``u = t^2``): ``psi`` is analytic, and over
 #: ``|t| <= 0.1 rho`` (``rho`` its distance to a singularity) the dropped terms are below 1e-16.
 FIT_NODES = 8
+#: Points of a first, cheaper fit (steps well within reach of a singularity converge on it; the rest
+#: are fitted again on FIT_NODES).
+FIRST_NODES = 5
 #: A fit is converged when its last two Chebyshev coefficients are within this many roundoffs (per layer
 #: after the unit) of its largest value: the values' own noise.
 FIT_TOL = 64.0
-#: A layer's units are fitted when they have at least this many entries (rows): each fit costs FIT_NODES + 1
+#: A layer's units are fitted when they have at least this many entries (rows): each fit costs 6-14
 #: evaluations per sample, the direct path 2-3 per entry and sample. A layer's rule, not a call's count of
 #: pending entries, so that an entry's value does not depend on which others a call computes.
 FIT_MIN_ENTRIES = 2 * FIT_NODES
@@ -90,9 +94,9 @@ def pending_reach(theta, layout, X, A, l, units, steps, eps, scaled, method, col
 
 
 @jit(inline=True)
-def _chebyshev_point(k):
-    """The ``k``-th Chebyshev point of the first kind on [-1, 1] (of FIT_NODES)."""
-    return math.cos(math.pi * (k + 0.5) / FIT_NODES)
+def _chebyshev_point(k, count):
+    """The ``k``-th of ``count`` Chebyshev points of the first kind on [-1, 1]."""
+    return math.cos(math.pi * (k + 0.5) / count)
 
 
 @jit(inline=True)
@@ -108,6 +112,27 @@ def fitted(coef, degree, u):
     return x * b1 - b2 + coef[0]
 
 
+@jit(inline=True)
+def _accept(coef, count, largest, noise, e1, e1_noise, end):
+    """``(degree, err)`` of the ``count``-point interpolant ``coef``, or err -1 where it cannot be vouched for."""
+    tail = abs(coef[count - 1]) + abs(coef[count - 2])
+    if not tail <= noise:  # not converged
+        return 0, -1.0
+    degree = count - 1
+    dropped = 0.0
+    while degree > 0 and dropped + abs(coef[degree]) <= noise:
+        dropped += abs(coef[degree])
+        degree -= 1
+    # the interpolation amplifies the values' noise by its Lebesgue constant (< 3 at up to 8 points)
+    err = 2.0 * tail + 3.0 * noise + dropped
+    # psi(0) = e1, which the series computed another way (to its own rounding), and the evaluation at the end
+    if not abs(fitted(coef, degree, 0.0) - e1) <= err + e1_noise:
+        return 0, -1.0
+    if not abs(fitted(coef, degree, 1.0) - end) <= err:
+        return 0, -1.0
+    return degree, err
+
+
 @jit(parallel=True)
 def fit_samples(theta, layout, loss_code, base, l, units, E1, E1abs, lim, reach, coef_out, degree_out, err_out):
     """Fit ``psi`` of every (sample, unit) whose ``reach`` is beyond its series range ``lim`` (see the module).
@@ -118,6 +143,8 @@ def fit_samples(theta, layout, loss_code, base, l, units, E1, E1abs, lim, reach,
     ``err_out`` (N, B): a bound on the error of the kept terms over the
     reach (unscaled, absolute), or -1 where there is no fit (the direct path).
     ``E1``, ``E1abs``, ``lim``: the series' (:func:`.series.unit_series`).
+    Each pair is first fitted on FIRST_NODES points, and on FIT_NODES only
+    where that does not converge.
     """
     N = reach.shape[0]
     B = units.shape[0]
@@ -138,53 +165,47 @@ def fit_samples(theta, layout, loss_code, base, l, units, E1, E1abs, lim, reach,
             continue
         scratch = np.empty((4, width), dtype=np.float64)
         values = np.empty(FIT_NODES, dtype=np.float64)
-        largest = abs(E1[n, b])
-        good = True
-        for k in range(FIT_NODES):
-            t = T * math.sqrt(0.5 * (1.0 + _chebyshev_point(k)))
-            change, crossed, magnitude, finite = sample_change_checked(
-                theta, layout, loss_code, base, n, l, units[b], t, scratch[0], scratch[1], scratch[2],
-                scratch[3]
-            )
-            v = change / (2.0 * t)
-            if crossed or not finite or magnitude != 0.0 or not math.isfinite(v):
-                good = False
-                break
-            values[k] = v
-            largest = max(largest, abs(v))
+        # the end of the reach first: a kink crossed only past the last node, and a check away from the nodes
+        end, good = _psi(theta, layout, loss_code, base, n, l, units[b], T, scratch)
         if not good:
             continue
-        # the end of the reach: a kink crossed only past the last node, and a check of the fit away from its nodes
-        change, crossed, magnitude, finite = sample_change_checked(
-            theta, layout, loss_code, base, n, l, units[b], T, scratch[0], scratch[1], scratch[2], scratch[3]
-        )
-        end = change / (2.0 * T)
-        if crossed or not finite or magnitude != 0.0 or not math.isfinite(end):
-            continue
-        largest = max(largest, abs(end))
-        for m in range(FIT_NODES):
-            s = 0.0
-            for k in range(FIT_NODES):
-                s += values[k] * math.cos(math.pi * m * (k + 0.5) / FIT_NODES)
-            coef_out[n, b, m] = (1.0 if m == 0 else 2.0) * s / FIT_NODES
-        noise = noise_unit * largest
-        tail = abs(coef_out[n, b, FIT_NODES - 1]) + abs(coef_out[n, b, FIT_NODES - 2])
-        if not tail <= noise:
-            continue
-        degree = FIT_NODES - 1
-        dropped = 0.0
-        while degree > 0 and dropped + abs(coef_out[n, b, degree]) <= noise:
-            dropped += abs(coef_out[n, b, degree])
-            degree -= 1
-        # the interpolation amplifies the values' noise by its Lebesgue constant (< 3 at 8 points)
-        err = 2.0 * tail + 3.0 * noise + dropped
-        # psi(0) = e1, which the series computed another way (to its own rounding, relative to E1abs)
-        if not abs(fitted(coef_out[n, b], degree, 0.0) - E1[n, b]) <= err + noise_unit * E1abs[n, b]:
-            continue
-        if not abs(fitted(coef_out[n, b], degree, 1.0) - end) <= err:
-            continue
-        degree_out[n, b] = degree
-        err_out[n, b] = err
+        e1_noise = noise_unit * E1abs[n, b]
+        for count in (FIRST_NODES, FIT_NODES):
+            largest = max(abs(E1[n, b]), abs(end))
+            for k in range(count):
+                t = T * math.sqrt(0.5 * (1.0 + _chebyshev_point(k, count)))
+                v, good = _psi(theta, layout, loss_code, base, n, l, units[b], t, scratch)
+                if not good:
+                    break
+                values[k] = v
+                largest = max(largest, abs(v))
+            if not good:
+                break
+            coef = coef_out[n, b]
+            for m in range(FIT_NODES):
+                s = 0.0
+                if m < count:
+                    for k in range(count):
+                        s += values[k] * math.cos(math.pi * m * (k + 0.5) / count)
+                coef[m] = (1.0 if m == 0 else 2.0) * s / count
+            degree, err = _accept(coef, count, largest, noise_unit * largest, E1[n, b], e1_noise, end)
+            if err >= 0.0:
+                degree_out[n, b] = degree
+                err_out[n, b] = err
+                break
+
+
+@jit(inline=True)
+def _psi(theta, layout, loss_code, base, n, l, j, t, scratch):
+    """``(psi(t), usable)``: the direct path's ``(E_n(z + t) - E_n(z - t)) / 2t``.
+
+    Usable when finite, no kink crossed and no plain difference of losses taken.
+    """
+    change, crossed, magnitude, finite = sample_change_checked(
+        theta, layout, loss_code, base, n, l, j, t, scratch[0], scratch[1], scratch[2], scratch[3]
+    )
+    v = change / (2.0 * t)
+    return v, not crossed and finite and magnitude == 0.0 and math.isfinite(v)
 
 
 NO_FIT = (np.zeros((0, 0)), np.zeros((0, 0, FIT_NODES)), np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0)))
