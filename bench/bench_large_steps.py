@@ -30,7 +30,7 @@ GROUP = "large steps 784-128-10 N=64"
 SIZES = [784, 128, 10]
 #: (label, eps, feature scale); eps None is the default step.
 CASES = {
-    "default": ("default step (1e-8 max(1, |w|))", None, 1.0),
+    "default": ("default step (1e-8 max(1, abs w))", None, 1.0),
     "eps1e-4": ("eps = 1e-4 (the tutorial's)", 1e-4, 1.0),
     "eps1e-3": ("eps = 1e-3", 1e-3, 1.0),
     "x1e4": ("features x 1e4, default step", None, 1e4),
