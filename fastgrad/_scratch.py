@@ -58,14 +58,15 @@ def scope() -> Iterator[None]:
         _pool.depth -= 1
 
 
-def take(name: str, shape: Any, dtype: Any = np.float64) -> np.ndarray:
+def take(name: str | None, shape: Any, dtype: Any = np.float64) -> np.ndarray:
     """An uninitialised C-contiguous array: this thread's kept buffer ``name`` inside the outermost scope, else new.
 
-    Outside any scope, inside a nested one, or beyond :data:`KEEP_BYTES`,
-    it is ``np.empty(shape, dtype)``.
+    With ``name`` None (a caller that cannot keep this array), outside any
+    scope, inside a nested one, or beyond :data:`KEEP_BYTES`, it is
+    ``np.empty(shape, dtype)``.
     """
     dtype = np.dtype(dtype)
-    if _pool.depth != 1:
+    if name is None or _pool.depth != 1:
         return np.empty(shape, dtype=dtype)
     count = math.prod(shape) if isinstance(shape, tuple) else int(shape)
     nbytes = count * dtype.itemsize

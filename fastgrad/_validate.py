@@ -109,7 +109,7 @@ def as_float_array(
         )
     if arr.dtype == np.float64 and arr.flags.c_contiguous:
         if copy and finite:
-            out = take(keep_as, arr.shape) if keep_as else np.empty(arr.shape, dtype=np.float64)
+            out = take(keep_as, arr.shape)
             bad = _copy_count_nonfinite(arr.reshape(-1), out.reshape(-1))
         elif copy:
             out = arr.copy()

@@ -100,10 +100,9 @@ def unit_cost(net: MLP, layer: int, n_samples: int) -> float:
 def _unit_blocks(n_units: int, cost: float, threads: int) -> int:
     """Return the units per block of a layer whose units cost ``cost`` each.
 
-    BLOCK_FLOPS of work and CHUNKS_PER_THREAD units per thread, unless that
-    makes a call longer than CALL_FLOPS_PER_THREAD per thread; then as many
-    as fit, but at least ``threads`` (their samples are split further, see
-    :func:`_pieces`); whole register tiles of the assembly when more than one.
+    BLOCK_FLOPS of work and CHUNKS_PER_THREAD units per thread, unless that makes a call longer than
+    CALL_FLOPS_PER_THREAD per thread; then as many as fit, but at least ``threads`` (their samples are split
+    further, see :func:`_pieces`); whole register tiles of the assembly when more than one.
     """
     block = max(threads * CHUNKS_PER_THREAD, int(BLOCK_FLOPS // cost))
     limit = CALL_FLOPS_PER_THREAD * threads
@@ -144,19 +143,17 @@ def _blocks(cum: np.ndarray, block_flops: float = BLOCK_FLOPS) -> list[tuple[int
 class IncrementalState:
     """What the incremental engine reuses for every unit at one point.
 
-    Built once per (parameters, batch): the forward pass, every unit's
-    activation Taylor coefficients ``C``, the output residuals ``R`` and
-    ``ysum`` (see :func:`fastgrad._kernels.incremental.base_state`).
+    Built once per (parameters, batch): the forward pass, every unit's activation Taylor coefficients ``C``, the
+    output residuals ``R`` and ``ysum`` (see :func:`fastgrad._kernels.incremental.base_state`); with ``keep``, in
+    kept scratch (:mod:`fastgrad._scratch`), for a caller that lets them go nowhere.
     """
 
     def __init__(self, net: MLP, X: np.ndarray, Y: np.ndarray, Z: np.ndarray, A: np.ndarray,
                  keep: bool = False) -> None:
-        N = X.shape[0]
         self.Z, self.A = Z, A
-        new = take if keep else lambda name, shape: np.empty(shape)  # (keep: kept scratch, see ._scratch)
-        self.C = new("engines.C", (N_COEF,) + Z.shape)
-        self.R = new("engines.R", Y.shape)
-        self.ysum = new("engines.ysum", N)
+        self.C = take("engines.C" if keep else None, (N_COEF,) + Z.shape)
+        self.R = take("engines.R" if keep else None, Y.shape)
+        self.ysum = take("engines.ysum" if keep else None, X.shape[0])
         base_state(net.layout, Z, A, Y, self.C, self.R, self.ysum)
         #: The same, as the one argument the incremental kernels take.
         self.base = BaseState(Z, A, self.C, self.R, Y, self.ysum)

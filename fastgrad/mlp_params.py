@@ -109,8 +109,7 @@ class ParamFormat:
         ``keep_as``: into the kept scratch buffer of that name (:func:`fastgrad._scratch.take`) instead.
         """
         tensors = self.validate(values, argument, finite=False)
-        size = sum(self.sizes)
-        flat = take(keep_as, size) if keep_as else np.empty(size, dtype=np.float64)
+        flat = take(keep_as, sum(self.sizes))
         start = 0
         for t, (arr, name) in enumerate(zip(tensors, self.names)):
             stop = start + self.sizes[t]

@@ -25,6 +25,7 @@ def test_take_keeps_one_buffer_per_name_in_the_outermost_scope_only():
     with _scratch.scope():
         a = _scratch.take("test.a", (3, 4))
         b = _scratch.take("test.b", (3, 4))
+        assert not np.shares_memory(_scratch.take(None, (3, 4)), a)  # (no name: a caller that cannot keep it)
         assert not np.shares_memory(a, b) and not np.shares_memory(a, outside)
         with _scratch.scope():  # a call inside a call (a progress callback): fresh arrays
             inner = _scratch.take("test.a", (3, 4))
